@@ -1,0 +1,808 @@
+//! Kanto's `config.json` schema, parsed into typed structs (pure: text in, values out).
+//!
+//! Every key is optional and defaults to Kanto's value (`containerm/daemon/daemon_config_default.go`),
+//! except where ARCHITECTURE.md lists a deliberate difference. The daemon reads the main file
+//! (read-only on a device) and then the drop-ins of `<state dir>/config.d/*.json`, which are merged
+//! over it key by key (objects merge, every other value replaces). Each source is checked on its own
+//! first, so an error names the file, line, column and key it comes from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::duration::parse_go_duration;
+
+/// Where the daemon looks for its configuration when `--cfg-file` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/container-management/config.json";
+/// Drop-in directory, relative to the state dir.
+pub const DROPIN_DIR: &str = "config.d";
+
+/// A configuration text and the name it is reported under (usually its path).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+    /// Drop-ins may not move the state or runtime directories.
+    pub dropin: bool,
+}
+
+impl Source {
+    pub fn main(name: impl Into<String>, text: impl Into<String>) -> Source {
+        Source {
+            name: name.into(),
+            text: text.into(),
+            dropin: false,
+        }
+    }
+
+    pub fn dropin(name: impl Into<String>, text: impl Into<String>) -> Source {
+        Source {
+            name: name.into(),
+            text: text.into(),
+            dropin: true,
+        }
+    }
+}
+
+/// The result of parsing: the merged configuration and the warnings (unknown keys, …).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {file}:{line}:{column}: invalid JSON: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("config file {file}:{line}:{column}: key `{key}`: {message}")]
+    Value {
+        file: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+    },
+    #[error("config file {file}: the top level must be a JSON object")]
+    NotAnObject { file: String },
+    #[error("config file {file}: key `{key}` cannot be set in a drop-in (only in the main file)")]
+    MainOnly { file: String, key: String },
+}
+
+/// Parses the sources in order; later sources override earlier ones.
+pub fn parse(sources: &[Source]) -> Result<Loaded, ConfigError> {
+    let mut merged = Value::Object(Default::default());
+    let mut warnings = Vec::new();
+    for source in sources {
+        let value = check_source(source, &mut warnings)?;
+        if source.dropin {
+            for key in MAIN_ONLY_KEYS {
+                if pointer(&value, key).is_some() {
+                    return Err(ConfigError::MainOnly {
+                        file: source.name.clone(),
+                        key: key.join("."),
+                    });
+                }
+            }
+        }
+        merge(&mut merged, value);
+    }
+    // Each source deserialised on its own, and merging keeps every leaf's type, so this cannot
+    // fail unless two sources disagree on an object's shape; report it against the last one.
+    let config = Config::deserialize(&merged).map_err(|e| ConfigError::Value {
+        file: sources
+            .last()
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "<defaults>".into()),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: e.to_string(),
+    })?;
+    Ok(Loaded { config, warnings })
+}
+
+/// Keys a drop-in may not change: they decide where the drop-ins themselves live.
+const MAIN_ONLY_KEYS: &[&[&str]] = &[&["manager", "home_dir"], &["manager", "exec_root_dir"]];
+
+fn pointer<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| v.get(key))
+}
+
+/// Syntax and type check of one source, collecting its unknown keys as warnings.
+fn check_source(source: &Source, warnings: &mut Vec<String>) -> Result<Value, ConfigError> {
+    let value: Value = serde_json::from_str(&source.text).map_err(|e| ConfigError::Syntax {
+        file: source.name.clone(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_location(&e),
+    })?;
+    if !value.is_object() {
+        return Err(ConfigError::NotAnObject {
+            file: source.name.clone(),
+        });
+    }
+    let mut unknown = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(&source.text);
+    let mut record = |path: serde_ignored::Path| unknown.push(path.to_string());
+    let ignored = serde_ignored::Deserializer::new(&mut de, &mut record);
+    let typed: Result<Config, _> = serde_path_to_error::deserialize(ignored);
+    if let Err(e) = typed {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        return Err(ConfigError::Value {
+            file: source.name.clone(),
+            line: inner.line(),
+            column: inner.column(),
+            key,
+            message: strip_location(&inner),
+        });
+    }
+    for key in unknown {
+        warnings.push(format!(
+            "config file {}: unknown key `{key}` ignored",
+            source.name
+        ));
+    }
+    Ok(value)
+}
+
+/// serde_json appends " at line L column C"; we print the location ourselves.
+fn strip_location(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// Deep merge: objects merge key by key, anything else replaces.
+pub fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// A string that must never reach a log line, an error message or a debug print.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that hands it to the peer.
+    #[cfg(test)]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"***\"")
+        }
+    }
+}
+
+/// A duration written as Go writes it (`"744h"`, `"1m30s"`, `"250ms"`) or as a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = GoDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"30s\" or \"744h\", or a number of seconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<GoDuration, E> {
+                Ok(GoDuration(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<GoDuration, E> {
+                u64::try_from(v)
+                    .map(|v| GoDuration(Duration::from_secs(v)))
+                    .map_err(|_| E::custom(format!("negative duration {v}")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<GoDuration, E> {
+                Duration::try_from_secs_f64(v)
+                    .map(GoDuration)
+                    .map_err(|_| E::custom(format!("invalid duration {v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<GoDuration, E> {
+                parse_go_duration(v).map(GoDuration).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn parse(text: &str) -> Option<LogLevel> {
+        Some(match text.trim().to_ascii_uppercase().as_str() {
+            "ERROR" | "FATAL" | "PANIC" => LogLevel::Error,
+            "WARN" | "WARNING" => LogLevel::Warn,
+            "INFO" => LogLevel::Info,
+            "DEBUG" => LogLevel::Debug,
+            "TRACE" => LogLevel::Trace,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        LogLevel::parse(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown log level \"{text}\", expected one of ERROR, WARN, INFO, DEBUG, TRACE"
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub log: LogConfig,
+    pub manager: ManagerConfig,
+    pub containers: ContainersConfig,
+    pub network: NetworkConfig,
+    pub grpc_server: GrpcServerConfig,
+    pub things: ThingsConfig,
+    pub update_agent: UpdateAgentConfig,
+    pub connection: ConnectionConfig,
+    pub deployment: DeploymentConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Empty: stderr only (journald). Kanto's default `log/container-management.log` is relative
+    /// to the working directory, which is read-only on a device.
+    pub log_file: String,
+    pub log_level: LogLevel,
+    /// Megabytes before the file is rotated.
+    pub log_file_size: u64,
+    /// Rotated files kept.
+    pub log_file_count: u32,
+    /// Days; accepted for compatibility, rotation is by size and count.
+    pub log_file_max_age: u32,
+    /// Accepted for compatibility; stderr goes to the journal under systemd.
+    pub syslog: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            log_file: String::new(),
+            log_level: LogLevel::Info,
+            log_file_size: 2,
+            log_file_count: 5,
+            log_file_max_age: 28,
+            syslog: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ManagerConfig {
+    pub home_dir: PathBuf,
+    pub exec_root_dir: PathBuf,
+    pub container_client_sid: String,
+    pub network_manager_sid: String,
+    pub default_ctrs_stop_timeout: GoDuration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            home_dir: "/var/lib/container-management".into(),
+            exec_root_dir: "/var/run/container-management".into(),
+            container_client_sid: "container-management.service.local.v1.service-containerd-client"
+                .into(),
+            network_manager_sid: "container-management.service.local.v1.service-libnetwork-manager"
+                .into(),
+            default_ctrs_stop_timeout: GoDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ContainersConfig {
+    pub default_ns: String,
+    pub address_path: PathBuf,
+    pub registry_configurations: BTreeMap<String, RegistryConfig>,
+    pub insecure_registries: Vec<String>,
+    pub exec_root_dir: PathBuf,
+    pub home_dir: PathBuf,
+    pub image_dec_keys: Vec<String>,
+    pub image_dec_recipients: Vec<String>,
+    pub runc_runtime: String,
+    pub image_expiry: GoDuration,
+    pub image_expiry_disable: bool,
+    pub lease_id: String,
+    pub image_verifier_type: String,
+    pub image_verifier_config: BTreeMap<String, String>,
+}
+
+impl Default for ContainersConfig {
+    fn default() -> Self {
+        ContainersConfig {
+            default_ns: "kanto-cm".into(),
+            address_path: "/run/containerd/containerd.sock".into(),
+            registry_configurations: BTreeMap::new(),
+            insecure_registries: vec!["localhost".into()],
+            exec_root_dir: "/var/run/container-management".into(),
+            home_dir: "/var/lib/container-management".into(),
+            image_dec_keys: Vec::new(),
+            image_dec_recipients: Vec::new(),
+            runc_runtime: "io.containerd.runc.v2".into(),
+            image_expiry: GoDuration(Duration::from_secs(31 * 24 * 3600)),
+            image_expiry_disable: false,
+            lease_id: "kanto-cm.lease".into(),
+            image_verifier_type: "none".into(),
+            image_verifier_config: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RegistryConfig {
+    pub credentials: Option<Credentials>,
+    pub transport: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Credentials {
+    pub user_id: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    pub root_ca: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct NetworkConfig {
+    #[serde(rename = "type")]
+    pub net_type: String,
+    pub home_dir: PathBuf,
+    pub exec_root_dir: PathBuf,
+    pub default_bridge: BridgeConfig,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            net_type: "bridge".into(),
+            home_dir: "/var/lib/container-management".into(),
+            exec_root_dir: "/var/run/container-management".into(),
+            default_bridge: BridgeConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct BridgeConfig {
+    pub disable: bool,
+    pub name: String,
+    pub ip4: String,
+    pub fcidr4: String,
+    pub gwip4: String,
+    pub enable_ip6: bool,
+    pub mtu: u32,
+    pub icc: bool,
+    pub ip_tables: bool,
+    pub ip_forward: bool,
+    pub ip_masq: bool,
+    pub userland_proxy: bool,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            disable: false,
+            name: "kanto-cm0".into(),
+            ip4: String::new(),
+            fcidr4: String::new(),
+            gwip4: String::new(),
+            enable_ip6: false,
+            mtu: 1500,
+            icc: true,
+            ip_tables: true,
+            ip_forward: true,
+            ip_masq: true,
+            userland_proxy: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct GrpcServerConfig {
+    pub protocol: String,
+    pub address_path: PathBuf,
+}
+
+impl Default for GrpcServerConfig {
+    fn default() -> Self {
+        GrpcServerConfig {
+            protocol: "unix".into(),
+            address_path: "/run/container-management/container-management.sock".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ThingsConfig {
+    pub enable: bool,
+    pub home_dir: PathBuf,
+    pub features: Vec<String>,
+}
+
+impl Default for ThingsConfig {
+    fn default() -> Self {
+        ThingsConfig {
+            enable: true,
+            home_dir: "/var/lib/container-management".into(),
+            features: vec![
+                "ContainerFactory".into(),
+                "SoftwareUpdatable".into(),
+                "Metrics".into(),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct UpdateAgentConfig {
+    pub enable: bool,
+    pub domain: String,
+    pub system_containers: Vec<String>,
+    pub verbose_inventory_report: bool,
+}
+
+impl Default for UpdateAgentConfig {
+    fn default() -> Self {
+        UpdateAgentConfig {
+            enable: false,
+            domain: "containers".into(),
+            system_containers: Vec::new(),
+            verbose_inventory_report: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ConnectionConfig {
+    pub broker_url: String,
+    pub keep_alive: GoDuration,
+    pub disconnect_timeout: GoDuration,
+    pub client_username: String,
+    pub client_password: Secret,
+    pub connect_timeout: GoDuration,
+    pub acknowledge_timeout: GoDuration,
+    pub subscribe_timeout: GoDuration,
+    pub unsubscribe_timeout: GoDuration,
+    pub transport: TlsConfig,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        let s = |secs| GoDuration(Duration::from_secs(secs));
+        ConnectionConfig {
+            broker_url: "tcp://localhost:1883".into(),
+            keep_alive: s(20),
+            disconnect_timeout: GoDuration(Duration::from_millis(250)),
+            client_username: String::new(),
+            client_password: Secret::default(),
+            connect_timeout: s(30),
+            acknowledge_timeout: s(15),
+            subscribe_timeout: s(15),
+            unsubscribe_timeout: s(5),
+            transport: TlsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentMode {
+    Update,
+    Init,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct DeploymentConfig {
+    pub enable: bool,
+    pub mode: DeploymentMode,
+    pub home_dir: PathBuf,
+    pub ctr_dir: PathBuf,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        DeploymentConfig {
+            enable: true,
+            mode: DeploymentMode::Update,
+            home_dir: "/var/lib/container-management".into(),
+            ctr_dir: "/etc/container-management/containers".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(name: &str, text: &str) -> Source {
+        Source::main(name, text)
+    }
+
+    const LEDA_CONFIG: &str =
+        include_str!("../tests/fixtures/meta-leda-manifests/kanto-cm-config.json");
+
+    /// Leda's own file with its BitBake placeholders filled in as the recipe does.
+    fn leda_config() -> String {
+        LEDA_CONFIG
+            .replace("@CM_LOD_DD@", "/var/log")
+            .replace("@CM_THINGS_ENABLED@", "true")
+    }
+
+    #[test]
+    fn empty_object_gives_kanto_defaults() {
+        let loaded = parse(&[src("c.json", "{}")]).unwrap();
+        assert_eq!(loaded.config, Config::default());
+        assert!(loaded.warnings.is_empty());
+        let c = loaded.config;
+        assert_eq!(c.containers.default_ns, "kanto-cm");
+        assert_eq!(
+            c.containers.address_path,
+            PathBuf::from("/run/containerd/containerd.sock")
+        );
+        assert_eq!(c.containers.image_expiry.0, Duration::from_secs(744 * 3600));
+        assert_eq!(c.containers.insecure_registries, vec!["localhost"]);
+        assert_eq!(c.network.default_bridge.name, "kanto-cm0");
+        assert_eq!(c.connection.broker_url, "tcp://localhost:1883");
+        assert_eq!(c.deployment.mode, DeploymentMode::Update);
+        assert!(!c.update_agent.enable);
+        assert!(c.things.enable);
+        assert_eq!(
+            c.manager.default_ctrs_stop_timeout.0,
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn no_sources_gives_defaults() {
+        assert_eq!(parse(&[]).unwrap().config, Config::default());
+    }
+
+    #[test]
+    fn leda_fixture_parses() {
+        let loaded = parse(&[src("leda.json", &leda_config())]).unwrap();
+        let c = loaded.config;
+        assert_eq!(
+            c.manager.default_ctrs_stop_timeout.0,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            c.log.log_file,
+            "/var/log/container-management/container-management.log"
+        );
+        assert!(c.update_agent.enable);
+        assert_eq!(c.update_agent.system_containers, vec!["sua"]);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn durations_and_levels() {
+        let cases: &[(&str, Duration)] = &[
+            (
+                r#"{"manager":{"default_ctrs_stop_timeout":"1m30s"}}"#,
+                Duration::from_secs(90),
+            ),
+            (
+                r#"{"manager":{"default_ctrs_stop_timeout":7}}"#,
+                Duration::from_secs(7),
+            ),
+            (
+                r#"{"manager":{"default_ctrs_stop_timeout":"250ms"}}"#,
+                Duration::from_millis(250),
+            ),
+        ];
+        for (text, want) in cases {
+            let c = parse(&[src("c.json", text)]).unwrap().config;
+            assert_eq!(c.manager.default_ctrs_stop_timeout.0, *want, "{text}");
+        }
+        let c = parse(&[src("c.json", r#"{"log":{"log_level":"debug"}}"#)])
+            .unwrap()
+            .config;
+        assert_eq!(c.log.log_level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings_naming_them() {
+        let text = r#"{"manager":{"home_dir":"/x","bogus":1},"nonsense":{"a":1},
+            "update_agent":{"verbose_inventory":true}}"#;
+        let loaded = parse(&[src("c.json", text)]).unwrap();
+        let w = loaded.warnings.join("\n");
+        assert!(w.contains("`manager.bogus`"), "{w}");
+        assert!(w.contains("`nonsense`"), "{w}");
+        assert!(w.contains("`update_agent.verbose_inventory`"), "{w}");
+        assert!(w.contains("c.json"), "{w}");
+        assert_eq!(loaded.config.manager.home_dir, PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn errors_name_file_line_column_and_key() {
+        struct Case {
+            text: &'static str,
+            line: usize,
+            key: &'static str,
+            contains: &'static str,
+        }
+        let cases = [
+            Case {
+                text: "{\n  \"manager\": {\n    \"home_dir\": 5\n  }\n}",
+                line: 3,
+                key: "manager.home_dir",
+                contains: "invalid type",
+            },
+            Case {
+                text: "{\"things\": {\"enable\": \"yes\"}}",
+                line: 1,
+                key: "things.enable",
+                contains: "expected a boolean",
+            },
+            Case {
+                text: "{\n\"deployment\": {\"mode\": \"sometimes\"}}",
+                line: 2,
+                key: "deployment.mode",
+                contains: "unknown variant",
+            },
+            Case {
+                text: "{\"containers\": {\"image_expiry\": \"31 days\"}}",
+                line: 1,
+                key: "containers.image_expiry",
+                contains: "duration",
+            },
+            Case {
+                text: "{\"log\": {\"log_level\": \"LOUD\"}}",
+                line: 1,
+                key: "log.log_level",
+                contains: "unknown log level",
+            },
+            Case {
+                text: "{\"containers\": {\"registry_configurations\": {\"h\": {\"credentials\": {\"password\": 3}}}}}",
+                line: 1,
+                key: "containers.registry_configurations.h.credentials.password",
+                contains: "invalid type",
+            },
+        ];
+        for case in cases {
+            match parse(&[src("/etc/x.json", case.text)]) {
+                Err(ConfigError::Value {
+                    file,
+                    line,
+                    column,
+                    key,
+                    message,
+                }) => {
+                    assert_eq!(file, "/etc/x.json");
+                    assert_eq!(line, case.line, "{}", case.text);
+                    assert!(column > 0);
+                    assert_eq!(key, case.key);
+                    assert!(message.contains(case.contains), "{message}");
+                }
+                other => panic!("{}: {other:?}", case.text),
+            }
+        }
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let err = parse(&[src("c.json", "{\n  \"log\": {,\n}")]).unwrap_err();
+        let ConfigError::Syntax { line, column, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((*line, *column), (2, 11));
+        assert!(err
+            .to_string()
+            .starts_with("config file c.json:2:11: invalid JSON"));
+        let err = parse(&[src("c.json", "[1]")]).unwrap_err();
+        assert!(matches!(err, ConfigError::NotAnObject { .. }));
+    }
+
+    #[test]
+    fn dropins_merge_over_the_main_file() {
+        let main = src(
+            "main.json",
+            r#"{"containers":{"insecure_registries":["localhost"],
+               "registry_configurations":{"a.io":{"credentials":{"user_id":"u","password":"p"}}}},
+               "log":{"log_level":"WARN"}}"#,
+        );
+        let dropin = Source::dropin(
+            "50-registries.json",
+            r#"{"containers":{"registry_configurations":{"b.io":{"credentials":{"user_id":"v","password":"q"}}}}}"#,
+        );
+        let c = parse(&[main, dropin]).unwrap().config;
+        let regs = &c.containers.registry_configurations;
+        assert_eq!(regs.len(), 2);
+        assert_eq!(regs["a.io"].credentials.as_ref().unwrap().user_id, "u");
+        assert_eq!(
+            regs["b.io"].credentials.as_ref().unwrap().password.expose(),
+            "q"
+        );
+        assert_eq!(c.log.log_level, LogLevel::Warn);
+        assert_eq!(c.containers.insecure_registries, vec!["localhost"]);
+    }
+
+    #[test]
+    fn dropins_cannot_move_the_state_dir() {
+        let err = parse(&[
+            src("main.json", "{}"),
+            Source::dropin("d.json", r#"{"manager":{"home_dir":"/elsewhere"}}"#),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MainOnly { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let text = r#"{"connection":{"client_password":"hunter2"},
+            "containers":{"registry_configurations":{"r":{"credentials":{"user_id":"u","password":"s3cr3t"}}}}}"#;
+        let c = parse(&[src("c.json", text)]).unwrap().config;
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"));
+        assert!(!debug.contains("s3cr3t"));
+        assert!(debug.contains("***"));
+        assert_eq!(c.connection.client_password.expose(), "hunter2");
+    }
+}

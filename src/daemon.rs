@@ -1,0 +1,468 @@
+//! The daemon: start-up in a fixed order, then the supervised tasks.
+//!
+//! Start-up (synchronous, on the main thread, before any other thread exists):
+//! arguments → configuration (main file, drop-ins, flags) → logging → state and runtime dirs
+//! → single-instance lock → log file → capabilities dropped → tokio current_thread runtime.
+//! Nothing is written before the configuration has been accepted.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::config::{self, Config, ConfigError, Loaded, Source, DEFAULT_CONFIG_FILE};
+use crate::containerd::{self, Endpoint, MonitorEvent};
+use crate::liveness::{self, Heartbeat, Liveness};
+use crate::logging::{self, LoggingError, RotatingFile};
+use crate::paths::{self, Paths};
+use crate::privileges::{self, PrivilegeError};
+use crate::store::{self, StoreError};
+use crate::supervisor::{Shutdown, ShutdownTrigger, Supervisor, SupervisorError, TaskResult};
+use crate::systemd;
+
+/// How long the tasks get to finish the step in hand after SIGTERM. The unit's
+/// `TimeoutStopSec=` is larger.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Exit codes (sysexits.h). The unit lists USAGE and CONFIG in `RestartPreventExitStatus=`:
+/// restarting cannot fix them.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 64;
+    pub const CANT_CREATE: i32 = 73;
+    pub const TEMP_FAIL: i32 = 75;
+    pub const CONFIG: i32 = 78;
+}
+
+/// The daemon's command line: Kanto's `container-management` flags that matter on a device.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DaemonArgs {
+    /// Configuration file (Kanto's config.json schema). Default: /etc/container-management/config.json when it exists
+    #[arg(long = "cfg-file", value_name = "PATH")]
+    pub cfg_file: Option<PathBuf>,
+    /// Log level: ERROR, WARN, INFO, DEBUG, TRACE
+    #[arg(long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log file (rotated by size); empty for stderr only
+    #[arg(long = "log-file", value_name = "PATH")]
+    pub log_file: Option<String>,
+    /// State directory (manager.home_dir)
+    #[arg(long = "cm-home-dir", value_name = "DIR")]
+    pub cm_home_dir: Option<PathBuf>,
+    /// Runtime directory (manager.exec_root_dir)
+    #[arg(long = "cm-exec-root-dir", value_name = "DIR")]
+    pub cm_exec_root_dir: Option<PathBuf>,
+    /// containerd socket (containers.address_path)
+    #[arg(long = "ccl-ap", value_name = "PATH")]
+    pub ccl_ap: Option<PathBuf>,
+    /// containerd namespace (containers.default_ns)
+    #[arg(long = "ccl-default-ns", value_name = "NS")]
+    pub ccl_default_ns: Option<String>,
+    /// gRPC socket (grpc_server.address_path)
+    #[arg(long = "grpc-serv-ap", value_name = "PATH")]
+    pub grpc_serv_ap: Option<PathBuf>,
+    /// Disable the default bridge network (network.default_bridge.disable)
+    #[arg(long = "net-tbr-disable", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub net_tbr_disable: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    ConfigRead(StoreError),
+    #[error(transparent)]
+    Dirs(StoreError),
+    #[error(transparent)]
+    Lock(StoreError),
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+}
+
+impl DaemonError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DaemonError::Config(_) | DaemonError::ConfigRead(_) => exit::CONFIG,
+            DaemonError::Dirs(_) => exit::CANT_CREATE,
+            DaemonError::Lock(StoreError::AlreadyRunning { .. }) => exit::TEMP_FAIL,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// Loads the configuration the same way for the daemon and for the CLI commands that edit
+/// drop-ins: the main file, then `<state dir>/config.d/*.json`, then command-line flags.
+#[derive(Debug, Clone)]
+pub struct ConfigLoader {
+    main_file: PathBuf,
+    main_required: bool,
+    flags: Option<Source>,
+}
+
+impl ConfigLoader {
+    pub fn new(cfg_file: Option<&Path>, flags: Option<Source>) -> ConfigLoader {
+        ConfigLoader {
+            main_file: cfg_file
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE)),
+            main_required: cfg_file.is_some(),
+            flags,
+        }
+    }
+
+    /// Reads and parses everything; returns the configuration, the paths derived from it, and
+    /// warnings to log.
+    pub fn load(&self) -> Result<(Loaded, Paths), DaemonError> {
+        let main = store::read_main_config(&self.main_file, self.main_required)
+            .map_err(DaemonError::ConfigRead)?;
+        let mut primary: Vec<Source> = main.into_iter().collect();
+        primary.extend(self.flags.clone());
+        // The state dir (hence the drop-in dir) comes from the main file and the flags only.
+        let first = config::parse(&primary)?;
+        let state_env = std::env::var("STATE_DIRECTORY").ok();
+        let runtime_env = std::env::var("RUNTIME_DIRECTORY").ok();
+        let paths = paths::resolve(&first.config, state_env.as_deref(), runtime_env.as_deref());
+        let mut warnings = Vec::new();
+        let dropins = store::read_dropins(&paths.dropin_dir, &mut warnings)
+            .map_err(DaemonError::ConfigRead)?;
+        if dropins.is_empty() {
+            let mut loaded = first;
+            loaded.warnings.extend(warnings);
+            return Ok((loaded, paths));
+        }
+        let mut all: Vec<Source> = primary.iter().filter(|s| !is_flags(s)).cloned().collect();
+        all.extend(dropins);
+        all.extend(self.flags.clone());
+        let mut loaded = config::parse(&all)?;
+        loaded.warnings.extend(warnings);
+        let paths = paths::resolve(&loaded.config, state_env.as_deref(), runtime_env.as_deref());
+        Ok((loaded, paths))
+    }
+}
+
+const FLAGS_SOURCE: &str = "command-line flags";
+
+fn is_flags(s: &Source) -> bool {
+    s.name == FLAGS_SOURCE
+}
+
+/// The flags as a configuration fragment, so they are checked and merged like a file.
+fn flags_source(args: &DaemonArgs) -> Option<Source> {
+    let mut v = json!({});
+    let mut set = |path: &[&str], value: serde_json::Value| {
+        let mut fragment = value;
+        for key in path.iter().rev() {
+            fragment = json!({ *key: fragment });
+        }
+        config::merge(&mut v, fragment);
+    };
+    if let Some(l) = &args.log_level {
+        set(&["log", "log_level"], json!(l));
+    }
+    if let Some(f) = &args.log_file {
+        set(&["log", "log_file"], json!(f));
+    }
+    if let Some(d) = &args.cm_home_dir {
+        set(&["manager", "home_dir"], json!(d));
+    }
+    if let Some(d) = &args.cm_exec_root_dir {
+        set(&["manager", "exec_root_dir"], json!(d));
+    }
+    if let Some(p) = &args.ccl_ap {
+        set(&["containers", "address_path"], json!(p));
+    }
+    if let Some(ns) = &args.ccl_default_ns {
+        set(&["containers", "default_ns"], json!(ns));
+    }
+    if let Some(p) = &args.grpc_serv_ap {
+        set(&["grpc_server", "address_path"], json!(p));
+    }
+    if let Some(b) = args.net_tbr_disable {
+        set(&["network", "default_bridge", "disable"], json!(b));
+    }
+    (v != json!({})).then(|| Source::main(FLAGS_SOURCE, v.to_string()))
+}
+
+/// Runs the daemon; returns the process exit code.
+pub fn run(args: DaemonArgs) -> i32 {
+    let level_from_env = logging::init(config::LogLevel::Info);
+    match start(args, level_from_env) {
+        Ok(()) => {
+            log::info!("stopped");
+            exit::OK
+        }
+        Err(e) => {
+            log::error!("exiting: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
+    let loader = ConfigLoader::new(args.cfg_file.as_deref(), flags_source(&args));
+    systemd::status("loading configuration");
+    let (loaded, paths) = loader.load()?;
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    let config = loaded.config;
+    logging::configure(config.log.log_level, level_from_env, None);
+    for note in &paths.notes {
+        log::info!("{note}");
+    }
+
+    systemd::status("preparing state and runtime dirs");
+    store::prepare_dir(&paths.state_dir, 0o700, "state dir").map_err(DaemonError::Dirs)?;
+    store::prepare_dir(&paths.runtime_dir, 0o755, "runtime dir").map_err(DaemonError::Dirs)?;
+    let lock = store::acquire_lock(&paths.lock_file).map_err(DaemonError::Lock)?;
+    if let Some(path) = &paths.log_file {
+        let file = RotatingFile::open(
+            path,
+            config.log.log_file_size.saturating_mul(1024 * 1024),
+            config.log.log_file_count,
+        )?;
+        logging::configure(config.log.log_level, level_from_env, Some(file));
+    }
+
+    let kept = privileges::required(!config.network.default_bridge.disable);
+    privileges::drop_to(&kept)?;
+    log::info!(
+        "leda-cm {} starting: state dir {}, runtime dir {}, capabilities kept: {}",
+        env!("CARGO_PKG_VERSION"),
+        paths.state_dir.display(),
+        paths.runtime_dir.display(),
+        privileges::names(&kept)
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, serve(config, paths, loader, level_from_env));
+    drop(lock);
+    result
+}
+
+async fn serve(
+    config: Config,
+    paths: Paths,
+    loader: ConfigLoader,
+    level_from_env: bool,
+) -> Result<(), DaemonError> {
+    let mut sup = Supervisor::new();
+    let liveness = Liveness::new();
+    let watchdog = systemd::watchdog_usec().map(liveness::watchdog_timing);
+    let tick = liveness::tick_period(watchdog.map(|(_, max_age)| max_age));
+
+    let endpoint = Endpoint {
+        socket: config.containers.address_path.clone(),
+        namespace: config.containers.default_ns.clone(),
+    };
+    let (ctr_tx, ctr_rx) = mpsc::channel(16);
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+
+    sup.spawn("signals", signals(sup.trigger(), reload_tx, sup.shutdown()));
+    sup.spawn(
+        "containerd-monitor",
+        containerd::monitor(endpoint.clone(), ctr_tx, sup.shutdown()),
+    );
+    let main = MainLoop {
+        endpoint,
+        paths,
+        loader,
+        level_from_env,
+        containerd_events: ctr_rx,
+        reloads: reload_rx,
+        heartbeat: liveness.register("main"),
+        tick,
+        shutdown: sup.shutdown(),
+        ready: false,
+    };
+    sup.spawn("main", main.run());
+    if let Some((period, max_age)) = watchdog {
+        log::info!("systemd watchdog armed: ping every {period:?} while the loops are alive");
+        sup.spawn(
+            "watchdog",
+            systemd::watchdog_task(liveness, period, max_age, sup.shutdown()),
+        );
+    }
+    systemd::status(&format!(
+        "waiting for containerd at {}",
+        config.containers.address_path.display()
+    ));
+    sup.run(SHUTDOWN_GRACE).await?;
+    Ok(())
+}
+
+/// SIGTERM and SIGINT start the shutdown; SIGHUP reloads the configuration drop-ins.
+async fn signals(
+    trigger: ShutdownTrigger,
+    reload: mpsc::Sender<()>,
+    mut shutdown: Shutdown,
+) -> TaskResult {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        let name = tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                let _ = reload.try_send(());
+                continue;
+            }
+        };
+        log::info!("received {name}; stopping within {SHUTDOWN_GRACE:?}");
+        systemd::stopping("stopping");
+        trigger.trigger();
+        return Ok(());
+    }
+}
+
+/// The daemon's main loop: it reacts to containerd coming and going and to reloads, and its
+/// heartbeat is what the watchdog checks.
+struct MainLoop {
+    endpoint: Endpoint,
+    paths: Paths,
+    loader: ConfigLoader,
+    level_from_env: bool,
+    containerd_events: mpsc::Receiver<MonitorEvent>,
+    reloads: mpsc::Receiver<()>,
+    heartbeat: Heartbeat,
+    tick: Duration,
+    shutdown: Shutdown,
+    ready: bool,
+}
+
+impl MainLoop {
+    async fn run(mut self) -> TaskResult {
+        let mut tick = tokio::time::interval(self.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.shutdown.clone();
+        let mut hang = crate::fault::main_loop_hang();
+        loop {
+            self.heartbeat.beat();
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                event = self.containerd_events.recv() => match event {
+                    Some(event) => self.on_containerd(event),
+                    // The monitor ends only at shutdown; anything else is a bug to surface.
+                    None if shutdown.is_set() => break,
+                    None => return Err("containerd monitor channel closed".into()),
+                },
+                Some(()) = self.reloads.recv() => self.reload(),
+                _ = tick.tick() => {}
+                _ = hang.recv() => {
+                    log::warn!("fault injection: the main loop hangs now");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_containerd(&mut self, event: MonitorEvent) {
+        let socket = containerd::describe(&self.endpoint.socket);
+        match event {
+            MonitorEvent::Waiting { reason } => {
+                log::warn!("waiting for containerd: {reason}");
+                systemd::status(&format!("waiting for containerd at {socket}"));
+            }
+            MonitorEvent::Up { version } => {
+                let status = format!(
+                    "running: containerd {version} at {socket}, namespace {}",
+                    self.endpoint.namespace
+                );
+                if self.ready {
+                    log::info!("containerd is back: {version}");
+                    systemd::status(&status);
+                } else {
+                    log::info!(
+                        "ready: containerd {version} at {socket}, namespace {}",
+                        self.endpoint.namespace
+                    );
+                    systemd::ready(&status);
+                    self.ready = true;
+                }
+            }
+            MonitorEvent::Down { reason } => {
+                log::warn!("containerd at {socket} went away ({reason}); reconnecting");
+                systemd::status(&format!(
+                    "containerd at {socket} went away; waiting for it to return"
+                ));
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        systemd::reloading("reloading configuration drop-ins");
+        match self.loader.load() {
+            Ok((loaded, paths)) => {
+                for w in &loaded.warnings {
+                    log::warn!("{w}");
+                }
+                if paths.state_dir != self.paths.state_dir {
+                    log::warn!("the state dir cannot change at run time; restart to apply");
+                }
+                if !self.level_from_env {
+                    logging::set_level(loaded.config.log.log_level);
+                }
+                log::info!("configuration reloaded");
+            }
+            Err(e) => log::error!("configuration not reloaded, keeping the previous one: {e}"),
+        }
+        // systemd expects READY=1 to end a RELOADING=1.
+        if self.ready {
+            systemd::ready("running");
+        } else {
+            systemd::status(&format!(
+                "waiting for containerd at {}",
+                containerd::describe(&self.endpoint.socket)
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_become_a_config_fragment() {
+        assert!(flags_source(&DaemonArgs::default()).is_none());
+        let args = DaemonArgs {
+            log_level: Some("DEBUG".into()),
+            cm_home_dir: Some("/data/cm".into()),
+            net_tbr_disable: Some(true),
+            ..Default::default()
+        };
+        let src = flags_source(&args).unwrap();
+        let c = config::parse(&[src]).unwrap().config;
+        assert_eq!(c.log.log_level, config::LogLevel::Debug);
+        assert_eq!(c.manager.home_dir, PathBuf::from("/data/cm"));
+        assert!(c.network.default_bridge.disable);
+    }
+
+    #[test]
+    fn bad_flag_values_are_config_errors() {
+        let args = DaemonArgs {
+            log_level: Some("LOUD".into()),
+            ..Default::default()
+        };
+        let err = config::parse(&[flags_source(&args).unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("log.log_level"), "{err}");
+        assert_eq!(DaemonError::from(err).exit_code(), exit::CONFIG);
+    }
+}

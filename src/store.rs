@@ -1,0 +1,222 @@
+//! File-system adapter: configuration sources, the daemon's directories and the
+//! single-instance lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::Source;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadConfig { path: PathBuf, source: io::Error },
+    #[error("cannot read config drop-in dir {path}: {source}")]
+    ReadDropins { path: PathBuf, source: io::Error },
+    #[error("cannot create {what} {path}: {source}")]
+    CreateDir {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("{what} {path} is not writable: {source}")]
+    NotWritable {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot open lock file {path}: {source}")]
+    LockOpen { path: PathBuf, source: io::Error },
+    #[error("another leda-cm instance{} holds the lock {path}; only one may run per runtime dir",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    AlreadyRunning { path: PathBuf, pid: Option<u32> },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// The main configuration file. A missing file is an error only when it was asked for
+/// explicitly (`--cfg-file`); otherwise the defaults apply.
+pub fn read_main_config(path: &Path, required: bool) -> Result<Option<Source>, StoreError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(Source::main(path.display().to_string(), text))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !required => Ok(None),
+        Err(source) => Err(StoreError::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The drop-ins `<dir>/*.json` in name order (none when the directory does not exist). A
+/// drop-in readable by every user is named in `warnings`: drop-ins may hold credentials.
+pub fn read_dropins(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<Source>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StoreError::ReadDropins {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    let mut sources = Vec::new();
+    for path in paths {
+        let read_err = |source| StoreError::ReadConfig {
+            path: path.clone(),
+            source,
+        };
+        let meta = fs::metadata(&path).map_err(read_err)?;
+        if meta.mode() & 0o004 != 0 {
+            warnings.push(format!(
+                "config drop-in {} is readable by every user (mode {:o}); it may hold \
+                 credentials, use mode 0600",
+                path.display(),
+                meta.mode() & 0o777
+            ));
+        }
+        let text = fs::read_to_string(&path).map_err(read_err)?;
+        sources.push(Source::dropin(path.display().to_string(), text));
+    }
+    Ok(sources)
+}
+
+/// Creates `dir` (and its parents) if needed, with `mode` for what it creates, and proves it
+/// is writable by creating and removing a probe file.
+pub fn prepare_dir(dir: &Path, mode: u32, what: &'static str) -> Result<(), StoreError> {
+    if !dir.is_dir() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .map_err(|source| StoreError::CreateDir {
+                what,
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    let probe = dir.join(format!(".leda-cm-probe-{}", std::process::id()));
+    let result = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| f.write_all(b"probe"));
+    let _ = fs::remove_file(&probe);
+    result.map_err(|source| StoreError::NotWritable {
+        what,
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Held for the daemon's lifetime; the kernel releases the lock when the process ends,
+/// however it ends.
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: File,
+}
+
+pub fn acquire_lock(path: &Path) -> Result<InstanceLock, StoreError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .map_err(|source| StoreError::LockOpen {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    // flock(2) rather than File::try_lock, which needs Rust 1.89 (the crate supports 1.88).
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let source = io::Error::last_os_error();
+        if source.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(StoreError::AlreadyRunning {
+                path: path.to_path_buf(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        return Err(StoreError::LockOpen {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    let write_pid = file
+        .set_len(0)
+        .and_then(|_| file.write_all(format!("{}\n", std::process::id()).as_bytes()));
+    write_pid.map_err(|source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(InstanceLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("leda-cm-store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_names_the_holder() {
+        let d = tmpdir("lock");
+        let p = d.join("x.lock");
+        let first = acquire_lock(&p).unwrap();
+        match acquire_lock(&p) {
+            Err(StoreError::AlreadyRunning { pid, .. }) => {
+                assert_eq!(pid, Some(std::process::id()))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(first);
+        acquire_lock(&p).unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn dropins_in_name_order_and_loose_modes_warned() {
+        let d = tmpdir("dropins");
+        let main = d.join("main.json");
+        fs::write(&main, "{}").unwrap();
+        let dropins = d.join("config.d");
+        fs::create_dir(&dropins).unwrap();
+        fs::write(dropins.join("20-b.json"), "{\"b\":1}").unwrap();
+        fs::write(dropins.join("10-a.json"), "{\"a\":1}").unwrap();
+        fs::write(dropins.join("ignored.txt"), "x").unwrap();
+        fs::set_permissions(dropins.join("20-b.json"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(dropins.join("10-a.json"), fs::Permissions::from_mode(0o600)).unwrap();
+        let mut warnings = Vec::new();
+        let s = read_dropins(&dropins, &mut warnings).unwrap();
+        let texts: Vec<_> = s.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, vec!["{\"a\":1}", "{\"b\":1}"]);
+        assert!(s.iter().all(|s| s.dropin));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("20-b.json"));
+        assert!(read_dropins(&d.join("nope"), &mut warnings)
+            .unwrap()
+            .is_empty());
+
+        assert!(read_main_config(&main, true).unwrap().is_some());
+        let missing = d.join("missing.json");
+        assert!(read_main_config(&missing, true).is_err());
+        assert!(read_main_config(&missing, false).unwrap().is_none());
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,78 @@
+//! systemd adapter over `sd-notify` (no libsystemd): READY, STATUS, STOPPING and the watchdog.
+//!
+//! Without `$NOTIFY_SOCKET` every call is a no-op, so the daemon runs the same by hand.
+
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+use crate::liveness::{self, Liveness, WatchdogAction};
+use crate::supervisor::{Shutdown, TaskResult};
+
+fn send(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        log::debug!("sd_notify failed: {e}");
+    }
+}
+
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+pub fn status(status: &str) {
+    send(&[NotifyState::Status(status)]);
+}
+
+pub fn stopping(status: &str) {
+    send(&[NotifyState::Stopping, NotifyState::Status(status)]);
+}
+
+pub fn reloading(status: &str) {
+    let now = sd_notify::NotifyState::monotonic_usec_now();
+    match now {
+        Ok(ts) => send(&[NotifyState::Reloading, ts, NotifyState::Status(status)]),
+        Err(_) => send(&[NotifyState::Reloading, NotifyState::Status(status)]),
+    }
+}
+
+/// `WATCHDOG_USEC` when the watchdog is armed for this process.
+pub fn watchdog_usec() -> Option<Duration> {
+    sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
+}
+
+/// Pings every `period` while the loops registered in `liveness` are fresh (see
+/// `liveness::decide`); withholds the ping, and says why once, when one is stale.
+pub async fn watchdog_task(
+    liveness: Liveness,
+    period: Duration,
+    max_age: Duration,
+    mut shutdown: Shutdown,
+) -> TaskResult {
+    let mut timer = tokio::time::interval(period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut withholding = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            _ = timer.tick() => {}
+        }
+        match liveness::decide(liveness.stalest(Instant::now()), max_age) {
+            WatchdogAction::Ping => {
+                if withholding {
+                    log::warn!("all loops beat again; resuming watchdog pings");
+                    withholding = false;
+                }
+                send(&[NotifyState::Watchdog]);
+            }
+            WatchdogAction::Withhold(name, age) => {
+                if !withholding {
+                    log::error!(
+                        "loop {name} has not beaten for {age:?} (limit {max_age:?}); \
+                         withholding watchdog pings so systemd restarts the daemon"
+                    );
+                    withholding = true;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Shared pieces of the integration tests: the harness's services (from `LEDA_TEST_*`, set by
+//! tests/harness/run), a daemon under test with its own dirs and containerd namespace, and a
+//! NOTIFY_SOCKET listener that records what the daemon tells systemd.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_leda-cm");
+
+/// The services tests/harness/run started.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    pub workdir: PathBuf,
+    pub run_id: String,
+    pub scripts: PathBuf,
+    pub containerd_sock: PathBuf,
+    pub mqtt: String,
+    pub registry: String,
+    pub registry_auth: String,
+    pub registry_user: String,
+    pub registry_pass: String,
+    pub image: String,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: integration tests run under the harness \
+             (bash tests/run-all.sh, or tests/harness/run -- cargo test)"
+        )
+    })
+}
+
+impl Harness {
+    pub fn get() -> Harness {
+        Harness {
+            workdir: var("LEDA_TEST_WORKDIR").into(),
+            run_id: var("LEDA_TEST_RUN_ID"),
+            scripts: var("LEDA_TEST_HARNESS_DIR").into(),
+            containerd_sock: var("LEDA_TEST_CONTAINERD_SOCK").into(),
+            mqtt: var("LEDA_TEST_MQTT"),
+            registry: var("LEDA_TEST_REGISTRY"),
+            registry_auth: var("LEDA_TEST_REGISTRY_AUTH"),
+            registry_user: var("LEDA_TEST_REGISTRY_USER"),
+            registry_pass: var("LEDA_TEST_REGISTRY_PASS"),
+            image: var("LEDA_TEST_IMAGE"),
+        }
+    }
+
+    /// A fresh directory for one test under the harness's work dir.
+    pub fn test_dir(&self, test: &str) -> PathBuf {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = self.workdir.join("tests").join(format!(
+            "{test}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A containerd namespace unique to this run and test.
+    pub fn namespace(&self, test: &str) -> String {
+        format!("leda-test-{}-{}", self.run_id, test.replace('_', "-"))
+    }
+
+    /// Runs a function of tests/harness/lib.sh.
+    pub fn lib(&self, call: &str) -> std::process::Output {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". '{}/lib.sh'; {call}", self.scripts.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{call}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+/// A containerd of the test's own (for tests that stop and start it), torn down on drop.
+pub struct PrivateContainerd {
+    harness: Harness,
+    pub dir: PathBuf,
+}
+
+impl PrivateContainerd {
+    pub fn socket_in(dir: &Path) -> PathBuf {
+        dir.join("containerd.sock")
+    }
+
+    pub fn start(harness: &Harness, dir: &Path) -> PrivateContainerd {
+        harness.lib(&format!("harness_start_containerd '{}'", dir.display()));
+        PrivateContainerd {
+            harness: harness.clone(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        Self::socket_in(&self.dir)
+    }
+
+    pub fn stop(&self) {
+        self.harness
+            .lib(&format!("harness_stop_containerd '{}'", self.dir.display()));
+    }
+}
+
+impl Drop for PrivateContainerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One datagram from the daemon, with when it arrived.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub at: Instant,
+    pub text: String,
+}
+
+/// A NOTIFY_SOCKET as systemd provides it, recording every message.
+pub struct NotifyListener {
+    pub path: PathBuf,
+    messages: Arc<Mutex<Vec<Notification>>>,
+}
+
+impl NotifyListener {
+    pub fn new(dir: &Path) -> NotifyListener {
+        let path = dir.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = messages.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock().unwrap().push(Notification {
+                    at: Instant::now(),
+                    text,
+                });
+            }
+        });
+        NotifyListener { path, messages }
+    }
+
+    pub fn all(&self) -> Vec<Notification> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Every `KEY=value` line received, in order.
+    pub fn lines(&self) -> Vec<(Instant, String)> {
+        self.all()
+            .into_iter()
+            .flat_map(|n| {
+                n.text
+                    .lines()
+                    .map(|l| (n.at, l.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    pub fn has_line(&self, line: &str) -> bool {
+        self.lines().iter().any(|(_, l)| l == line)
+    }
+
+    pub fn statuses(&self) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter_map(|(_, l)| l.strip_prefix("STATUS=").map(str::to_string))
+            .collect()
+    }
+
+    /// Waits until a line satisfies `pred`; returns it.
+    pub fn wait_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((_, l)) = self.lines().into_iter().find(|(_, l)| pred(l)) {
+                return Some(l);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        self.wait_line(timeout, |l| l == "READY=1").is_some()
+    }
+}
+
+/// The settings a test daemon runs with.
+pub struct DaemonSetup {
+    pub dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub namespace: String,
+    pub containerd_sock: PathBuf,
+    /// Merged over the base configuration.
+    pub extra_config: serde_json::Value,
+    pub env: Vec<(String, String)>,
+    /// Runs the daemon through this wrapper (e.g. tests/harness/ro-root).
+    pub wrapper: Vec<String>,
+}
+
+impl DaemonSetup {
+    pub fn new(harness: &Harness, test: &str) -> DaemonSetup {
+        let dir = harness.test_dir(test);
+        DaemonSetup {
+            state_dir: dir.join("state"),
+            runtime_dir: dir.join("run"),
+            namespace: harness.namespace(test),
+            containerd_sock: harness.containerd_sock.clone(),
+            extra_config: serde_json::json!({}),
+            env: Vec::new(),
+            wrapper: Vec::new(),
+            dir,
+        }
+    }
+
+    pub fn config(&self) -> serde_json::Value {
+        let mut base = serde_json::json!({
+            "manager": {
+                "home_dir": self.state_dir,
+                "exec_root_dir": self.runtime_dir,
+            },
+            "containers": {
+                "address_path": self.containerd_sock,
+                "default_ns": self.namespace,
+            },
+            "grpc_server": { "address_path": self.runtime_dir.join("cm.sock") },
+            "things": { "enable": false },
+            "deployment": { "enable": false },
+        });
+        merge(&mut base, self.extra_config.clone());
+        base
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    pub fn write_config(&self) -> PathBuf {
+        let path = self.config_path();
+        fs::write(&path, serde_json::to_vec_pretty(&self.config()).unwrap()).unwrap();
+        path
+    }
+
+    /// Writes the configuration and starts the daemon, with stderr going to a file.
+    pub fn spawn(&self, notify: Option<&NotifyListener>) -> Daemon {
+        let cfg = self.write_config();
+        self.spawn_with_args(notify, &["--cfg-file".into(), cfg.display().to_string()])
+    }
+
+    pub fn spawn_with_args(&self, notify: Option<&NotifyListener>, args: &[String]) -> Daemon {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let log = self
+            .dir
+            .join(format!("daemon-{}.log", N.fetch_add(1, Ordering::SeqCst)));
+        let mut cmd = if self.wrapper.is_empty() {
+            Command::new(BIN)
+        } else {
+            let mut c = Command::new(&self.wrapper[0]);
+            c.args(&self.wrapper[1..]).arg(BIN);
+            c
+        };
+        cmd.arg("daemon")
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("RUNTIME_DIRECTORY")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(log.with_extension("out")).unwrap())
+            .stderr(fs::File::create(&log).unwrap());
+        if let Some(n) = notify {
+            cmd.env("NOTIFY_SOCKET", &n.path);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+}
+
+pub fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// A running daemon; killed (SIGKILL, by PID) on drop if still running.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe {
+            libc::kill(self.pid() as i32, sig);
+        }
+    }
+
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().unwrap().try_wait().unwrap()
+    }
+
+    /// Waits for the exit; `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.try_status() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Waits until the daemon's stderr contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Fields of /proc/<pid>/status, e.g. `CapEff`.
+    pub fn proc_status(&self, field: &str) -> String {
+        let text = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
+            .trim()
+            .to_string()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let status = self
+            .wait_exit(Duration::from_secs(15))
+            .expect("daemon did not stop within 15 s of SIGTERM");
+        self.child = None;
+        status
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The daemon as systemd sees it: readiness, status, watchdog, capabilities, paths, lock,
+//! configuration errors and shutdown. Runs the real binary against the harness's containerd.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::{DaemonSetup, Harness, NotifyListener, PrivateContainerd};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Bits of CAP_NET_ADMIN(12), CAP_NET_RAW(13), CAP_SYS_PTRACE(19), CAP_SYS_ADMIN(21): the set
+/// documented for bridge networking (ARCHITECTURE.md, src/privileges.rs).
+const BRIDGE_CAPS: u64 = (1 << 12) | (1 << 13) | (1 << 19) | (1 << 21);
+
+fn hex(mask: u64) -> String {
+    format!("{mask:016x}")
+}
+
+#[test]
+fn ready_status_and_watchdog_pings_that_stop_when_the_main_loop_hangs() {
+    let h = Harness::get();
+    let mut setup = DaemonSetup::new(&h, "watchdog");
+    let notify = NotifyListener::new(&setup.dir);
+    // 400 ms: pings every 200 ms while the main loop beat within the last 200 ms.
+    setup.env.push(("WATCHDOG_USEC".into(), "400000".into()));
+    let daemon = setup.spawn(Some(&notify));
+
+    assert!(
+        notify.wait_ready(READY_TIMEOUT),
+        "no READY=1; log:\n{}",
+        daemon.stderr()
+    );
+    let statuses = notify.statuses();
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s.starts_with("running: containerd")),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().any(|s| s == "loading configuration"),
+        "{statuses:?}"
+    );
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let pings: Vec<_> = notify
+        .lines()
+        .into_iter()
+        .filter(|(_, l)| l == "WATCHDOG=1")
+        .map(|(at, _)| at)
+        .collect();
+    assert!(pings.len() >= 5, "only {} pings in 1.5 s", pings.len());
+    for pair in pings.windows(2).rev().take(4) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap < Duration::from_millis(400),
+            "gap {gap:?} between pings"
+        );
+    }
+
+    // The test-only hook (feature fault-injection): the main loop hangs, the timer does not.
+    daemon.signal(libc::SIGUSR2);
+    assert!(daemon.wait_log("the main loop hangs now", Duration::from_secs(5)));
+    // Pings already decided may still arrive for up to one max-age.
+    std::thread::sleep(Duration::from_millis(400));
+    let cut = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    let late: Vec<_> = notify
+        .lines()
+        .into_iter()
+        .filter(|(at, l)| l == "WATCHDOG=1" && *at > cut)
+        .collect();
+    assert!(late.is_empty(), "{} pings after the hang", late.len());
+    assert!(daemon.stderr().contains("withholding watchdog pings"));
+}
+
+#[test]
+fn capabilities_are_reduced_to_the_documented_set_with_no_new_privs() {
+    let h = Harness::get();
+    for (bridge_disabled, want) in [(false, BRIDGE_CAPS), (true, 0)] {
+        let mut setup = DaemonSetup::new(&h, "caps");
+        setup.extra_config =
+            serde_json::json!({"network": {"default_bridge": {"disable": bridge_disabled}}});
+        let notify = NotifyListener::new(&setup.dir);
+        let daemon = setup.spawn(Some(&notify));
+        assert!(notify.wait_ready(READY_TIMEOUT), "{}", daemon.stderr());
+        assert_eq!(daemon.proc_status("CapEff"), hex(want));
+        assert_eq!(daemon.proc_status("CapPrm"), hex(want));
+        assert_eq!(daemon.proc_status("CapBnd"), hex(want));
+        assert_eq!(daemon.proc_status("CapInh"), hex(0));
+        assert_eq!(daemon.proc_status("CapAmb"), hex(0));
+        assert_eq!(daemon.proc_status("NoNewPrivs"), "1");
+        let names = if bridge_disabled {
+            "capabilities kept: none"
+        } else {
+            "capabilities kept: cap_net_admin cap_net_raw cap_sys_ptrace cap_sys_admin"
+        };
+        assert!(daemon.stderr().contains(names), "{}", daemon.stderr());
+        assert!(daemon.stop().success());
+    }
+}
+
+#[test]
+fn runs_with_a_read_only_root_where_only_its_dirs_are_writable() {
+    let h = Harness::get();
+    let mut setup = DaemonSetup::new(&h, "roroot");
+    fs::create_dir_all(&setup.state_dir).unwrap();
+    fs::create_dir_all(&setup.runtime_dir).unwrap();
+    setup.wrapper = vec![
+        h.scripts.join("ro-root").display().to_string(),
+        setup.state_dir.display().to_string(),
+        setup.runtime_dir.display().to_string(),
+        "--".into(),
+    ];
+    let notify = NotifyListener::new(&setup.dir);
+    let daemon = setup.spawn(Some(&notify));
+    assert!(notify.wait_ready(READY_TIMEOUT), "{}", daemon.stderr());
+    assert!(setup.runtime_dir.join("leda-cm.lock").exists());
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn state_dir_on_a_read_only_file_system_is_a_clear_error() {
+    let h = Harness::get();
+    let mut setup = DaemonSetup::new(&h, "rostate");
+    // Only the runtime dir is writable: the state dir does not exist and cannot be made.
+    fs::create_dir_all(&setup.runtime_dir).unwrap();
+    setup.wrapper = vec![
+        h.scripts.join("ro-root").display().to_string(),
+        setup.runtime_dir.display().to_string(),
+        "--".into(),
+    ];
+    let mut daemon = setup.spawn(None);
+    let status = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("did not exit");
+    assert_eq!(status.code(), Some(73), "{}", daemon.stderr());
+    let err = daemon.stderr();
+    assert!(
+        err.contains(&format!(
+            "cannot create state dir {}",
+            setup.state_dir.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("Read-only file system"), "{err}");
+
+    // An existing but read-only state dir: "not writable", naming it.
+    fs::create_dir_all(&setup.state_dir).unwrap();
+    let mut daemon = setup.spawn(None);
+    let status = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("did not exit");
+    assert_eq!(status.code(), Some(73));
+    assert!(
+        daemon.stderr().contains(&format!(
+            "state dir {} is not writable",
+            setup.state_dir.display()
+        )),
+        "{}",
+        daemon.stderr()
+    );
+}
+
+#[test]
+fn malformed_config_names_file_line_column_and_key_and_writes_nothing() {
+    let h = Harness::get();
+    let cases = [
+        (
+            "{\n  \"manager\": {\n    \"home_dir\": ,\n  }\n}",
+            ":3:17: invalid JSON",
+        ),
+        (
+            "{\n  \"things\": {\n    \"enable\": \"yes\"\n  }\n}",
+            ":3:19: key `things.enable`: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "{\"deployment\": {\"mode\": \"sometimes\"}}",
+            ":1:35: key `deployment.mode`: unknown variant `sometimes`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let setup = DaemonSetup::new(&h, "badconfig");
+        let path = setup.config_path();
+        fs::write(&path, text).unwrap();
+        let mut daemon =
+            setup.spawn_with_args(None, &["--cfg-file".into(), path.display().to_string()]);
+        let status = daemon
+            .wait_exit(Duration::from_secs(10))
+            .expect("did not exit");
+        assert_eq!(status.code(), Some(78), "{}", daemon.stderr());
+        let err = daemon.stderr();
+        assert!(
+            err.contains(&format!("config file {}{expected}", path.display())),
+            "expected {expected:?} in:\n{err}"
+        );
+        assert!(!setup.state_dir.exists(), "state dir written");
+        assert!(!setup.runtime_dir.exists(), "runtime dir written");
+    }
+    // A missing --cfg-file is a config error too; a wrong flag a usage error.
+    let setup = DaemonSetup::new(&h, "badconfig");
+    let mut d = setup.spawn_with_args(None, &["--cfg-file".into(), "/nonexistent.json".into()]);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(78)
+    );
+    assert!(d
+        .stderr()
+        .contains("cannot read config file /nonexistent.json"));
+    let mut d = setup.spawn_with_args(None, &["--no-such-flag".into()]);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(64)
+    );
+}
+
+#[test]
+fn unknown_keys_are_warnings_naming_them() {
+    let h = Harness::get();
+    let mut setup = DaemonSetup::new(&h, "unknownkeys");
+    setup.extra_config = serde_json::json!({"manager": {"bogus_key": 1}, "no_such_section": {}});
+    let notify = NotifyListener::new(&setup.dir);
+    let daemon = setup.spawn(Some(&notify));
+    assert!(notify.wait_ready(READY_TIMEOUT), "{}", daemon.stderr());
+    let err = daemon.stderr();
+    assert!(
+        err.contains("unknown key `manager.bogus_key` ignored"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown key `no_such_section` ignored"),
+        "{err}"
+    );
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn waits_for_containerd_then_survives_its_outage() {
+    let h = Harness::get();
+    let mut setup = DaemonSetup::new(&h, "ctrdwait");
+    let ctrd_dir = setup.dir.join("containerd");
+    setup.containerd_sock = PrivateContainerd::socket_in(&ctrd_dir);
+    let notify = NotifyListener::new(&setup.dir);
+    let mut daemon = setup.spawn(Some(&notify));
+
+    let waiting = format!(
+        "STATUS=waiting for containerd at {}",
+        setup.containerd_sock.display()
+    );
+    assert!(
+        notify
+            .wait_line(Duration::from_secs(10), |l| l == waiting)
+            .is_some(),
+        "{:?}",
+        notify.statuses()
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!notify.has_line("READY=1"), "READY without containerd");
+    assert!(daemon.try_status().is_none());
+
+    let ctrd = PrivateContainerd::start(&h, &ctrd_dir);
+    let appeared = Instant::now();
+    assert!(notify.wait_ready(READY_TIMEOUT), "{}", daemon.stderr());
+    // The back-off is bounded by 1 s.
+    assert!(
+        appeared.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        appeared.elapsed()
+    );
+
+    ctrd.stop();
+    assert!(
+        notify
+            .wait_line(Duration::from_secs(10), |l| l.contains("went away"))
+            .is_some(),
+        "{:?}",
+        notify.statuses()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(daemon.try_status().is_none(), "daemon died with containerd");
+
+    let ctrd = PrivateContainerd::start(&h, &ctrd_dir);
+    assert!(daemon.wait_log("containerd is back", Duration::from_secs(10)));
+    let last = notify.statuses().last().cloned().unwrap_or_default();
+    assert!(last.starts_with("running: containerd"), "{last}");
+    assert!(daemon.stop().success());
+    drop(ctrd);
+}
+
+#[test]
+fn a_second_instance_is_refused_by_the_lock() {
+    let h = Harness::get();
+    let setup = DaemonSetup::new(&h, "lock");
+    let notify = NotifyListener::new(&setup.dir);
+    let first = setup.spawn(Some(&notify));
+    assert!(notify.wait_ready(READY_TIMEOUT), "{}", first.stderr());
+    let mut second = setup.spawn(None);
+    let status = second
+        .wait_exit(Duration::from_secs(10))
+        .expect("second did not exit");
+    assert_eq!(status.code(), Some(75));
+    let lock = setup.runtime_dir.join("leda-cm.lock");
+    assert!(
+        second.stderr().contains(&format!(
+            "another leda-cm instance (pid {}) holds the lock {}",
+            first.pid(),
+            lock.display()
+        )),
+        "{}",
+        second.stderr()
+    );
+    assert!(first.stop().success());
+}
+
+#[test]
+fn sigterm_at_any_point_exits_within_the_bound_and_releases_the_lock() {
+    let h = Harness::get();
+    // Bound: SHUTDOWN_GRACE is 10 s; a daemon with nothing to finish needs far less.
+    let bound = Duration::from_secs(3);
+    let moments = [
+        ("at once", Duration::ZERO),
+        ("during start-up", Duration::from_millis(15)),
+        ("while waiting for containerd", Duration::from_millis(300)),
+        ("after ready", Duration::from_millis(300)),
+    ];
+    for (what, delay) in moments {
+        let mut setup = DaemonSetup::new(&h, "sigterm");
+        if what == "while waiting for containerd" {
+            setup.containerd_sock = setup.dir.join("absent.sock");
+        }
+        let notify = NotifyListener::new(&setup.dir);
+        let mut daemon = setup.spawn(Some(&notify));
+        if what == "after ready" {
+            assert!(notify.wait_ready(READY_TIMEOUT), "{}", daemon.stderr());
+        }
+        std::thread::sleep(delay);
+        let sent = Instant::now();
+        daemon.signal(libc::SIGTERM);
+        let status = daemon
+            .wait_exit(bound)
+            .unwrap_or_else(|| panic!("{what}: no exit within {bound:?}"));
+        assert!(
+            status.success() || status.code().is_none(),
+            "{what}: {status:?}\n{}",
+            daemon.stderr()
+        );
+        println!("SIGTERM {what}: exited in {:?}", sent.elapsed());
+        if what == "after ready" {
+            assert!(notify.has_line("STOPPING=1"));
+        }
+        // The lock is free: a new instance gets past it (and is stopped again).
+        if setup.runtime_dir.exists() {
+            let second = setup.dir.join("second");
+            fs::create_dir_all(&second).unwrap();
+            let notify2 = NotifyListener::new(&second);
+            let mut again = setup.spawn(Some(&notify2));
+            assert!(
+                again.wait_log("starting: state dir", Duration::from_secs(10)),
+                "{what}: {}",
+                again.stderr()
+            );
+            again.signal(libc::SIGTERM);
+            assert!(again.wait_exit(bound).is_some());
+        }
+    }
+}
+
+#[test]
+fn drop_ins_in_the_state_dir_are_merged_and_loose_modes_warned() {
+    let h = Harness::get();
+    let setup = DaemonSetup::new(&h, "dropins");
+    let dropins = setup.state_dir.join("config.d");
+    fs::create_dir_all(&dropins).unwrap();
+    let file = dropins.join("50-test.json");
+    fs::write(&file, r#"{"log": {"log_level": "DEBUG"}}"#).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let notify = NotifyListener::new(&setup.dir);
+    let daemon = setup.spawn(Some(&notify));
+    assert!(notify.wait_ready(READY_TIMEOUT), "{}", daemon.stderr());
+    let err = daemon.stderr();
+    assert!(err.contains("is readable by every user"), "{err}");
+    // DEBUG from the drop-in is in effect.
+    assert!(err.contains("starting task"), "{err}");
+    assert!(daemon.stop().success());
+}

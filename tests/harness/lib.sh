@@ -1,0 +1,186 @@
+# shellcheck shell=bash
+# The test harness's building blocks: a private containerd, a mosquitto broker and two OCI
+# registries (open, basic auth) on loopback, and a busybox test image built without internet.
+#
+# Sourced by tests/harness/run (the whole harness for a test run) and tests/harness/device
+# (a local device left running). Every daemon is started by these functions, recorded by PID
+# in the work dir, and stopped by PID: nothing else on the machine is touched.
+
+HARNESS_PACKAGES=(containerd runc mosquitto mosquitto-clients skopeo umoci docker-registry
+    busybox-static protobuf-compiler apache2-utils containernetworking-plugins iptables
+    iproute2 util-linux procps file python3 jq)
+
+log() { printf '[harness] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Installs the Debian packages the tests need, only those missing.
+harness_install_packages() {
+    local missing=() p
+    for p in "${HARNESS_PACKAGES[@]}" "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        [ "$(id -u)" = 0 ] || die "the packages ${missing[*]} are missing and only root can install them"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+    local secs=$1 what=$2; shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# --- containerd -------------------------------------------------------------------------
+# harness_start_containerd DIR: a containerd with its own root, state and sockets under DIR.
+harness_start_containerd() {
+    local d=$1
+    mkdir -p "$d/root" "$d/state" "$d/opt"
+    cat >"$d/config.toml" <<TOML
+version = 2
+root = "$d/root"
+state = "$d/state"
+# CRI and the snapshotters that cannot work here are off; io.containerd.runtime.v1.linux
+# stays: the tasks service needs it.
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs"]
+[grpc]
+  address = "$d/containerd.sock"
+[ttrpc]
+  address = "$d/containerd.sock.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$d/opt"
+TOML
+    containerd --config "$d/config.toml" >"$d/containerd.log" 2>&1 &
+    echo $! >"$d/containerd.pid"
+    wait_for 20 "containerd" ctr --address "$d/containerd.sock" version ||
+        { tail -20 "$d/containerd.log" >&2; die "containerd did not come up (log: $d/containerd.log)"; }
+}
+
+# Stops what a containerd under DIR runs, then the shims, then containerd itself.
+harness_stop_containerd() {
+    local d=$1 sock=$1/containerd.sock ns id pid
+    [ -f "$d/containerd.pid" ] || return 0
+    pid=$(cat "$d/containerd.pid")
+    if kill -0 "$pid" 2>/dev/null && [ -S "$sock" ]; then
+        for ns in $(ctr --address "$sock" namespaces ls -q 2>/dev/null); do
+            for id in $(ctr --address "$sock" -n "$ns" tasks ls -q 2>/dev/null); do
+                ctr --address "$sock" -n "$ns" tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+            done
+            for id in $(ctr --address "$sock" -n "$ns" tasks ls -q 2>/dev/null); do
+                timeout 10 ctr --address "$sock" -n "$ns" tasks delete -f "$id" >/dev/null 2>&1 || true
+            done
+            for id in $(ctr --address "$sock" -n "$ns" containers ls -q 2>/dev/null); do
+                ctr --address "$sock" -n "$ns" containers delete "$id" >/dev/null 2>&1 || true
+            done
+        done
+    fi
+    harness_kill_shims "$sock"
+    kill_pid "$pid"
+    rm -f "$d/containerd.pid"
+    # Mounts a killed shim left behind (rootfs of tasks that could not be deleted).
+    local m
+    for m in $(awk -v d="$d/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null || true
+    done
+}
+
+# Shims outlive containerd: end those started for this socket, by PID.
+harness_kill_shims() {
+    local sock=$1 pid
+    for pid in $(pgrep -f -- "containerd-shim.*-address $sock( |$)" 2>/dev/null); do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+}
+
+kill_pid() { # kill_pid PID: TERM, then KILL after 5 s
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
+
+# --- mosquitto --------------------------------------------------------------------------
+harness_start_mosquitto() { # DIR PORT
+    local d=$1 port=$2
+    mkdir -p "$d"
+    cat >"$d/mosquitto.conf" <<CONF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest file $d/mosquitto.log
+CONF
+    mosquitto -c "$d/mosquitto.conf" >/dev/null 2>&1 &
+    echo $! >"$d/mosquitto.pid"
+    wait_for 10 "mosquitto" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" ||
+        die "mosquitto did not come up (log: $d/mosquitto.log)"
+}
+
+# --- registries -------------------------------------------------------------------------
+# harness_start_registry DIR PORT [USER PASS]: docker-registry on 127.0.0.1:PORT, with basic
+# auth when USER is given (bcrypt cost 4: cost 12 costs ~0.5 s per request).
+harness_start_registry() {
+    local d=$1 port=$2 user=${3:-} pass=${4:-}
+    mkdir -p "$d/data"
+    {
+        printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n' "$d/data"
+        printf 'http:\n  addr: 127.0.0.1:%s\n' "$port"
+        if [ -n "$user" ]; then
+            htpasswd -bBC 4 -c "$d/htpasswd" "$user" "$pass" >/dev/null 2>&1
+            printf 'auth:\n  htpasswd:\n    realm: leda-cm-test\n    path: %s\n' "$d/htpasswd"
+        fi
+    } >"$d/config.yml"
+    docker-registry serve "$d/config.yml" >"$d/registry.log" 2>&1 &
+    echo $! >"$d/registry.pid"
+    wait_for 10 "registry" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" ||
+        die "registry on port $port did not come up (log: $d/registry.log)"
+}
+
+# --- images -----------------------------------------------------------------------------
+# harness_build_image DIR TAG ARCH [CMD...]: an OCI layout DIR/oci with image TAG: busybox-static
+# and its applets, for ARCH (the binary is the host's; other ARCH values are for index tests).
+harness_build_image() {
+    local d=$1 tag=$2 arch=$3; shift 3
+    local bundle=$d/bundle-$tag applet
+    [ -d "$d/oci" ] || umoci init --layout "$d/oci"
+    umoci new --image "$d/oci:$tag"
+    umoci unpack --image "$d/oci:$tag" "$bundle" >/dev/null
+    mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/etc" "$bundle/rootfs/tmp" "$bundle/rootfs/proc" \
+        "$bundle/rootfs/sys" "$bundle/rootfs/dev" "$bundle/rootfs/var/www"
+    cp /bin/busybox "$bundle/rootfs/bin/busybox"
+    for applet in $(/bin/busybox --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$applet"
+    done
+    echo "root:x:0:0:root:/root:/bin/sh" >"$bundle/rootfs/etc/passwd"
+    echo "root:x:0:" >"$bundle/rootfs/etc/group"
+    echo "leda-cm test image $tag" >"$bundle/rootfs/var/www/index.html"
+    umoci repack --image "$d/oci:$tag" "$bundle" >/dev/null
+    rm -rf "$bundle"
+    local cmd=("$@")
+    ((${#cmd[@]})) || cmd=(/bin/sh)
+    local args=() c
+    for c in "${cmd[@]}"; do args+=(--config.cmd "$c"); done
+    umoci config --image "$d/oci:$tag" --os linux --architecture "$arch" --config.env PATH=/bin "${args[@]}"
+}
+
+# harness_push DIR TAG REF [CREDS]: copies the layout's TAG to docker://REF (plain HTTP).
+harness_push() {
+    local d=$1 tag=$2 ref=$3 creds=${4:-}
+    local extra=()
+    [ -n "$creds" ] && extra=(--dest-creds "$creds")
+    skopeo copy -q --dest-tls-verify=false "${extra[@]}" "oci:$d/oci:$tag" "docker://$ref"
+}
