@@ -188,7 +188,6 @@ pub fn merge(base: &mut Value, over: Value) {
 #[serde(transparent)]
 pub struct Secret(String);
 
-#[allow(dead_code)] // used by the registry client and the MQTT connection
 impl Secret {
     /// The secret itself, for the one place that hands it to the peer.
     pub fn expose(&self) -> &str {

@@ -1,19 +1,7 @@
 //! leda-cm: one multi-call binary. Called as `container-management` (or `leda-cm daemon`) it
 //! is the daemon; called as `kanto-cm` (or `leda-cm ctl`) it is the command-line client.
 
-mod cli;
-mod config;
-mod containerd;
-mod daemon;
-mod duration;
-mod fault;
-mod liveness;
-mod logging;
-mod paths;
-mod privileges;
-mod store;
-mod supervisor;
-mod systemd;
+use leda_cm::{cli, daemon};
 
 use std::ffi::OsString;
 use std::path::Path;

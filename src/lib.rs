@@ -1,0 +1,17 @@
+//! leda-cm as a library: the daemon's modules, used by the binary (`src/main.rs`) and by the
+//! integration tests, which drive the adapters against the real services of the harness.
+//! See ARCHITECTURE.md for the map.
+
+pub mod cli;
+pub mod config;
+pub mod containerd;
+pub mod daemon;
+pub mod duration;
+pub mod fault;
+pub mod liveness;
+pub mod logging;
+pub mod paths;
+pub mod privileges;
+pub mod store;
+pub mod supervisor;
+pub mod systemd;
