@@ -6,15 +6,17 @@
 //! Nothing is written before the configuration has been accepted.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::config::{self, Config, ConfigError, Loaded, Source, DEFAULT_CONFIG_FILE};
-use crate::containerd::{self, Endpoint, MonitorEvent};
+use crate::containerd::{self, Ctrd, Endpoint, MonitorEvent};
 use crate::liveness::{self, Heartbeat, Liveness};
 use crate::logging::{self, LoggingError, RotatingFile};
+use crate::manager::{Manager, Settings as ManagerSettings};
 use crate::paths::{self, Paths};
 use crate::privileges::{self, PrivilegeError};
 use crate::store::{self, StoreError};
@@ -82,6 +84,8 @@ pub enum DaemonError {
     Logging(#[from] LoggingError),
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Registry(crate::registry::RegistryError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]
@@ -268,7 +272,11 @@ async fn serve(
         socket: config.containers.address_path.clone(),
         namespace: config.containers.default_ns.clone(),
     };
+    let client = containerd::Client::lazy(&endpoint.socket, &endpoint.namespace);
+    let ctrd = Ctrd::new(client, &config.containers).map_err(DaemonError::Registry)?;
+    let manager = Manager::new(ctrd, manager_settings(&config, &paths));
     let (ctr_tx, ctr_rx) = mpsc::channel(16);
+    let (restored_tx, restored_rx) = mpsc::channel(1);
     let (reload_tx, reload_rx) = mpsc::channel(1);
 
     sup.spawn("signals", signals(sup.trigger(), reload_tx, sup.shutdown()));
@@ -276,7 +284,11 @@ async fn serve(
         "containerd-monitor",
         containerd::monitor(endpoint.clone(), ctr_tx, sup.shutdown()),
     );
+    sup.spawn("image-gc", image_gc(manager.clone(), sup.shutdown()));
     let main = MainLoop {
+        manager,
+        restored_tx,
+        restored: restored_rx,
         endpoint,
         paths,
         loader,
@@ -287,6 +299,7 @@ async fn serve(
         tick,
         shutdown: sup.shutdown(),
         ready: false,
+        containerd_version: String::new(),
     };
     sup.spawn("main", main.run());
     if let Some((period, max_age)) = watchdog {
@@ -302,6 +315,44 @@ async fn serve(
     ));
     sup.run(SHUTDOWN_GRACE).await?;
     Ok(())
+}
+
+fn manager_settings(config: &Config, paths: &Paths) -> ManagerSettings {
+    let system_containers = config.update_agent.system_containers.clone();
+    ManagerSettings {
+        namespace: config.containers.default_ns.clone(),
+        state_dir: paths.state_dir.clone(),
+        default_stop_timeout: config.manager.default_ctrs_stop_timeout.0,
+        log_driver_binary: std::env::current_exe()
+            .unwrap_or_else(|_| PathBuf::from("/usr/bin/leda-cm")),
+        system_containers,
+        image_expiry: (!config.containers.image_expiry_disable)
+            .then_some(config.containers.image_expiry.0),
+    }
+}
+
+/// How often unused images are looked for.
+const IMAGE_GC_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Removes images unused for `containers.image_expiry`, every hour.
+async fn image_gc(manager: Arc<Manager<Ctrd>>, mut shutdown: Shutdown) -> TaskResult {
+    let mut timer = tokio::time::interval_at(
+        tokio::time::Instant::now() + IMAGE_GC_PERIOD,
+        IMAGE_GC_PERIOD,
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            _ = timer.tick() => {}
+        }
+        match manager.collect_images(std::time::SystemTime::now()).await {
+            Ok(removed) if !removed.is_empty() => {
+                log::info!("removed unused images: {}", removed.join(", "))
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("image clean-up failed: {e}"),
+        }
+    }
 }
 
 /// SIGTERM and SIGINT start the shutdown; SIGHUP reloads the configuration drop-ins.
@@ -334,6 +385,10 @@ async fn signals(
 /// The daemon's main loop: it reacts to containerd coming and going and to reloads, and its
 /// heartbeat is what the watchdog checks.
 struct MainLoop {
+    manager: Arc<Manager<Ctrd>>,
+    /// The live-restore pass reports here when it is done (READY follows it).
+    restored_tx: mpsc::Sender<()>,
+    restored: mpsc::Receiver<()>,
     endpoint: Endpoint,
     paths: Paths,
     loader: ConfigLoader,
@@ -344,6 +399,7 @@ struct MainLoop {
     tick: Duration,
     shutdown: Shutdown,
     ready: bool,
+    containerd_version: String,
 }
 
 impl MainLoop {
@@ -363,6 +419,7 @@ impl MainLoop {
                     None => return Err("containerd monitor channel closed".into()),
                 },
                 Some(()) = self.reloads.recv() => self.reload(),
+                Some(()) = self.restored.recv() => self.on_restored(),
                 _ = tick.tick() => {}
                 _ = hang.recv() => {
                     log::warn!("fault injection: the main loop hangs now");
@@ -381,21 +438,24 @@ impl MainLoop {
                 systemd::status(&format!("waiting for containerd at {socket}"));
             }
             MonitorEvent::Up { version } => {
-                let status = format!(
-                    "running: containerd {version} at {socket}, namespace {}",
+                log::info!(
+                    "containerd {version} at {socket}, namespace {}",
                     self.endpoint.namespace
                 );
-                if self.ready {
-                    log::info!("containerd is back: {version}");
-                    systemd::status(&status);
-                } else {
-                    log::info!(
-                        "ready: containerd {version} at {socket}, namespace {}",
-                        self.endpoint.namespace
-                    );
-                    systemd::ready(&status);
-                    self.ready = true;
-                }
+                self.containerd_version = version;
+                // Restore in the background: the loop keeps beating meanwhile.
+                let manager = self.manager.clone();
+                let done = self.restored_tx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = manager.reconcile().await {
+                        log::warn!("restoring containers failed: {e}");
+                    }
+                    let _ = done.send(()).await;
+                });
+            }
+            MonitorEvent::Runtime(event) => {
+                let manager = self.manager.clone();
+                tokio::spawn(async move { manager.on_event(event).await });
             }
             MonitorEvent::Down { reason } => {
                 log::warn!("containerd at {socket} went away ({reason}); reconnecting");
@@ -403,6 +463,28 @@ impl MainLoop {
                     "containerd at {socket} went away; waiting for it to return"
                 ));
             }
+        }
+    }
+
+    fn on_restored(&mut self) {
+        let socket = containerd::describe(&self.endpoint.socket);
+        let status = format!(
+            "running: containerd {} at {socket}, namespace {}, {} containers",
+            self.containerd_version,
+            self.endpoint.namespace,
+            self.manager.list().len()
+        );
+        if self.ready {
+            log::info!("containerd is back; containers restored");
+            systemd::status(&status);
+        } else {
+            log::info!(
+                "ready: containerd {} at {socket}, namespace {}",
+                self.containerd_version,
+                self.endpoint.namespace
+            );
+            systemd::ready(&status);
+            self.ready = true;
         }
     }
 
@@ -418,6 +500,13 @@ impl MainLoop {
                 }
                 if !self.level_from_env {
                     logging::set_level(loaded.config.log.log_level);
+                }
+                if let Err(e) = self
+                    .manager
+                    .runtime()
+                    .set_registries(&loaded.config.containers)
+                {
+                    log::error!("registry settings not applied: {e}");
                 }
                 log::info!("configuration reloaded");
             }

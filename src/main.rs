@@ -1,7 +1,9 @@
 //! leda-cm: one multi-call binary. Called as `container-management` (or `leda-cm daemon`) it
-//! is the daemon; called as `kanto-cm` (or `leda-cm ctl`) it is the command-line client.
+//! is the daemon; called as `kanto-cm` (or `leda-cm ctl`) it is the command-line client;
+//! with the argument pair `log-driver json-file` anywhere among its `KEY VALUE` pairs it is a
+//! container's log driver, as containerd's shim starts it (see `leda_cm::logs`).
 
-use leda_cm::{cli, daemon};
+use leda_cm::{cli, daemon, logs};
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -52,6 +54,10 @@ enum Command {
 
 fn main() {
     let argv: Vec<OsString> = std::env::args_os().collect();
+    // The shim passes the pairs in random order and names the program by its path.
+    if logs::options::is_driver_invocation(&argv) {
+        std::process::exit(logs::run_driver(argv));
+    }
     let name = argv
         .first()
         .and_then(|a| Path::new(a).file_name())

@@ -1,11 +1,17 @@
-//! File-system adapter: configuration sources, the daemon's directories and the
-//! single-instance lock.
+//! File-system adapter: configuration sources, the daemon's directories, the
+//! single-instance lock, atomic writes and the per-container records.
+//!
+//! **Every state file is written to a temp file in the same directory, fsynced, renamed over
+//! the old one, and the directory fsynced**, so a crash or power cut leaves the old or the new
+//! version, never a torn one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use crate::config::Source;
 
@@ -34,6 +40,18 @@ pub enum StoreError {
     AlreadyRunning { path: PathBuf, pid: Option<u32> },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot encode {path}: {source}")]
+    Encode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} is not valid: {source}")]
+    Decode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 /// The main configuration file. A missing file is an error only when it was asked for
@@ -162,16 +180,232 @@ pub fn acquire_lock(path: &Path) -> Result<InstanceLock, StoreError> {
     Ok(InstanceLock { _file: file })
 }
 
+/// Atomically replaces `path` with `bytes` (see the module docs), with file mode `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let err = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// Serialises `value` as pretty JSON and writes it atomically.
+pub fn write_json_atomic<T: Serialize>(
+    path: &Path,
+    value: &T,
+    mode: u32,
+) -> Result<(), StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes, mode)
+}
+
+/// Removes a file and fsyncs its directory; a file already gone is fine.
+pub fn remove_durably(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Write {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StoreError::Write {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// The per-container records: `<state dir>/containers/<id>/config.json` in Kanto's internal
+/// format (with leda-cm's `leda_cm` block). The container's directory also holds its
+/// generated `/etc` files and, by default, its json-file logs.
+#[derive(Debug, Clone)]
+pub struct ContainerRecords {
+    dir: PathBuf,
+}
+
+pub const RECORD_FILE: &str = "config.json";
+
+impl ContainerRecords {
+    pub fn new(state_dir: &Path) -> ContainerRecords {
+        ContainerRecords {
+            dir: state_dir.join("containers"),
+        }
+    }
+
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Every readable record; unreadable ones are reported in `warnings` and skipped.
+    pub fn load_all(&self, warnings: &mut Vec<String>) -> Vec<crate::model::Container> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path().join(RECORD_FILE);
+            match fs::read(&path) {
+                Ok(bytes) => match serde_json::from_slice(&bytes) {
+                    Ok(c) => out.push(c),
+                    Err(e) => warnings.push(format!(
+                        "container record {} is not valid: {e}",
+                        path.display()
+                    )),
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => warnings.push(format!(
+                    "cannot read container record {}: {e}",
+                    path.display()
+                )),
+            }
+        }
+        out.sort_by(|a: &crate::model::Container, b| {
+            a.created
+                .cmp(&b.created)
+                .then(a.container_id.cmp(&b.container_id))
+        });
+        out
+    }
+
+    /// The container's directory, created (mode 0700) when missing.
+    pub fn prepare_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.dir_of(id);
+        if !dir.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|source| StoreError::Write {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        Ok(dir)
+    }
+
+    pub fn save(&self, c: &crate::model::Container) -> Result<(), StoreError> {
+        let dir = self.prepare_dir(&c.container_id)?;
+        write_json_atomic(&dir.join(RECORD_FILE), c, 0o600)
+    }
+
+    /// Removes the record and everything in the container's directory.
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let dir = self.dir_of(id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StoreError::Write { path: dir, source }),
+        }
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StoreError::Write {
+                path: self.dir.clone(),
+                source,
+            })
+    }
+}
+
+/// Reads a JSON state file; `None` when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Decode {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("leda-cm-store-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let d = tmpdir("atomic");
+        let p = d.join("state.json");
+        write_json_atomic(&p, &serde_json::json!({"version": 1}), 0o600).unwrap();
+        write_json_atomic(&p, &serde_json::json!({"version": 2}), 0o600).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["version"], 2);
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        remove_durably(&p).unwrap();
+        remove_durably(&p).unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn container_records_round_trip() {
+        let d = tmpdir("records");
+        let records = ContainerRecords::new(&d);
+        let mut warnings = Vec::new();
+        assert!(records.load_all(&mut warnings).is_empty());
+        let c = crate::model::Container {
+            container_id: "abc".into(),
+            container_name: "web".into(),
+            ..Default::default()
+        };
+        records.save(&c).unwrap();
+        let dir = records.dir_of("abc");
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        fs::create_dir_all(d.join("containers/broken")).unwrap();
+        fs::write(d.join("containers/broken/config.json"), "{not json").unwrap();
+        let loaded = records.load_all(&mut warnings);
+        assert_eq!(loaded, vec![c]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        records.remove("abc").unwrap();
+        records.remove("abc").unwrap();
+        assert!(!dir.exists());
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -54,6 +54,12 @@ impl ShutdownTrigger {
     }
 }
 
+/// A shutdown signal outside a supervisor (tools and tests).
+pub fn shutdown_channel() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger(std::sync::Arc::new(tx)), Shutdown(rx))
+}
+
 pub struct Supervisor {
     tasks: JoinSet<(&'static str, TaskResult)>,
     names: Vec<(tokio::task::Id, &'static str)>,
@@ -69,12 +75,12 @@ impl Default for Supervisor {
 
 impl Supervisor {
     pub fn new() -> Self {
-        let (tx, rx) = watch::channel(false);
+        let (trigger, shutdown) = shutdown_channel();
         Supervisor {
             tasks: JoinSet::new(),
             names: Vec::new(),
-            trigger: ShutdownTrigger(std::sync::Arc::new(tx)),
-            shutdown: Shutdown(rx),
+            trigger,
+            shutdown,
         }
     }
 

@@ -8,13 +8,26 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use containerd_client::services::v1::SubscribeRequest;
 use containerd_client::services::v1::{events_client::EventsClient, version_client::VersionClient};
+use containerd_client::services::v1::{PublishRequest, SubscribeRequest};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use tokio::sync::mpsc;
 
 use crate::supervisor::{Shutdown, TaskResult};
+
+pub mod client;
+pub mod events;
+pub mod images;
+pub mod metrics;
+pub mod runtime;
+pub mod tasks;
+
+pub use client::Client;
+pub use runtime::Ctrd;
+
+/// Topic of the marker event that proves the event subscription is live.
+const SUBSCRIBED_TOPIC: &str = "/leda-cm/subscribed";
 
 /// Longest wait between two connection attempts while containerd is absent.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -43,12 +56,15 @@ pub enum MonitorEvent {
     Waiting {
         reason: String,
     },
+    /// Connected and subscribed to events.
     Up {
         version: String,
     },
     Down {
         reason: String,
     },
+    /// A task event of our namespace.
+    Runtime(crate::runtime::RuntimeEvent),
 }
 
 /// A live connection: a tonic channel that reconnects on demand.
@@ -99,26 +115,66 @@ impl Connection {
         req
     }
 
-    /// Holds an event subscription for our namespace open until containerd goes away (the
-    /// stream ends or fails) or shutdown; returns the reason it ended.
-    async fn watch_events(&self, shutdown: &mut Shutdown) -> Option<String> {
+    async fn publish_marker(&self) -> Result<(), containerd_client::tonic::Status> {
+        EventsClient::new(self.channel.clone())
+            .publish(self.request(PublishRequest {
+                topic: SUBSCRIBED_TOPIC.into(),
+                event: Some(prost_types::Any {
+                    type_url: "leda-cm.Subscribed".into(),
+                    value: Vec::new(),
+                }),
+            }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Subscribes to our namespace's events, then reports `Up` (so nothing that happens
+    /// after the manager looks at containerd is missed), then forwards the task events until
+    /// containerd goes away (returns the reason) or shutdown (returns `None`).
+    async fn watch_events(
+        &self,
+        version: String,
+        events: &mpsc::Sender<MonitorEvent>,
+        shutdown: &mut Shutdown,
+    ) -> Option<String> {
         let mut client = EventsClient::new(self.channel.clone());
         let filter = format!("namespace=={}", self.endpoint.namespace);
         let subscribe = client.subscribe(self.request(SubscribeRequest {
             filters: vec![filter],
         }));
-        let mut stream = tokio::select! {
-            _ = shutdown.wait() => return None,
-            r = subscribe => match r {
-                Ok(s) => s.into_inner(),
-                Err(status) => return Some(format!("event subscription failed: {}", status.message())),
-            },
+        tokio::pin!(subscribe);
+        // containerd sends the stream's headers with its first event, so the subscription is
+        // known to be live only once an event arrived: publish a marker until one does.
+        let mut marker = tokio::time::interval(Duration::from_millis(200));
+        let mut stream = loop {
+            tokio::select! {
+                _ = shutdown.wait() => return None,
+                r = &mut subscribe => match r {
+                    Ok(s) => break s.into_inner(),
+                    Err(status) => return Some(format!("event subscription failed: {}", status.message())),
+                },
+                _ = marker.tick() => {
+                    if let Err(status) = self.publish_marker().await {
+                        return Some(format!("event publish failed: {}", status.message()));
+                    }
+                }
+            }
         };
+        if events.send(MonitorEvent::Up { version }).await.is_err() {
+            return None;
+        }
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return None,
                 next = stream.message() => match next {
-                    Ok(Some(envelope)) => log::trace!("containerd event {}", envelope.topic),
+                    Ok(Some(envelope)) => {
+                        log::trace!("containerd event {}", envelope.topic);
+                        if let Some(event) = events::decode(&envelope) {
+                            if events.send(MonitorEvent::Runtime(event)).await.is_err() {
+                                return None;
+                            }
+                        }
+                    }
                     Ok(None) => return Some("event stream closed".into()),
                     Err(status) => return Some(format!("event stream failed: {}", status.message())),
                 },
@@ -175,10 +231,7 @@ pub async fn monitor(
             Ok((conn, version)) => {
                 backoff = None;
                 reported_waiting = false;
-                if events.send(MonitorEvent::Up { version }).await.is_err() {
-                    return Ok(());
-                }
-                match conn.watch_events(&mut shutdown).await {
+                match conn.watch_events(version, &events, &mut shutdown).await {
                     None => return Ok(()),
                     Some(reason) => {
                         if events.send(MonitorEvent::Down { reason }).await.is_err() {

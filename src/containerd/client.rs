@@ -1,0 +1,131 @@
+//! The containerd client the manager uses: a lazily connecting tonic channel (calls fail
+//! with `Unavailable` while containerd is away and work again when it returns), the
+//! namespace and lease metadata on every request, and gRPC statuses mapped to
+//! `RuntimeError`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use containerd_client::tonic::transport::{Channel, Endpoint};
+use containerd_client::tonic::{Code, Request, Status};
+
+use crate::runtime::RuntimeError;
+
+/// The snapshotter leda-cm uses (the one `ctr` uses by default).
+pub const SNAPSHOTTER: &str = "overlayfs";
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub(crate) channel: Channel,
+    pub namespace: String,
+    pub socket: PathBuf,
+    /// One writer per blob at a time: containerd locks a content ref per writer.
+    pub(crate) blob_locks: Arc<KeyedLocks>,
+}
+
+/// Async locks by key, dropped when nobody holds or waits for them.
+#[derive(Debug, Default)]
+pub struct KeyedLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl KeyedLocks {
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, w| w.strong_count() > 0);
+            match map.get(key).and_then(Weak::upgrade) {
+                Some(l) => l,
+                None => {
+                    let l = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key.to_string(), Arc::downgrade(&l));
+                    l
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
+impl Client {
+    /// A client that connects on first use, and again after containerd restarts.
+    pub fn lazy(socket: &Path, namespace: &str) -> Client {
+        let path = socket.to_path_buf();
+        // The URI is ignored: every connection dials the unix socket.
+        let channel = Endpoint::from_static("http://[::]")
+            .connect_timeout(Duration::from_secs(5))
+            .connect_with_connector_lazy(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }));
+        Client {
+            channel,
+            namespace: namespace.to_string(),
+            socket: socket.to_path_buf(),
+            blob_locks: Arc::default(),
+        }
+    }
+
+    /// A request in our namespace, optionally under a lease.
+    pub(crate) fn req<T>(&self, message: T, lease: Option<&str>) -> Request<T> {
+        let mut req = Request::new(message);
+        let md = req.metadata_mut();
+        if let Ok(ns) = self.namespace.parse() {
+            md.insert("containerd-namespace", ns);
+        }
+        if let Some(lease) = lease.and_then(|l| l.parse().ok()) {
+            md.insert("containerd-lease", lease);
+        }
+        req
+    }
+}
+
+/// Maps a gRPC status of `call` on `what` to the manager's error.
+pub(crate) fn map_status(call: &'static str, what: &str, status: Status) -> RuntimeError {
+    match status.code() {
+        Code::NotFound => RuntimeError::NotFound {
+            what: what.to_string(),
+        },
+        Code::AlreadyExists => RuntimeError::AlreadyExists {
+            what: what.to_string(),
+        },
+        Code::Unavailable | Code::Cancelled => RuntimeError::Unavailable(status_text(&status)),
+        Code::Unknown if status.message().contains("transport error") => {
+            RuntimeError::Unavailable(status_text(&status))
+        }
+        _ => RuntimeError::Call {
+            call,
+            message: status_text(&status),
+        },
+    }
+}
+
+fn status_text(status: &Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&t);
+        }
+        source = s.source();
+    }
+    if text.is_empty() {
+        text = format!("{:?}", status.code());
+    }
+    text
+}
+
+pub(crate) fn time(ts: &Option<prost_types::Timestamp>) -> Option<SystemTime> {
+    let ts = ts.as_ref()?;
+    if ts.seconds <= 0 {
+        return None;
+    }
+    Some(SystemTime::UNIX_EPOCH + Duration::new(ts.seconds as u64, ts.nanos.max(0) as u32))
+}

@@ -1,0 +1,829 @@
+//! Images in containerd without its Transfer service (containerd 1.6 has none): content
+//! fetched by the registry adapter is streamed into the content store under a lease and
+//! verified as it goes, the image record is created, and the layers are unpacked into
+//! snapshots named by their chain IDs, so that `ctr images ls` and `ctr run` see a normal,
+//! unpacked image. Blobs already in the content store are not fetched again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::diff_client::DiffClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{
+    CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
+};
+use containerd_client::services::v1::{
+    AbortRequest, ApplyRequest, CreateImageRequest, CreateRequest as CreateLeaseRequest,
+    DeleteImageRequest, DeleteRequest as DeleteLeaseRequest, GetImageRequest, Image,
+    Info as ContentInfo, InfoRequest, ListImagesRequest, ReadContentRequest, UpdateImageRequest,
+    UpdateRequest as UpdateContentRequest, WriteAction, WriteContentRequest,
+};
+use containerd_client::tonic::Code;
+use containerd_client::types::Descriptor as CtrdDescriptor;
+use futures_util::StreamExt;
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+
+use super::client::{map_status, Client, SNAPSHOTTER};
+use crate::registry::{
+    host_platform, manifest_kind, select_manifest, DigestVerifier, ManifestKind, Reference,
+    RegistryClient,
+};
+use crate::runtime::{ImageInfo, Progress, ProgressFn, RuntimeError};
+use crate::spec::ImageProcess;
+
+const GC_SNAPSHOT: &str = "containerd.io/gc.ref.snapshot.overlayfs";
+const GC_CONFIG: &str = "containerd.io/gc.ref.content.config";
+const UNCOMPRESSED: &str = "containerd.io/uncompressed";
+/// Bytes per content write message.
+const CHUNK: usize = 1 << 20;
+/// A lease outlives a pull that was cut short (crash) by this much, then containerd's GC
+/// takes what it protected.
+const LEASE_EXPIRY: Duration = Duration::from_secs(3600);
+
+/// Chain IDs of a layer stack (OCI image spec): the first is the first diff ID, each next
+/// one `sha256(previous + " " + diff_id)`.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => crate::registry::sha256_digest(format!("{prev} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+fn ctrd_descriptor(d: &Descriptor) -> CtrdDescriptor {
+    CtrdDescriptor {
+        media_type: d.media_type().to_string(),
+        digest: d.digest().to_string(),
+        size: d.size() as i64,
+        annotations: HashMap::new(),
+    }
+}
+
+fn pull_error(image: &str, reason: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Pull {
+        image: image.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The process settings of an image config.
+fn process(config: &ImageConfiguration) -> ImageProcess {
+    let Some(c) = config.config() else {
+        return ImageProcess::default();
+    };
+    ImageProcess {
+        env: c.env().clone().unwrap_or_default(),
+        entrypoint: c.entrypoint().clone().unwrap_or_default(),
+        cmd: c.cmd().clone().unwrap_or_default(),
+        working_dir: c.working_dir().clone().unwrap_or_default(),
+        user: c.user().clone().unwrap_or_default(),
+    }
+}
+
+/// Counts pulled bytes across blobs and reports them.
+struct Counter {
+    done: AtomicU64,
+    total: u64,
+    sink: Option<ProgressFn>,
+}
+
+impl Counter {
+    fn add(&self, n: u64) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        if let Some(sink) = &self.sink {
+            sink(Progress {
+                done,
+                total: self.total,
+            });
+        }
+    }
+}
+
+impl Client {
+    async fn create_lease(&self) -> Result<String, RuntimeError> {
+        let id = format!("leda-cm-pull-{}", uuid::Uuid::new_v4());
+        let expire =
+            humantime::format_rfc3339_seconds(SystemTime::now() + LEASE_EXPIRY).to_string();
+        LeasesClient::new(self.channel.clone())
+            .create(self.req(
+                CreateLeaseRequest {
+                    id: id.clone(),
+                    labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire)]),
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("lease create", "lease", s))?;
+        Ok(id)
+    }
+
+    async fn delete_lease(&self, id: &str) {
+        let deleted = LeasesClient::new(self.channel.clone())
+            .delete(self.req(
+                DeleteLeaseRequest {
+                    id: id.to_string(),
+                    sync: false,
+                },
+                None,
+            ))
+            .await;
+        if let Err(e) = deleted {
+            log::warn!("deleting lease {id} failed: {}", e.message());
+        }
+    }
+
+    async fn content_info(&self, digest: &str) -> Result<Option<ContentInfo>, RuntimeError> {
+        match ContentClient::new(self.channel.clone())
+            .info(self.req(
+                InfoRequest {
+                    digest: digest.into(),
+                },
+                None,
+            ))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().info),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(map_status("content info", &format!("content {digest}"), s)),
+        }
+    }
+
+    /// A whole blob from the content store (manifests and configs: small).
+    pub async fn read_content(&self, digest: &str) -> Result<Vec<u8>, RuntimeError> {
+        let mut stream = ContentClient::new(self.channel.clone())
+            .read(self.req(
+                ReadContentRequest {
+                    digest: digest.into(),
+                    offset: 0,
+                    size: 0,
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("content read", &format!("content {digest}"), s))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|s| map_status("content read", &format!("content {digest}"), s))?
+        {
+            out.extend_from_slice(&chunk.data);
+        }
+        Ok(out)
+    }
+
+    /// Adds labels to existing content (e.g. the GC reference to the unpacked snapshot).
+    async fn label_content(
+        &self,
+        digest: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), RuntimeError> {
+        ContentClient::new(self.channel.clone())
+            .update(self.req(
+                UpdateContentRequest {
+                    info: Some(ContentInfo {
+                        digest: digest.into(),
+                        labels: labels.clone(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: labels.keys().map(|k| format!("labels.{k}")).collect(),
+                    }),
+                },
+                None,
+            ))
+            .await
+            .map(|_| ())
+            .map_err(|s| map_status("content update", &format!("content {digest}"), s))
+    }
+
+    /// Streams `chunks` into the content store as `desc`, verifying digest and size on the
+    /// way; commits only verified content. Content that exists already is `Ok`.
+    async fn write_content<S, E>(
+        &self,
+        lease: &str,
+        desc: &Descriptor,
+        chunks: S,
+        labels: HashMap<String, String>,
+        counter: &Counter,
+    ) -> Result<(), String>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let digest = desc.digest().to_string();
+        let reference = format!("leda-cm-{digest}");
+        let mut verifier = DigestVerifier::for_descriptor(desc).map_err(|e| e.to_string())?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
+        let requests =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
+        let mut content = ContentClient::new(self.channel.clone());
+        let total = desc.size() as i64;
+        // The producer verifies and sends; the consumer drains containerd's replies. When
+        // containerd ends the stream early (the blob exists already), the producer's next
+        // send fails with `Closed`, which is not an error then.
+        enum Sent {
+            Closed,
+            Failed(String),
+        }
+        let producer = async {
+            let mut chunks = chunks;
+            let mut offset = 0i64;
+            let mut first = true;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|e| Sent::Failed(e.to_string()))?;
+                verifier
+                    .update(&chunk)
+                    .map_err(|e| Sent::Failed(e.to_string()))?;
+                for piece in chunk.chunks(CHUNK) {
+                    let msg = WriteContentRequest {
+                        action: WriteAction::Write as i32,
+                        r#ref: reference.clone(),
+                        total: if first { total } else { 0 },
+                        expected: if first { digest.clone() } else { String::new() },
+                        offset,
+                        data: piece.to_vec(),
+                        labels: HashMap::new(),
+                    };
+                    first = false;
+                    offset += piece.len() as i64;
+                    counter.add(piece.len() as u64);
+                    tx.send(msg).await.map_err(|_| Sent::Closed)?;
+                }
+            }
+            verifier.finish().map_err(|e| Sent::Failed(e.to_string()))?;
+            let commit = WriteContentRequest {
+                action: WriteAction::Commit as i32,
+                r#ref: reference.clone(),
+                total,
+                expected: digest.clone(),
+                offset,
+                data: Vec::new(),
+                labels,
+            };
+            tx.send(commit).await.map_err(|_| Sent::Closed)?;
+            drop(tx);
+            Ok::<(), Sent>(())
+        };
+        let consumer = async {
+            let mut responses = match content.write(self.req(requests, Some(lease))).await {
+                Ok(r) => r.into_inner(),
+                Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
+                Err(s) => return Err(format!("content store: {}", s.message())),
+            };
+            loop {
+                match responses.message().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Ok(()),
+                    Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
+                    Err(s) => return Err(format!("content store: {}", s.message())),
+                }
+            }
+        };
+        let (sent, received) = tokio::join!(producer, consumer);
+        let result = match (sent, received) {
+            (Err(Sent::Failed(e)), _) => Err(e),
+            (_, Err(e)) => Err(e),
+            (Ok(()) | Err(Sent::Closed), Ok(())) => Ok(()),
+        };
+        if result.is_err() {
+            let _ = content
+                .abort(self.req(
+                    AbortRequest {
+                        r#ref: reference.clone(),
+                    },
+                    None,
+                ))
+                .await;
+        }
+        result
+    }
+
+    /// Fetches `desc` from the registry into the content store unless it is there already.
+    async fn fetch_into_store(
+        &self,
+        registry: &RegistryClient,
+        reference: &Reference,
+        lease: &str,
+        desc: &Descriptor,
+        labels: HashMap<String, String>,
+        counter: &Counter,
+    ) -> Result<(), String> {
+        let digest = desc.digest().to_string();
+        let _writer = self.blob_locks.lock(&digest).await;
+        if self.present(desc, labels.clone(), counter).await? {
+            return Ok(());
+        }
+        let stream = registry
+            .fetch_blob(reference, desc)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.write_content(lease, desc, stream, labels, counter)
+            .await
+    }
+
+    /// Whether `desc` is in the content store already; then it gets the labels it lacks.
+    async fn present(
+        &self,
+        desc: &Descriptor,
+        labels: HashMap<String, String>,
+        counter: &Counter,
+    ) -> Result<bool, String> {
+        let digest = desc.digest().to_string();
+        let Some(info) = self
+            .content_info(&digest)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(false);
+        };
+        counter.add(desc.size());
+        let missing: HashMap<_, _> = labels
+            .into_iter()
+            .filter(|(k, v)| info.labels.get(k) != Some(v))
+            .collect();
+        if !missing.is_empty() {
+            self.label_content(&digest, &missing)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(true)
+    }
+
+    /// Writes bytes already in memory (manifests, configs) unless present.
+    async fn store_bytes(
+        &self,
+        lease: &str,
+        desc: &Descriptor,
+        bytes: Bytes,
+        labels: HashMap<String, String>,
+        counter: &Counter,
+    ) -> Result<(), String> {
+        let _writer = self.blob_locks.lock(desc.digest().as_ref()).await;
+        if self.present(desc, labels.clone(), counter).await? {
+            return Ok(());
+        }
+        let stream = futures_util::stream::iter([Ok::<Bytes, String>(bytes)]);
+        self.write_content(lease, desc, stream, labels, counter)
+            .await
+    }
+
+    async fn snapshot_exists(&self, key: &str) -> Result<bool, RuntimeError> {
+        match SnapshotsClient::new(self.channel.clone())
+            .stat(self.req(
+                StatSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: key.into(),
+                },
+                None,
+            ))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == Code::NotFound => Ok(false),
+            Err(s) => Err(map_status("snapshot stat", &format!("snapshot {key}"), s)),
+        }
+    }
+
+    /// Applies every layer not yet unpacked onto its parent; returns the top chain ID.
+    async fn unpack(
+        &self,
+        lease: Option<&str>,
+        layers: &[Descriptor],
+        diff_ids: &[String],
+    ) -> Result<String, String> {
+        if layers.len() != diff_ids.len() {
+            return Err(format!(
+                "the manifest has {} layers but the config {} diff IDs",
+                layers.len(),
+                diff_ids.len()
+            ));
+        }
+        let chains = chain_ids(diff_ids);
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        for (i, layer) in layers.iter().enumerate() {
+            let chain = &chains[i];
+            if self
+                .snapshot_exists(chain)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                continue;
+            }
+            let parent = if i == 0 {
+                String::new()
+            } else {
+                chains[i - 1].clone()
+            };
+            let key = format!("extract-{}-{chain}", uuid::Uuid::new_v4().simple());
+            let mounts = snapshots
+                .prepare(self.req(
+                    PrepareSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        key: key.clone(),
+                        parent,
+                        labels: HashMap::new(),
+                    },
+                    lease,
+                ))
+                .await
+                .map_err(|s| {
+                    format!(
+                        "preparing snapshot for layer {}: {}",
+                        layer.digest(),
+                        s.message()
+                    )
+                })?
+                .into_inner()
+                .mounts;
+            let applied = DiffClient::new(self.channel.clone())
+                .apply(self.req(
+                    ApplyRequest {
+                        diff: Some(ctrd_descriptor(layer)),
+                        mounts,
+                        payloads: HashMap::new(),
+                        sync_fs: false,
+                    },
+                    lease,
+                ))
+                .await;
+            let remove_key = || {
+                let mut s = SnapshotsClient::new(self.channel.clone());
+                let req = self.req(
+                    RemoveSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        key: key.clone(),
+                    },
+                    lease,
+                );
+                async move {
+                    let _ = s.remove(req).await;
+                }
+            };
+            let applied = match applied {
+                Ok(r) => r.into_inner().applied.map(|d| d.digest).unwrap_or_default(),
+                Err(s) => {
+                    remove_key().await;
+                    return Err(format!(
+                        "unpacking layer {}: {}",
+                        layer.digest(),
+                        s.message()
+                    ));
+                }
+            };
+            if applied != diff_ids[i] {
+                remove_key().await;
+                return Err(format!(
+                    "layer {} unpacked to {applied}, but the config says {}",
+                    layer.digest(),
+                    diff_ids[i]
+                ));
+            }
+            let committed = snapshots
+                .commit(self.req(
+                    CommitSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        name: chain.clone(),
+                        key: key.clone(),
+                        labels: HashMap::new(),
+                    },
+                    lease,
+                ))
+                .await;
+            match committed {
+                Ok(_) => {}
+                // Unpacked concurrently by someone else: theirs is as good.
+                Err(s) if s.code() == Code::AlreadyExists => remove_key().await,
+                Err(s) => {
+                    remove_key().await;
+                    return Err(format!(
+                        "committing layer {}: {}",
+                        layer.digest(),
+                        s.message()
+                    ));
+                }
+            }
+        }
+        chains
+            .last()
+            .cloned()
+            .ok_or_else(|| "the image has no layers".to_string())
+    }
+
+    async fn image_record(&self, name: &str) -> Result<Option<Image>, RuntimeError> {
+        match ImagesClient::new(self.channel.clone())
+            .get(self.req(GetImageRequest { name: name.into() }, None))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().image),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(map_status("image get", &format!("image {name}"), s)),
+        }
+    }
+
+    async fn put_image(
+        &self,
+        name: &str,
+        target: CtrdDescriptor,
+        lease: &str,
+    ) -> Result<(), RuntimeError> {
+        let image = Image {
+            name: name.into(),
+            target: Some(target),
+            ..Default::default()
+        };
+        let mut images = ImagesClient::new(self.channel.clone());
+        match images
+            .create(self.req(
+                CreateImageRequest {
+                    image: Some(image.clone()),
+                    source_date_epoch: None,
+                },
+                Some(lease),
+            ))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::AlreadyExists => images
+                .update(self.req(
+                    UpdateImageRequest {
+                        image: Some(image),
+                        update_mask: Some(prost_types::FieldMask {
+                            paths: vec!["target".into()],
+                        }),
+                        source_date_epoch: None,
+                    },
+                    Some(lease),
+                ))
+                .await
+                .map(|_| ())
+                .map_err(|s| map_status("image update", &format!("image {name}"), s)),
+            Err(s) => Err(map_status("image create", &format!("image {name}"), s)),
+        }
+    }
+
+    pub async fn list_images(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(ImagesClient::new(self.channel.clone())
+            .list(self.req(ListImagesRequest { filters: vec![] }, None))
+            .await
+            .map_err(|s| map_status("image list", "images", s))?
+            .into_inner()
+            .images
+            .into_iter()
+            .map(|i| i.name)
+            .collect())
+    }
+
+    pub async fn delete_image(&self, name: &str) -> Result<(), RuntimeError> {
+        match ImagesClient::new(self.channel.clone())
+            .delete(self.req(
+                DeleteImageRequest {
+                    name: name.into(),
+                    sync: false,
+                    target: None,
+                },
+                None,
+            ))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(map_status("image delete", &format!("image {name}"), s)),
+        }
+    }
+
+    /// A locally present image (e.g. pre-loaded with `ctr image import`), unpacked when it is
+    /// not yet; `None` when there is no such image or its content is incomplete.
+    pub async fn local_image(&self, name: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        let Some(record) = self.image_record(name).await? else {
+            return Ok(None);
+        };
+        let Some(target) = record.target else {
+            return Ok(None);
+        };
+        let manifest_bytes = match self.read_content(&target.digest).await {
+            Ok(b) => b,
+            Err(RuntimeError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let manifest_bytes = if manifest_kind(&target.media_type) == Some(ManifestKind::Index) {
+            let index: ImageIndex = serde_json::from_slice(&manifest_bytes)
+                .map_err(|e| pull_error(name, format!("stored index is not valid: {e}")))?;
+            let reference = Reference::parse(name).map_err(|e| pull_error(name, e))?;
+            let chosen = select_manifest(&reference, &index, &host_platform())
+                .map_err(|e| pull_error(name, e))?;
+            match self.read_content(chosen.digest().as_ref()).await {
+                Ok(b) => b,
+                Err(RuntimeError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        } else {
+            manifest_bytes
+        };
+        let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| pull_error(name, format!("stored manifest is not valid: {e}")))?;
+        let config_bytes = match self.read_content(manifest.config().digest().as_ref()).await {
+            Ok(b) => b,
+            Err(RuntimeError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+            .map_err(|e| pull_error(name, format!("stored config is not valid: {e}")))?;
+        let diff_ids = config.rootfs().diff_ids().clone();
+        let chains = chain_ids(&diff_ids);
+        let top = chains
+            .last()
+            .cloned()
+            .ok_or_else(|| pull_error(name, "the image has no layers"))?;
+        if !self.snapshot_exists(&top).await? {
+            // Imported but not unpacked: unpack from the content store.
+            let lease = self.create_lease().await?;
+            let result = self
+                .unpack(Some(&lease), manifest.layers(), &diff_ids)
+                .await;
+            if result.is_ok() {
+                let labels = HashMap::from([(GC_SNAPSHOT.to_string(), top.clone())]);
+                let _ = self
+                    .label_content(manifest.config().digest().as_ref(), &labels)
+                    .await;
+            }
+            self.delete_lease(&lease).await;
+            result.map_err(|e| pull_error(name, e))?;
+        }
+        Ok(Some(ImageInfo {
+            name: name.to_string(),
+            digest: target.digest,
+            process: process(&config),
+            top_layer: top,
+        }))
+    }
+
+    /// Pulls `name` with `registry` into the content store, records the image and unpacks it.
+    pub async fn pull_image(
+        &self,
+        registry: &RegistryClient,
+        name: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<ImageInfo, RuntimeError> {
+        let reference = Reference::parse(name).map_err(|e| pull_error(name, e))?;
+        let lease = self.create_lease().await?;
+        let result = self
+            .pull_under_lease(registry, &reference, name, &lease, progress)
+            .await;
+        // The image record and the GC labels keep what it needs; the lease goes either way.
+        self.delete_lease(&lease).await;
+        result
+    }
+
+    async fn pull_under_lease(
+        &self,
+        registry: &RegistryClient,
+        reference: &Reference,
+        name: &str,
+        lease: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<ImageInfo, RuntimeError> {
+        let fail = |e: &dyn std::fmt::Display| pull_error(name, e);
+        let resolved = registry.resolve(reference).await.map_err(|e| fail(&e))?;
+        let root = registry
+            .fetch_manifest(reference, resolved.digest.as_ref())
+            .await
+            .map_err(|e| fail(&e))?;
+        let (manifest, index) = match root.kind() {
+            ManifestKind::Index => {
+                let index = root.index().map_err(|e| fail(&e))?;
+                let chosen =
+                    select_manifest(reference, &index, &host_platform()).map_err(|e| fail(&e))?;
+                let m = registry
+                    .fetch_manifest(reference, chosen.digest().as_ref())
+                    .await
+                    .map_err(|e| fail(&e))?;
+                let position = index
+                    .manifests()
+                    .iter()
+                    .position(|d| d.digest() == chosen.digest())
+                    .unwrap_or(0);
+                (m, Some(position))
+            }
+            ManifestKind::Image => (root.clone(), None),
+        };
+        let image = manifest.image().map_err(|e| fail(&e))?;
+        let counter = Counter {
+            done: AtomicU64::new(0),
+            total: image.layers().iter().map(|l| l.size()).sum::<u64>()
+                + image.config().size()
+                + manifest.bytes.len() as u64
+                + if index.is_some() {
+                    root.bytes.len() as u64
+                } else {
+                    0
+                },
+            sink: progress,
+        };
+        let config_bytes = registry
+            .fetch_blob_bytes(reference, image.config())
+            .await
+            .map_err(|e| fail(&e))?;
+        let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+            .map_err(|e| fail(&format!("image config is not valid: {e}")))?;
+        let diff_ids = config.rootfs().diff_ids().clone();
+        let chains = chain_ids(&diff_ids);
+        let top = chains
+            .last()
+            .cloned()
+            .ok_or_else(|| fail(&"the image has no layers"))?;
+        if diff_ids.len() != image.layers().len() {
+            return Err(fail(&format!(
+                "the manifest has {} layers but the config {} diff IDs",
+                image.layers().len(),
+                diff_ids.len()
+            )));
+        }
+
+        // Children before parents, so each parent's GC labels point at stored content.
+        for (layer, diff_id) in image.layers().iter().zip(&diff_ids) {
+            let labels = HashMap::from([(UNCOMPRESSED.to_string(), diff_id.clone())]);
+            self.fetch_into_store(registry, reference, lease, layer, labels, &counter)
+                .await
+                .map_err(|e| fail(&e))?;
+        }
+        let config_labels = HashMap::from([(GC_SNAPSHOT.to_string(), top.clone())]);
+        self.store_bytes(lease, image.config(), config_bytes, config_labels, &counter)
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut manifest_labels =
+            HashMap::from([(GC_CONFIG.to_string(), image.config().digest().to_string())]);
+        for (i, l) in image.layers().iter().enumerate() {
+            manifest_labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                l.digest().to_string(),
+            );
+        }
+        self.store_bytes(
+            lease,
+            &manifest.descriptor(),
+            manifest.bytes.clone(),
+            manifest_labels,
+            &counter,
+        )
+        .await
+        .map_err(|e| fail(&e))?;
+        if let Some(position) = index {
+            let labels = HashMap::from([(
+                format!("containerd.io/gc.ref.content.m.{position}"),
+                manifest.digest.to_string(),
+            )]);
+            self.store_bytes(
+                lease,
+                &root.descriptor(),
+                root.bytes.clone(),
+                labels,
+                &counter,
+            )
+            .await
+            .map_err(|e| fail(&e))?;
+        }
+        self.unpack(Some(lease), image.layers(), &diff_ids)
+            .await
+            .map_err(|e| fail(&e))?;
+        self.put_image(name, ctrd_descriptor(&root.descriptor()), lease)
+            .await?;
+        Ok(ImageInfo {
+            name: name.to_string(),
+            digest: root.digest.to_string(),
+            process: process(&config),
+            top_layer: top,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let a = "sha256:aaaa".to_string();
+        let b = "sha256:bbbb".to_string();
+        let chains = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chains[0], a);
+        assert_eq!(
+            chains[1],
+            crate::registry::sha256_digest(b"sha256:aaaa sha256:bbbb")
+        );
+        assert!(chain_ids(&[]).is_empty());
+    }
+}

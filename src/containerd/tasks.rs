@@ -1,0 +1,409 @@
+//! Containers, snapshots of containers, and tasks.
+
+use std::collections::HashMap;
+
+use containerd_client::services::v1::container::Runtime as RuntimeSpec;
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::snapshots::{
+    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+};
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, GetContainerRequest, GetRequest, KillRequest, ListContainersRequest,
+    ListTasksRequest, MetricsRequest, PauseTaskRequest, ResumeTaskRequest, StartRequest,
+    UpdateContainerRequest, UpdateTaskRequest, WaitRequest,
+};
+use containerd_client::types::v1::Status as ProcStatus;
+
+use super::client::{map_status, time, Client, SNAPSHOTTER};
+use super::metrics;
+use crate::runtime::{
+    CreateRequest, ExitInfo, Metrics, RuntimeContainer, RuntimeError, TaskInfo, TaskIo, TaskStatus,
+};
+
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const RESOURCES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+
+fn any(type_url: &str, value: &serde_json::Value) -> prost_types::Any {
+    prost_types::Any {
+        type_url: type_url.to_string(),
+        value: serde_json::to_vec(value).unwrap_or_default(),
+    }
+}
+
+fn what(id: &str) -> String {
+    format!("container {id}")
+}
+
+fn task_what(id: &str) -> String {
+    format!("task of container {id}")
+}
+
+impl Client {
+    /// The container record and its writable snapshot on top of the image.
+    pub async fn create_container(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        let prepared = snapshots
+            .prepare(self.req(
+                PrepareSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: req.id.clone(),
+                    parent: req.parent_snapshot.clone(),
+                    labels: HashMap::new(),
+                },
+                None,
+            ))
+            .await;
+        match prepared {
+            Ok(_) => {}
+            Err(s) if s.code() == containerd_client::tonic::Code::AlreadyExists => {}
+            Err(s) => {
+                return Err(map_status(
+                    "snapshot prepare",
+                    &format!("snapshot {}", req.id),
+                    s,
+                ))
+            }
+        }
+        let container = Container {
+            id: req.id.clone(),
+            labels: req.labels.iter().cloned().collect(),
+            image: req.image.clone(),
+            runtime: Some(RuntimeSpec {
+                name: req.runtime.clone(),
+                options: None,
+            }),
+            spec: Some(any(SPEC_TYPE_URL, &req.spec)),
+            snapshotter: SNAPSHOTTER.into(),
+            snapshot_key: req.id.clone(),
+            ..Default::default()
+        };
+        let created = ContainersClient::new(self.channel.clone())
+            .create(self.req(
+                CreateContainerRequest {
+                    container: Some(container),
+                },
+                None,
+            ))
+            .await;
+        if let Err(s) = created {
+            let err = map_status("container create", &what(&req.id), s);
+            // Nothing half-created stays behind (unless it existed before us).
+            if !matches!(err, RuntimeError::AlreadyExists { .. }) {
+                let _ = self.remove_snapshot(&req.id).await;
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn remove_snapshot(&self, key: &str) -> Result<(), RuntimeError> {
+        let removed = SnapshotsClient::new(self.channel.clone())
+            .remove(self.req(
+                RemoveSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: key.into(),
+                },
+                None,
+            ))
+            .await;
+        match removed {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == containerd_client::tonic::Code::NotFound => Ok(()),
+            Err(s) => Err(map_status("snapshot remove", &format!("snapshot {key}"), s)),
+        }
+    }
+
+    pub async fn start_task(&self, id: &str, io: &TaskIo) -> Result<u32, RuntimeError> {
+        let mounts = SnapshotsClient::new(self.channel.clone())
+            .mounts(self.req(
+                MountsRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: id.into(),
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("snapshot mounts", &format!("snapshot {id}"), s))?
+            .into_inner()
+            .mounts;
+        // A task left from an earlier run (exited) is deleted first.
+        if let Some(t) = self.get_task(id).await? {
+            if t.status == TaskStatus::Running || t.status == TaskStatus::Paused {
+                return Err(RuntimeError::AlreadyExists {
+                    what: task_what(id),
+                });
+            }
+            self.delete_task(id).await?;
+        }
+        let mut tasks = TasksClient::new(self.channel.clone());
+        tasks
+            .create(self.req(
+                CreateTaskRequest {
+                    container_id: id.into(),
+                    rootfs: mounts,
+                    stdin: String::new(),
+                    stdout: io.stdout.clone(),
+                    stderr: io.stderr.clone(),
+                    terminal: io.terminal,
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("task create", &task_what(id), s))?;
+        match tasks
+            .start(self.req(
+                StartRequest {
+                    container_id: id.into(),
+                    exec_id: String::new(),
+                },
+                None,
+            ))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().pid),
+            Err(s) => {
+                let err = map_status("task start", &task_what(id), s);
+                let _ = self.delete_task(id).await;
+                Err(err)
+            }
+        }
+    }
+
+    pub async fn kill_task(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        TasksClient::new(self.channel.clone())
+            .kill(self.req(
+                KillRequest {
+                    container_id: id.into(),
+                    exec_id: String::new(),
+                    signal,
+                    all: false,
+                },
+                None,
+            ))
+            .await
+            .map(|_| ())
+            .map_err(|s| map_status("task kill", &task_what(id), s))
+    }
+
+    pub async fn wait_task(&self, id: &str) -> Result<ExitInfo, RuntimeError> {
+        let r = TasksClient::new(self.channel.clone())
+            .wait(self.req(
+                WaitRequest {
+                    container_id: id.into(),
+                    exec_id: String::new(),
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("task wait", &task_what(id), s))?
+            .into_inner();
+        Ok(ExitInfo {
+            exit_status: r.exit_status,
+            exited_at: time(&r.exited_at),
+        })
+    }
+
+    pub async fn delete_task(&self, id: &str) -> Result<Option<ExitInfo>, RuntimeError> {
+        match TasksClient::new(self.channel.clone())
+            .delete(self.req(
+                DeleteTaskRequest {
+                    container_id: id.into(),
+                },
+                None,
+            ))
+            .await
+        {
+            Ok(r) => {
+                let r = r.into_inner();
+                Ok(Some(ExitInfo {
+                    exit_status: r.exit_status,
+                    exited_at: time(&r.exited_at),
+                }))
+            }
+            Err(s) if s.code() == containerd_client::tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(map_status("task delete", &task_what(id), s)),
+        }
+    }
+
+    pub async fn pause_task(&self, id: &str) -> Result<(), RuntimeError> {
+        TasksClient::new(self.channel.clone())
+            .pause(self.req(
+                PauseTaskRequest {
+                    container_id: id.into(),
+                },
+                None,
+            ))
+            .await
+            .map(|_| ())
+            .map_err(|s| map_status("task pause", &task_what(id), s))
+    }
+
+    pub async fn resume_task(&self, id: &str) -> Result<(), RuntimeError> {
+        TasksClient::new(self.channel.clone())
+            .resume(self.req(
+                ResumeTaskRequest {
+                    container_id: id.into(),
+                },
+                None,
+            ))
+            .await
+            .map(|_| ())
+            .map_err(|s| map_status("task resume", &task_what(id), s))
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Option<TaskInfo>, RuntimeError> {
+        match TasksClient::new(self.channel.clone())
+            .get(self.req(
+                GetRequest {
+                    container_id: id.into(),
+                    exec_id: String::new(),
+                },
+                None,
+            ))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().process.map(|p| task_info(&p))),
+            Err(s) if s.code() == containerd_client::tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(map_status("task get", &task_what(id), s)),
+        }
+    }
+
+    /// Removes the container record and its snapshot; both may already be gone.
+    pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        match ContainersClient::new(self.channel.clone())
+            .delete(self.req(DeleteContainerRequest { id: id.into() }, None))
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == containerd_client::tonic::Code::NotFound => {}
+            Err(s) => return Err(map_status("container delete", &what(id), s)),
+        }
+        self.remove_snapshot(id).await
+    }
+
+    pub async fn list_containers(&self) -> Result<Vec<RuntimeContainer>, RuntimeError> {
+        let containers = ContainersClient::new(self.channel.clone())
+            .list(self.req(ListContainersRequest { filters: vec![] }, None))
+            .await
+            .map_err(|s| map_status("container list", "containers", s))?
+            .into_inner()
+            .containers;
+        let tasks = TasksClient::new(self.channel.clone())
+            .list(self.req(
+                ListTasksRequest {
+                    filter: String::new(),
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("task list", "tasks", s))?
+            .into_inner()
+            .tasks;
+        Ok(containers
+            .into_iter()
+            .map(|c| RuntimeContainer {
+                task: tasks
+                    .iter()
+                    .find(|t| t.container_id == c.id || t.id == c.id)
+                    .map(task_info),
+                id: c.id,
+                image: c.image,
+            })
+            .collect())
+    }
+
+    pub async fn task_metrics(&self, id: &str) -> Result<Metrics, RuntimeError> {
+        let mut list = TasksClient::new(self.channel.clone())
+            .metrics(self.req(
+                MetricsRequest {
+                    filters: vec![format!("id=={id}")],
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("task metrics", &task_what(id), s))?
+            .into_inner()
+            .metrics;
+        let metric = list.pop().ok_or_else(|| RuntimeError::NotFound {
+            what: task_what(id),
+        })?;
+        let data = metric.data.ok_or_else(|| RuntimeError::Call {
+            call: "task metrics",
+            message: "no data".into(),
+        })?;
+        let mut m =
+            metrics::decode(&data.type_url, &data.value).map_err(|e| RuntimeError::Call {
+                call: "task metrics",
+                message: e,
+            })?;
+        m.timestamp = time(&metric.timestamp);
+        Ok(m)
+    }
+
+    /// New resources for the running task, and the stored spec for later starts.
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        spec: &serde_json::Value,
+    ) -> Result<(), RuntimeError> {
+        let mut containers = ContainersClient::new(self.channel.clone());
+        let mut container = containers
+            .get(self.req(GetContainerRequest { id: id.into() }, None))
+            .await
+            .map_err(|s| map_status("container get", &what(id), s))?
+            .into_inner()
+            .container
+            .ok_or_else(|| RuntimeError::NotFound { what: what(id) })?;
+        container.spec = Some(any(SPEC_TYPE_URL, spec));
+        containers
+            .update(self.req(
+                UpdateContainerRequest {
+                    container: Some(container),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["spec".into()],
+                    }),
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("container update", &what(id), s))?;
+        if let Some(task) = self.get_task(id).await? {
+            if matches!(task.status, TaskStatus::Running | TaskStatus::Paused) {
+                let resources = &spec["linux"]["resources"];
+                TasksClient::new(self.channel.clone())
+                    .update(self.req(
+                        UpdateTaskRequest {
+                            container_id: id.into(),
+                            resources: Some(any(RESOURCES_TYPE_URL, resources)),
+                            annotations: HashMap::new(),
+                        },
+                        None,
+                    ))
+                    .await
+                    .map_err(|s| map_status("task update", &task_what(id), s))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn task_info(p: &containerd_client::types::v1::Process) -> TaskInfo {
+    let status = match ProcStatus::try_from(p.status) {
+        Ok(ProcStatus::Created) => TaskStatus::Created,
+        Ok(ProcStatus::Running) => TaskStatus::Running,
+        Ok(ProcStatus::Stopped) => TaskStatus::Stopped,
+        Ok(ProcStatus::Paused) => TaskStatus::Paused,
+        Ok(ProcStatus::Pausing) => TaskStatus::Pausing,
+        _ => TaskStatus::Unknown,
+    };
+    TaskInfo {
+        pid: p.pid,
+        status,
+        exit_status: p.exit_status,
+        exited_at: time(&p.exited_at),
+    }
+}

@@ -1,0 +1,284 @@
+//! An in-memory `Runtime` for the manager's unit tests: it records every call and lets the
+//! test decide how tasks end. (The integration tests use real containerd.)
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::Notify;
+
+use crate::runtime::{
+    CreateRequest, ExitInfo, ImageInfo, Metrics, ProgressFn, Runtime, RuntimeContainer,
+    RuntimeError, TaskInfo, TaskIo, TaskStatus,
+};
+use crate::spec::ImageProcess;
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub images: BTreeMap<String, ImageInfo>,
+    /// Images a pull can fetch.
+    pub registry: Vec<String>,
+    pub containers: BTreeMap<String, CreateRequest>,
+    pub tasks: BTreeMap<String, TaskInfo>,
+    pub calls: Vec<String>,
+    pub next_pid: u32,
+    /// Exit code a task gets when it is killed with SIGTERM (None: it ignores SIGTERM).
+    pub term_exit: Option<u32>,
+    pub fail_create: bool,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    pub state: Arc<Mutex<State>>,
+    exited: Arc<Notify>,
+}
+
+impl FakeRuntime {
+    pub fn new() -> FakeRuntime {
+        let f = FakeRuntime::default();
+        {
+            let mut s = f.state();
+            s.next_pid = 100;
+            s.term_exit = Some(0);
+        }
+        f
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    pub fn with_image(self, name: &str) -> FakeRuntime {
+        self.state().images.insert(name.into(), image(name));
+        self
+    }
+
+    pub fn in_registry(self, name: &str) -> FakeRuntime {
+        self.state().registry.push(name.into());
+        self
+    }
+
+    pub fn calls(&self, prefix: &str) -> usize {
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .count()
+    }
+
+    /// Ends the task of `id` as if its process exited with `code`.
+    pub fn exit(&self, id: &str, code: u32) -> u32 {
+        let mut s = self.state();
+        let t = s.tasks.get_mut(id).expect("no task");
+        t.status = TaskStatus::Stopped;
+        t.exit_status = code;
+        t.exited_at = Some(SystemTime::now());
+        let pid = t.pid;
+        drop(s);
+        self.exited.notify_waiters();
+        pid
+    }
+
+    fn call(&self, what: String) {
+        self.state().calls.push(what);
+    }
+}
+
+pub fn image(name: &str) -> ImageInfo {
+    ImageInfo {
+        name: name.into(),
+        digest: format!("sha256:{:0>64}", name.len()),
+        process: ImageProcess {
+            env: vec!["PATH=/bin".into()],
+            entrypoint: vec![],
+            cmd: vec!["/bin/sh".into()],
+            working_dir: String::new(),
+            user: String::new(),
+        },
+        top_layer: "sha256:top".into(),
+    }
+}
+
+impl Runtime for FakeRuntime {
+    async fn image(&self, name: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        self.call(format!("image {name}"));
+        Ok(self.state().images.get(name).cloned())
+    }
+
+    async fn pull(
+        &self,
+        name: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<ImageInfo, RuntimeError> {
+        self.call(format!("pull {name}"));
+        let mut s = self.state();
+        if !s.registry.iter().any(|r| r == name) {
+            return Err(RuntimeError::Pull {
+                image: name.into(),
+                reason: format!("image {name} not found"),
+            });
+        }
+        if let Some(p) = progress {
+            p(crate::runtime::Progress {
+                done: 10,
+                total: 10,
+            });
+        }
+        let i = image(name);
+        s.images.insert(name.into(), i.clone());
+        Ok(i)
+    }
+
+    async fn remote_digest(&self, name: &str) -> Result<String, RuntimeError> {
+        Ok(image(name).digest)
+    }
+
+    async fn images(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.state().images.keys().cloned().collect())
+    }
+
+    async fn remove_image(&self, name: &str) -> Result<(), RuntimeError> {
+        self.call(format!("remove_image {name}"));
+        self.state().images.remove(name);
+        Ok(())
+    }
+
+    async fn create(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
+        self.call(format!("create {}", req.id));
+        let mut s = self.state();
+        if s.fail_create {
+            return Err(RuntimeError::Call {
+                call: "container create",
+                message: "boom".into(),
+            });
+        }
+        if s.containers.contains_key(&req.id) {
+            return Err(RuntimeError::AlreadyExists {
+                what: req.id.clone(),
+            });
+        }
+        s.containers.insert(req.id.clone(), req.clone());
+        Ok(())
+    }
+
+    async fn start(&self, id: &str, _io: &TaskIo) -> Result<u32, RuntimeError> {
+        self.call(format!("start {id}"));
+        let mut s = self.state();
+        if !s.containers.contains_key(id) {
+            return Err(RuntimeError::NotFound {
+                what: format!("container {id}"),
+            });
+        }
+        s.next_pid += 1;
+        let pid = s.next_pid;
+        s.tasks.insert(
+            id.into(),
+            TaskInfo {
+                pid,
+                status: TaskStatus::Running,
+                exit_status: 0,
+                exited_at: None,
+            },
+        );
+        Ok(pid)
+    }
+
+    async fn kill(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        self.call(format!("kill {id} {signal}"));
+        let term_exit = self.state().term_exit;
+        let code = match signal {
+            9 => Some(137),
+            _ => term_exit,
+        };
+        if let Some(code) = code {
+            if self.state().tasks.contains_key(id) {
+                self.exit(id, code);
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, id: &str) -> Result<ExitInfo, RuntimeError> {
+        loop {
+            let notified = self.exited.notified();
+            {
+                let s = self.state();
+                match s.tasks.get(id) {
+                    None => return Err(RuntimeError::NotFound { what: id.into() }),
+                    Some(t) if t.status == TaskStatus::Stopped => {
+                        return Ok(ExitInfo {
+                            exit_status: t.exit_status,
+                            exited_at: t.exited_at,
+                        })
+                    }
+                    Some(_) => {}
+                }
+            }
+            notified.await;
+        }
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<Option<ExitInfo>, RuntimeError> {
+        self.call(format!("delete_task {id}"));
+        Ok(self.state().tasks.remove(id).map(|t| ExitInfo {
+            exit_status: t.exit_status,
+            exited_at: t.exited_at,
+        }))
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(format!("pause {id}"));
+        if let Some(t) = self.state().tasks.get_mut(id) {
+            t.status = TaskStatus::Paused;
+        }
+        Ok(())
+    }
+
+    async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(format!("resume {id}"));
+        if let Some(t) = self.state().tasks.get_mut(id) {
+            t.status = TaskStatus::Running;
+        }
+        Ok(())
+    }
+
+    async fn task(&self, id: &str) -> Result<Option<TaskInfo>, RuntimeError> {
+        Ok(self.state().tasks.get(id).cloned())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        self.call(format!("remove {id}"));
+        let mut s = self.state();
+        s.tasks.remove(id);
+        s.containers.remove(id);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<RuntimeContainer>, RuntimeError> {
+        let s = self.state();
+        Ok(s.containers
+            .values()
+            .map(|c| RuntimeContainer {
+                id: c.id.clone(),
+                image: c.image.clone(),
+                task: s.tasks.get(&c.id).cloned(),
+            })
+            .collect())
+    }
+
+    async fn metrics(&self, _id: &str) -> Result<Metrics, RuntimeError> {
+        Ok(Metrics {
+            pids: 1,
+            ..Default::default()
+        })
+    }
+
+    async fn update_resources(
+        &self,
+        id: &str,
+        _spec: &serde_json::Value,
+    ) -> Result<(), RuntimeError> {
+        self.call(format!("update_resources {id}"));
+        Ok(())
+    }
+}

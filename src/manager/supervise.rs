@@ -1,0 +1,353 @@
+//! Supervision: task exits and OOM kills from containerd's event stream, restart policies
+//! with back-off, live restore (reconcile with what containerd has), metrics and image
+//! clean-up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{lock, now, Manager, ManagerError};
+use crate::model::reconcile::{self, Action, Observed};
+use crate::model::restart::{self, Decision, Exit};
+use crate::model::{timestamp, Container};
+use crate::runtime::{Metrics, Runtime, RuntimeEvent};
+use crate::store;
+
+/// Last time each image was in use, for the expiry (`<state>/images.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ImageUse {
+    version: u32,
+    /// Image name → seconds since the epoch.
+    last_used: BTreeMap<String, u64>,
+}
+
+const IMAGE_USE_FILE: &str = "images.json";
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn ran_for(c: &Container, until: SystemTime) -> Duration {
+    humantime::parse_rfc3339_weak(&c.state.started_at)
+        .ok()
+        .and_then(|start| until.duration_since(start).ok())
+        .unwrap_or_default()
+}
+
+impl<R: Runtime> Manager<R> {
+    /// Handles one event (spawned per event by the daemon; waits for the container's lock).
+    pub async fn on_event(self: &Arc<Self>, event: RuntimeEvent) {
+        match event {
+            RuntimeEvent::TaskOom { id } => {
+                if let Ok(entry) = self.entry(&id) {
+                    lock(&entry.control).oom = true;
+                    log::warn!("container {id} ran out of memory");
+                }
+            }
+            RuntimeEvent::TaskExit {
+                id,
+                pid,
+                exit_status,
+                exited_at,
+            } => {
+                self.on_exit(
+                    &id,
+                    pid,
+                    exit_status as i64,
+                    exited_at.unwrap_or_else(SystemTime::now),
+                )
+                .await
+            }
+            RuntimeEvent::Reconnected => {
+                if let Err(e) = self.reconcile().await {
+                    log::warn!("reconciling with containerd failed: {e}");
+                }
+            }
+        }
+    }
+
+    async fn on_exit(self: &Arc<Self>, id: &str, pid: u32, exit_code: i64, at: SystemTime) {
+        let Ok(entry) = self.entry(id) else { return };
+        let mut c = entry.op.lock().await;
+        // A stop or remove already handled it, or it is an old task's exit.
+        if !c.is_active() || (pid != 0 && c.state.pid != pid as i64) {
+            return;
+        }
+        if let Err(e) = self.rt.delete_task(id).await {
+            log::warn!("collecting the exited task of container {id} failed: {e}");
+        }
+        let oom = std::mem::take(&mut lock(&entry.control).oom);
+        let ran = ran_for(&c, at);
+        c.state = c.state.exited(exit_code, oom, &timestamp(at));
+        log::info!(
+            "container {id} ({}) exited with code {exit_code}{} after {ran:?}",
+            c.container_name,
+            if oom { " (OOM killed)" } else { "" }
+        );
+        self.schedule_restart(&entry, &mut c, ran);
+        if let Err(e) = self.commit(&entry, &c) {
+            log::error!("{e}");
+        }
+    }
+
+    /// Applies the restart policy to an exited `c` (under its lock).
+    fn schedule_restart(
+        self: &Arc<Self>,
+        entry: &Arc<super::Entry>,
+        c: &mut Container,
+        ran: Duration,
+    ) {
+        let (decision, generation) = {
+            let ctl = lock(&entry.control);
+            let d = restart::decide(
+                &c.host_config.restart_policy,
+                Exit {
+                    exit_code: c.state.exit_code,
+                    manually_stopped: c.manually_stopped,
+                    ran_for: ran,
+                    restarts: c.restart_count,
+                    previous_backoff: ctl.backoff,
+                },
+            );
+            (d, ctl.generation)
+        };
+        let Decision::RestartAfter(delay) = decision else {
+            return;
+        };
+        lock(&entry.control).backoff = delay;
+        c.state = c.state.restarting();
+        let me = self.clone();
+        let id = c.container_id.clone();
+        log::debug!("restarting container {id} in {delay:?}");
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            me.restart_after_exit(&id, generation).await;
+        });
+    }
+
+    async fn restart_after_exit(self: &Arc<Self>, id: &str, generation: u64) {
+        let Ok(entry) = self.entry(id) else { return };
+        let mut c = entry.op.lock().await;
+        if lock(&entry.control).generation != generation
+            || !c.state.restarting
+            || c.manually_stopped
+        {
+            return;
+        }
+        c.restart_count += 1;
+        match self.start_task(&mut c).await {
+            Ok(pid) => {
+                c.state = c.state.running(pid, &now());
+                c.started_successfully_before = true;
+                log::info!(
+                    "restarted container {id} ({}), restart {}, pid {pid}",
+                    c.container_name,
+                    c.restart_count
+                );
+            }
+            Err(e) => {
+                log::warn!("restarting container {id} failed: {e}");
+                c.state = c.state.exited(127, false, &now());
+                c.state.error = e.to_string();
+                self.schedule_restart(&entry, &mut c, Duration::ZERO);
+            }
+        }
+        if let Err(e) = self.commit(&entry, &c) {
+            log::error!("{e}");
+        }
+    }
+
+    /// Live restore: brings every record in line with what containerd has, adopting live
+    /// tasks without restarting them. Runs at start-up and whenever containerd returns.
+    pub async fn reconcile(self: &Arc<Self>) -> Result<(), ManagerError> {
+        let observed = self.rt.list().await?;
+        let entries: Vec<_> = lock(&self.table).values().cloned().collect();
+        for entry in entries {
+            let mut c = entry.op.lock().await;
+            let id = c.container_id.clone();
+            let seen = match observed.iter().find(|o| o.id == id) {
+                None => Observed::Missing,
+                Some(o) => Observed::Present(o.task.clone()),
+            };
+            let action = reconcile::decide(&c, &seen);
+            if action != Action::Nothing {
+                log::info!("container {id} ({}): {action:?}", c.container_name);
+            }
+            if let Err(e) = self.apply(&entry, &mut c, action).await {
+                log::warn!("restoring container {id} failed: {e}");
+                c.state = c.state.dead(&e.to_string());
+            }
+            if let Err(e) = self.commit(&entry, &c) {
+                log::error!("{e}");
+            }
+        }
+        let known = lock(&self.table).keys().cloned().collect::<Vec<_>>();
+        for o in observed.iter().filter(|o| !known.contains(&o.id)) {
+            log::info!(
+                "container {} in namespace {} is not managed by leda-cm; left alone",
+                o.id,
+                self.settings.namespace
+            );
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        self: &Arc<Self>,
+        entry: &Arc<super::Entry>,
+        c: &mut Container,
+        action: Action,
+    ) -> Result<(), ManagerError> {
+        let id = c.container_id.clone();
+        match action {
+            Action::Nothing => {}
+            Action::Adopt { pid, paused } => {
+                let started = if c.state.started_at.is_empty() {
+                    now()
+                } else {
+                    c.state.started_at.clone()
+                };
+                c.state = c.state.running(pid, &started);
+                if paused {
+                    c.state = c.state.paused();
+                }
+            }
+            Action::DeleteTask => {
+                self.rt.delete_task(&id).await?;
+            }
+            Action::Exited { exit_code, start } => {
+                let exit = self.rt.delete_task(&id).await?;
+                let at = exit
+                    .and_then(|e| e.exited_at)
+                    .unwrap_or_else(SystemTime::now);
+                c.state = c.state.exited(exit_code, false, &timestamp(at));
+                if start {
+                    self.boot_start(entry, c).await?;
+                }
+            }
+            Action::Lost { start } => {
+                if c.is_active() {
+                    let code = c.state.exit_code;
+                    c.state = c.state.exited(code, false, &now());
+                    c.state.error = "the task ended while leda-cm was not running".into();
+                }
+                if start {
+                    self.boot_start(entry, c).await?;
+                }
+            }
+            Action::Recreate { start } => {
+                self.rt.remove(&id).await?;
+                self.create_in_runtime(c, None).await?;
+                if c.is_active() {
+                    c.state = c.state.exited(c.state.exit_code, false, &now());
+                }
+                if start {
+                    self.boot_start(entry, c).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn boot_start(
+        &self,
+        entry: &Arc<super::Entry>,
+        c: &mut Container,
+    ) -> Result<(), ManagerError> {
+        lock(&entry.control).generation += 1;
+        let pid = self.start_task(c).await?;
+        c.state = c.state.running(pid, &now());
+        c.started_successfully_before = true;
+        log::info!(
+            "started container {} ({}) again, pid {pid}",
+            c.container_id,
+            c.container_name
+        );
+        Ok(())
+    }
+
+    /// Raw counters of a live container.
+    pub async fn metrics(&self, id: &str) -> Result<Metrics, ManagerError> {
+        let c = self.get(id)?;
+        if !c.is_active() {
+            return Err(ManagerError::State(format!(
+                "container with id = {id} is not running - current status is {}",
+                c.state.status
+            )));
+        }
+        let mut m = self.rt.metrics(id).await?;
+        if c.host_config.network_mode == crate::model::NetworkMode::Bridge && c.state.pid > 0 {
+            if let Some((rx, tx)) = crate::host::net_dev(c.state.pid as u32) {
+                m.net_rx_bytes = rx;
+                m.net_tx_bytes = tx;
+            }
+        }
+        Ok(m)
+    }
+
+    fn image_use_path(&self) -> std::path::PathBuf {
+        self.settings.state_dir.join(IMAGE_USE_FILE)
+    }
+
+    fn load_image_use(&self) -> ImageUse {
+        match store::read_json::<ImageUse>(&self.image_use_path()) {
+            Ok(Some(u)) => u,
+            Ok(None) => ImageUse::default(),
+            Err(e) => {
+                log::warn!("{e}; starting the image use record over");
+                ImageUse::default()
+            }
+        }
+    }
+
+    fn save_image_use(&self, mut u: ImageUse) {
+        u.version = 1;
+        if let Err(e) = store::write_json_atomic(&self.image_use_path(), &u, 0o600) {
+            log::warn!("{e}");
+        }
+    }
+
+    /// Records that a container of `image` went away (its expiry counts from now).
+    pub(super) fn note_image_released(&self, image: &str, at: SystemTime) {
+        let mut u = self.load_image_use();
+        u.last_used.insert(image.to_string(), secs(at));
+        self.save_image_use(u);
+    }
+
+    /// Removes images no container has used for the expiry; never those of existing or
+    /// system containers. Returns the names removed.
+    pub async fn collect_images(&self, now: SystemTime) -> Result<Vec<String>, ManagerError> {
+        let Some(expiry) = self.settings.image_expiry else {
+            return Ok(Vec::new());
+        };
+        let in_use: Vec<String> = self.list().into_iter().map(|c| c.image.name).collect();
+        let mut u = self.load_image_use();
+        let mut removed = Vec::new();
+        for image in self.rt.images().await? {
+            if in_use.contains(&image) {
+                u.last_used.insert(image, secs(now));
+                continue;
+            }
+            let last = *u
+                .last_used
+                .entry(image.clone())
+                .or_insert_with(|| secs(now));
+            if secs(now).saturating_sub(last) >= expiry.as_secs() {
+                match self.rt.remove_image(&image).await {
+                    Ok(()) => {
+                        log::info!("removed image {image}, unused for {expiry:?}");
+                        u.last_used.remove(&image);
+                        removed.push(image);
+                    }
+                    Err(e) => log::warn!("removing unused image {image} failed: {e}"),
+                }
+            }
+        }
+        self.save_image_use(u);
+        Ok(removed)
+    }
+}

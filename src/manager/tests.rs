@@ -1,0 +1,421 @@
+//! The manager's decisions against the in-memory runtime.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fake::FakeRuntime;
+use super::{Change, Manager, ManagerError, Settings, StopOptions, UpdateOptions};
+use crate::model::{Container, Resources, RestartPolicy, RestartPolicyType, Status};
+use crate::runtime::RuntimeEvent;
+
+fn state_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "leda-cm-mgr-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn manager(rt: FakeRuntime, dir: &std::path::Path) -> Arc<Manager<FakeRuntime>> {
+    Manager::new(
+        rt,
+        Settings {
+            namespace: "test".into(),
+            state_dir: dir.to_path_buf(),
+            default_stop_timeout: Duration::from_secs(2),
+            log_driver_binary: "/usr/bin/leda-cm".into(),
+            system_containers: vec!["sua".into()],
+            image_expiry: Some(Duration::from_secs(3600)),
+        },
+    )
+}
+
+fn container(name: &str, image: &str) -> Container {
+    serde_json::from_value(serde_json::json!({"container_name": name, "image": {"name": image}}))
+        .unwrap()
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn create_pulls_only_when_absent_persists_and_enforces_unique_names() {
+    let dir = state_dir("create");
+    run(async {
+        let rt = FakeRuntime::new()
+            .with_image("present:1")
+            .in_registry("remote:1");
+        let m = manager(rt.clone(), &dir);
+        let mut changes = m.subscribe();
+        let a = m.create(container("a", "present:1"), None).await.unwrap();
+        assert_eq!(rt.calls("pull"), 0);
+        assert_eq!(a.state.status, Status::Created);
+        assert!(!a.created.is_empty());
+        assert!(dir
+            .join("containers")
+            .join(&a.container_id)
+            .join("config.json")
+            .is_file());
+        assert!(matches!(changes.try_recv(), Ok(Change::Created(_))));
+
+        let b = m.create(container("b", "remote:1"), None).await.unwrap();
+        assert_eq!(rt.calls("pull remote:1"), 1);
+        assert_eq!(
+            b.extras().image_digest,
+            super::fake::image("remote:1").digest
+        );
+
+        match m.create(container("a", "present:1"), None).await {
+            Err(ManagerError::NameInUse { name, id }) => {
+                assert_eq!((name.as_str(), id), ("a", a.container_id.clone()))
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut same_id = container("c", "present:1");
+        same_id.container_id = a.container_id.clone();
+        assert!(matches!(
+            m.create(same_id, None).await,
+            Err(ManagerError::AlreadyExists(_))
+        ));
+        assert_eq!(m.list().len(), 2);
+        assert_eq!(m.find_by_name("b").unwrap().container_id, b.container_id);
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn invalid_specs_and_failed_pulls_leave_nothing_behind() {
+    let dir = state_dir("invalid");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let mut bad = container("bad name", "i:1");
+        match m.create(bad.clone(), None).await {
+            Err(ManagerError::Invalid(e)) => assert_eq!(e.field, "container_name"),
+            other => panic!("{other:?}"),
+        }
+        bad.container_name = "ok".into();
+        bad.host_config.resources = Some(Resources {
+            memory: "1k".into(),
+            ..Default::default()
+        });
+        assert!(matches!(
+            m.create(bad, None).await,
+            Err(ManagerError::Invalid(_))
+        ));
+        assert_eq!(
+            rt.state().calls.len(),
+            0,
+            "containerd was touched: {:?}",
+            rt.state().calls
+        );
+
+        let err = m
+            .create(container("x", "missing:1"), None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("missing:1"), "{err}");
+        rt.state().fail_create = true;
+        assert!(m.create(container("y", "i:1"), None).await.is_err());
+        assert!(m.list().is_empty());
+        assert!(rt.state().containers.is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.join("containers"))
+                .map(|d| d.count())
+                .unwrap_or(0),
+            0
+        );
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn start_stop_pause_and_state_errors() {
+    let dir = state_dir("lifecycle");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let c = m.create(container("web", "i:1"), None).await.unwrap();
+        let id = c.container_id.clone();
+        let started = m.start(&id).await.unwrap();
+        assert!(started.state.running && started.state.pid > 0);
+        assert!(started.started_successfully_before);
+        assert!(m
+            .start(&id)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("is already running"));
+        let paused = m.pause(&id).await.unwrap();
+        assert_eq!(paused.state.status, Status::Paused);
+        assert!(m
+            .start(&id)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("try unpausing"));
+        m.resume(&id).await.unwrap();
+        assert!(m
+            .remove(&id, false)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("must set the force flag"));
+
+        let stopped = m.stop(&id, StopOptions::default()).await.unwrap();
+        assert_eq!(stopped.state.status, Status::Stopped);
+        assert!(stopped.manually_stopped);
+        assert_eq!(rt.calls(&format!("kill {id} 15")), 1);
+        assert!(m
+            .stop(&id, StopOptions::default())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("is not running"));
+
+        // A task that ignores SIGTERM is killed after the timeout.
+        m.start(&id).await.unwrap();
+        rt.state().term_exit = None;
+        let opts = StopOptions {
+            timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let stopped = m.stop(&id, opts).await.unwrap();
+        assert_eq!(stopped.state.exit_code, 137);
+        assert_eq!(rt.calls(&format!("kill {id} 9")), 1);
+
+        // Persisted: a new manager on the same state dir knows it.
+        let again = manager(rt.clone(), &dir);
+        assert_eq!(again.get(&id).unwrap().state.status, Status::Stopped);
+
+        m.remove(&id, false).await.unwrap();
+        assert!(matches!(m.get(&id), Err(ManagerError::NotFound(_))));
+        assert!(!dir.join("containers").join(&id).exists());
+        assert!(rt.state().containers.is_empty());
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn on_failure_with_max_three_restarts_exactly_three_times() {
+    let dir = state_dir("onfailure");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let mut c = container("flaky", "i:1");
+        c.host_config.restart_policy = RestartPolicy {
+            policy_type: RestartPolicyType::OnFailure,
+            maximum_retry_count: 3,
+            retry_timeout: 0,
+        };
+        let id = m.create(c, None).await.unwrap().container_id;
+        m.start(&id).await.unwrap();
+        for round in 0..4 {
+            let pid = rt.exit(&id, 1);
+            m.on_event(RuntimeEvent::TaskExit {
+                id: id.clone(),
+                pid,
+                exit_status: 1,
+                exited_at: None,
+            })
+            .await;
+            // Back-off 100, 200, 400 ms: let it pass.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = m.get(&id).unwrap();
+            if round < 3 {
+                assert!(now.state.running, "round {round}: {:?}", now.state);
+                assert_eq!(now.restart_count, round + 1);
+            } else {
+                assert_eq!(now.state.status, Status::Exited);
+                assert!(!now.state.restarting);
+                assert_eq!(now.state.exit_code, 1);
+            }
+        }
+        assert_eq!(rt.calls(&format!("start {id}")), 4);
+        assert_eq!(m.get(&id).unwrap().restart_count, 3);
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unless_stopped_restarts_but_not_after_a_manual_stop_and_stale_exits_are_ignored() {
+    let dir = state_dir("unless");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let id = m
+            .create(container("svc", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        m.start(&id).await.unwrap();
+        let pid = rt.exit(&id, 0);
+        m.on_event(RuntimeEvent::TaskOom { id: id.clone() }).await;
+        m.on_event(RuntimeEvent::TaskExit {
+            id: id.clone(),
+            pid,
+            exit_status: 137,
+            exited_at: None,
+        })
+        .await;
+        let exited = m.get(&id).unwrap();
+        assert!(exited.state.oom_killed && exited.state.restarting);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let back = m.get(&id).unwrap();
+        assert!(back.state.running);
+        // An exit of the old pid changes nothing.
+        m.on_event(RuntimeEvent::TaskExit {
+            id: id.clone(),
+            pid,
+            exit_status: 1,
+            exited_at: None,
+        })
+        .await;
+        assert!(m.get(&id).unwrap().state.running);
+
+        m.stop(&id, StopOptions::default()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(m.get(&id).unwrap().state.status, Status::Stopped);
+        assert_eq!(rt.calls(&format!("start {id}")), 2);
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reconcile_adopts_live_tasks_and_restarts_the_dead_by_policy() {
+    let dir = state_dir("reconcile");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let live = m
+            .create(container("live", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        let dead = m
+            .create(container("dead", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        let mut never = container("never", "i:1");
+        never.host_config.restart_policy.policy_type = RestartPolicyType::No;
+        let never = m.create(never, None).await.unwrap().container_id;
+        for id in [&live, &dead, &never] {
+            m.start(id).await.unwrap();
+        }
+        let live_pid = m.get(&live).unwrap().state.pid;
+        // The daemon goes away; meanwhile two tasks die.
+        drop(m);
+        rt.exit(&dead, 2);
+        rt.exit(&never, 3);
+        let starts_before = rt.calls("start");
+
+        let m = manager(rt.clone(), &dir);
+        m.reconcile().await.unwrap();
+        let l = m.get(&live).unwrap();
+        assert!(l.state.running);
+        assert_eq!(
+            l.state.pid, live_pid,
+            "the live task was not adopted as it was"
+        );
+        assert!(m.get(&dead).unwrap().state.running);
+        let n = m.get(&never).unwrap();
+        assert_eq!((n.state.status, n.state.exit_code), (Status::Exited, 3));
+        assert_eq!(
+            rt.calls("start") - starts_before,
+            1,
+            "only the dead unless-stopped one restarts"
+        );
+
+        // containerd forgot a container: it is created again and started.
+        rt.state().containers.remove(&live);
+        rt.state().tasks.remove(&live);
+        m.reconcile().await.unwrap();
+        assert!(m.get(&live).unwrap().state.running);
+        assert!(rt.state().containers.contains_key(&live));
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn update_rename_and_image_collection() {
+    let dir = state_dir("update");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1").with_image("old:1");
+        let m = manager(rt.clone(), &dir);
+        let id = m
+            .create(container("u", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        let updated = m
+            .update(
+                &id,
+                UpdateOptions {
+                    restart_policy: Some(RestartPolicy {
+                        policy_type: RestartPolicyType::Always,
+                        ..Default::default()
+                    }),
+                    resources: Some(Resources {
+                        memory: "10M".into(),
+                        ..Default::default()
+                    }),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            updated.host_config.restart_policy.policy_type,
+            RestartPolicyType::Always
+        );
+        assert_eq!(updated.host_config.resources.unwrap().memory_swap, "20M");
+        assert_eq!(rt.calls("update_resources"), 1);
+        let bad = UpdateOptions {
+            resources: Some(Resources {
+                memory: "1k".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            m.update(&id, bad).await,
+            Err(ManagerError::Invalid(_))
+        ));
+
+        let other = m
+            .create(container("v", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        assert!(matches!(
+            m.rename(&other, "u").await,
+            Err(ManagerError::NameInUse { .. })
+        ));
+        assert!(matches!(
+            m.rename(&other, "-x").await,
+            Err(ManagerError::Invalid(_))
+        ));
+        assert_eq!(m.rename(&other, "w").await.unwrap().container_name, "w");
+
+        let now = std::time::SystemTime::now();
+        // First sight of the unused image starts its clock; in use stays.
+        assert!(m.collect_images(now).await.unwrap().is_empty());
+        let later = now + Duration::from_secs(7200);
+        assert_eq!(
+            m.collect_images(later).await.unwrap(),
+            vec!["old:1".to_string()]
+        );
+        assert!(rt.state().images.contains_key("i:1"));
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

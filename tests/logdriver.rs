@@ -1,0 +1,389 @@
+//! The json-file log driver as containerd's shim runs it: busybox tasks created by `ctr`
+//! with the `binary://` URI that `DriverOptions::to_uri` builds for the real binary. No
+//! leda-cm daemon exists in these tests: the shim alone starts and ends the driver.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Harness, PrivateContainerd, BIN};
+use leda_cm::logs::{self, read_tail, DriverOptions, LogEntry, Mode, Stream};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `ctr` against one socket and namespace of this test. On drop, removes every task,
+/// container and image of the namespace and the namespace itself, also after a failure.
+struct Ctr {
+    sock: PathBuf,
+    ns: String,
+}
+
+impl Ctr {
+    fn new(h: &Harness, sock: &Path, test: &str) -> Ctr {
+        let ctr = Ctr {
+            sock: sock.to_path_buf(),
+            ns: format!("logdrv-test-{}-{test}", h.run_id),
+        };
+        let image = format!("{}/{}", h.registry, h.image);
+        ctr.ok(&["images", "pull", "--plain-http", &image]);
+        ctr
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&self.sock)
+            .args(["-n", &self.ns])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `sh -c script` in a busybox task whose stdout and stderr go to the driver.
+    fn run(&self, h: &Harness, id: &str, opts: &DriverOptions, script: &str) {
+        let uri = opts.to_uri(Path::new(BIN));
+        let image = format!("{}/{}", h.registry, h.image);
+        self.ok(&[
+            "run",
+            "--log-uri",
+            &uri,
+            "-d",
+            &image,
+            id,
+            "sh",
+            "-c",
+            script,
+        ]);
+    }
+
+    fn status(&self, id: &str) -> Option<String> {
+        self.ok(&["tasks", "ls"]).lines().skip(1).find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.first() == Some(&id)).then(|| cols.last().unwrap().to_string())
+        })
+    }
+
+    fn wait_stopped(&self, id: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.status(id).as_deref() != Some("STOPPED") {
+            assert!(Instant::now() < deadline, "task {id} did not stop");
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Deletes the stopped task: the shim closes the pipes and the driver exits.
+    fn delete_task(&self, id: &str) {
+        self.ok(&["tasks", "delete", id]);
+    }
+}
+
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        let ids = |what: &str| -> Vec<String> {
+            let out = self.cmd(&[what, "ls", "-q"]);
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        };
+        for id in ids("tasks") {
+            self.cmd(&["tasks", "kill", "-s", "SIGKILL", &id]);
+        }
+        for id in ids("tasks") {
+            let deadline = Instant::now() + TIMEOUT;
+            while !self.cmd(&["tasks", "delete", "-f", &id]).status.success()
+                && Instant::now() < deadline
+            {
+                sleep(Duration::from_millis(100));
+            }
+        }
+        for id in ids("containers") {
+            self.cmd(&["containers", "delete", &id]);
+        }
+        for image in ids("images") {
+            self.cmd(&["images", "rm", "--sync", &image]);
+        }
+        // Content and snapshots go with the garbage collection that `--sync` waited for.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Command::new("ctr")
+            .arg("--address")
+            .arg(&self.sock)
+            .args(["namespaces", "rm", &self.ns])
+            .output()
+            .is_ok_and(|o| o.status.success())
+            && Instant::now() < deadline
+        {
+            sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// PIDs of log driver processes writing to `dir` (found by their argument).
+fn drivers_for(dir: &Path) -> Vec<u32> {
+    let want = dir.as_os_str().as_encoded_bytes();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == want))
+        })
+        .collect()
+}
+
+fn proc_field(pid: u32, field: &str) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn cmdline(pid: u32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+fn logs_of(entries: &[LogEntry], stream: Stream) -> Vec<&str> {
+    entries
+        .iter()
+        .filter(|e| e.stream == stream)
+        .map(|e| e.log.as_str())
+        .collect()
+}
+
+#[test]
+fn stdout_and_stderr_become_docker_json_lines() {
+    let h = Harness::get();
+    let dir = h.test_dir("logdriver-basic").join("logs");
+    let ctr = Ctr::new(&h, &h.containerd_sock, "basic");
+    let before = SystemTime::now();
+    ctr.run(
+        &h,
+        "basic",
+        &DriverOptions::new(&dir),
+        "echo out-1; echo 'err <1> & \"q\"' >&2; echo out-2; sleep 1; printf 'no newline'",
+    );
+
+    // The driver runs under the shim with no capabilities and no_new_privs.
+    let pid = wait_for("the driver", || drivers_for(&dir).first().copied());
+    let parent: u32 = proc_field(pid, "PPid").parse().unwrap();
+    assert!(
+        cmdline(parent).contains("containerd-shim-runc-v2"),
+        "parent of the driver: {}",
+        cmdline(parent)
+    );
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+        assert_eq!(proc_field(pid, set), "0000000000000000", "{set}");
+    }
+    assert_eq!(proc_field(pid, "NoNewPrivs"), "1");
+
+    ctr.wait_stopped("basic");
+    // The last line has no newline: it is written when the pipe ends, at task deletion.
+    let (entries, _) = read_tail(&dir, None).unwrap();
+    assert!(!entries.iter().any(|e| e.log == "no newline"));
+    ctr.delete_task("basic");
+    wait_for("the driver to exit", || {
+        drivers_for(&dir).is_empty().then_some(())
+    });
+    let after = SystemTime::now();
+
+    let (entries, _) = read_tail(&dir, None).unwrap();
+    assert_eq!(
+        logs_of(&entries, Stream::Stdout),
+        ["out-1\n", "out-2\n", "no newline"]
+    );
+    assert_eq!(logs_of(&entries, Stream::Stderr), ["err <1> & \"q\"\n"]);
+    for e in &entries {
+        assert!(before <= e.time && e.time <= after, "{e:?}");
+    }
+    // Docker's bytes: key order, escaping, nine fraction digits and Z.
+    let text = fs::read_to_string(logs::live_file(&dir)).unwrap();
+    let stderr_line = text.lines().find(|l| l.contains("stderr")).unwrap();
+    let (head, time) = stderr_line.split_once(",\"time\":\"").unwrap();
+    assert_eq!(
+        head,
+        r#"{"log":"err \u003c1\u003e \u0026 \"q\"\n","stream":"stderr""#
+    );
+    assert_eq!(time.len(), 32, "{time}");
+    assert!(time.ends_with("Z\"}"), "{time}");
+    assert_eq!(&time[19..20], ".");
+    assert!(humantime::parse_rfc3339(&time[..30]).is_ok(), "{time}");
+    assert!(text
+        .lines()
+        .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
+}
+
+#[test]
+fn rotation_keeps_files_under_the_limit_and_tail_spans_them() {
+    let h = Harness::get();
+    let dir = h.test_dir("logdriver-rotation").join("logs");
+    let ctr = Ctr::new(&h, &h.containerd_sock, "rotation");
+    let opts = DriverOptions {
+        max_size: Some(logs::parse_size("1k").unwrap()),
+        max_files: 3,
+        ..DriverOptions::new(&dir)
+    };
+    ctr.run(
+        &h,
+        "rotation",
+        &opts,
+        "i=100; while [ $i -lt 200 ]; do i=$((i+1)); echo line-$i; done",
+    );
+    ctr.wait_stopped("rotation");
+    wait_for("line-200", || {
+        let (last, _) = read_tail(&dir, Some(1)).unwrap();
+        (last.first().map(|e| e.log.as_str()) == Some("line-200\n")).then_some(())
+    });
+
+    let files = logs::log_files(&dir).unwrap();
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["json.log.2", "json.log.1", "json.log"]);
+    for f in &files {
+        let len = fs::metadata(f).unwrap().len();
+        assert!(len <= 1024 && len > 0, "{}: {len} bytes", f.display());
+    }
+    let want = |from: u32| -> Vec<String> { (from..=200).map(|i| format!("line-{i}\n")).collect() };
+    for n in [1, 5, 15, 25] {
+        let (entries, _) = read_tail(&dir, Some(n)).unwrap();
+        assert_eq!(
+            logs_of(&entries, Stream::Stdout),
+            want(201 - n as u32),
+            "tail {n}"
+        );
+    }
+    // All that is left: a run of consecutive lines ending with the last, across the 3 files.
+    let (all, _) = read_tail(&dir, None).unwrap();
+    let first: u32 = all[0]
+        .log
+        .trim_start_matches("line-")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(all.len() >= 25 && all.len() < 100, "{}", all.len());
+    assert_eq!(logs_of(&all, Stream::Stdout), want(first));
+    ctr.delete_task("rotation");
+}
+
+#[test]
+fn a_100_kib_line_is_split_at_16_kib() {
+    let h = Harness::get();
+    let dir = h.test_dir("logdriver-long").join("logs");
+    let ctr = Ctr::new(&h, &h.containerd_sock, "long");
+    let opts = DriverOptions {
+        mode: Mode::NonBlocking {
+            max_buffer: logs::parse_size("1M").unwrap(),
+        },
+        ..DriverOptions::new(&dir)
+    };
+    ctr.run(
+        &h,
+        "long",
+        &opts,
+        "head -c 102400 /dev/zero | tr '\\000' a; echo; echo after",
+    );
+    ctr.wait_stopped("long");
+    ctr.delete_task("long");
+    wait_for("the driver to exit", || {
+        drivers_for(&dir).is_empty().then_some(())
+    });
+
+    let (entries, _) = read_tail(&dir, None).unwrap();
+    let pieces: Vec<usize> = entries.iter().map(|e| e.log.len()).collect();
+    assert_eq!(pieces, [16384, 16384, 16384, 16384, 16384, 16384, 4097, 6]);
+    let joined: String = entries[..7].iter().map(|e| e.log.as_str()).collect();
+    assert_eq!(joined, "a".repeat(102_400) + "\n");
+    assert_eq!(entries[7].log, "after\n");
+    assert!(entries.iter().all(|e| e.stream == Stream::Stdout));
+}
+
+/// Logging needs nothing but the shim: the driver keeps writing while containerd itself is
+/// killed, and no leda-cm daemon exists at all.
+#[test]
+fn logging_goes_on_with_only_the_shim_around() {
+    let h = Harness::get();
+    let base = h.test_dir("logdriver-shim");
+    let dir = base.join("logs");
+    let ctrd_dir = base.join("ctrd");
+    // Dropped after `ctr`, which needs containerd to clean up.
+    let ctrd = PrivateContainerd::start(&h, &ctrd_dir);
+    let ctr = Ctr::new(&h, &ctrd.socket(), "shim");
+    ctr.run(
+        &h,
+        "ticker",
+        &DriverOptions::new(&dir),
+        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.1; done",
+    );
+    let count = || read_tail(&dir, None).unwrap().0.len();
+    wait_for("first ticks", || (count() >= 3).then_some(()));
+
+    let pid = fs::read_to_string(ctrd_dir.join("containerd.pid")).unwrap();
+    let status = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid: u32 = pid.trim().parse().unwrap();
+    wait_for("containerd to die", || {
+        (!Path::new(&format!("/proc/{pid}")).exists() || proc_field(pid, "State").starts_with('Z'))
+            .then_some(())
+    });
+    let driver = drivers_for(&dir)[0];
+    let parent: u32 = proc_field(driver, "PPid").parse().unwrap();
+    assert!(cmdline(parent).contains("containerd-shim-runc-v2"));
+
+    let at_kill = count();
+    sleep(Duration::from_millis(1500));
+    let later = count();
+    assert!(
+        later >= at_kill + 5,
+        "{at_kill} lines when containerd died, {later} 1.5 s later"
+    );
+    let (entries, _) = read_tail(&dir, None).unwrap();
+    let want: Vec<String> = (1..=entries.len()).map(|i| format!("tick-{i}\n")).collect();
+    assert_eq!(logs_of(&entries, Stream::Stdout), want);
+
+    // containerd comes back and finds the task still logging.
+    h.lib(&format!(
+        "harness_start_containerd '{}'",
+        ctrd_dir.display()
+    ));
+    assert_eq!(ctr.status("ticker").as_deref(), Some("RUNNING"));
+    let back = count();
+    wait_for("ticks after the restart", || (count() > back).then_some(()));
+    drop(ctr);
+    drop(ctrd);
+}
