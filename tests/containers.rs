@@ -348,3 +348,223 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[test]
+fn a_multi_arch_index_runs_the_manifest_of_this_machine() {
+    let env = Env::new("multiarch");
+    rt().block_on(async {
+        let m = env.manager(&env.containers_config(serde_json::json!({})));
+        let image = format!("{}/{}", env.h.registry, var("LEDA_TEST_MULTI_IMAGE"));
+        let mut c = container("multi", &image, &[]);
+        c.config.cmd.clear();
+        c.host_config.restart_policy.policy_type = RestartPolicyType::No;
+        let id = m.create(c, None).await.unwrap().container_id;
+        // The image record is the index itself; the unpacked manifest is the amd64 one.
+        let images = env.ctr(&["images", "ls"]);
+        assert!(
+            images.contains("application/vnd.oci.image.index.v1+json"),
+            "{images}"
+        );
+        m.start(&id).await.unwrap();
+        let m2 = m.clone();
+        wait_until_async("the container to exit", Duration::from_secs(10), || {
+            let m = m2.clone();
+            let id = id.clone();
+            async move {
+                m.runtime()
+                    .task(&id)
+                    .await
+                    .unwrap()
+                    .is_some_and(|t| t.status == leda_cm::runtime::TaskStatus::Stopped)
+            }
+        })
+        .await;
+        let (logs, _) = m.logs(&id, None).await.unwrap();
+        let text: String = logs.iter().map(|e| e.log.clone()).collect();
+        assert_eq!(text, "platform=amd64\n", "picked the wrong manifest");
+        m.remove(&id, true).await.unwrap();
+    });
+}
+
+#[test]
+fn logs_are_json_lines_and_tail_reads_back() {
+    let env = Env::new("logs");
+    rt().block_on(async {
+        let m = env.manager(&env.containers_config(serde_json::json!({})));
+        let mut c = container(
+            "talker",
+            &env.image(),
+            &[
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2; sleep 600",
+            ],
+        );
+        c.host_config.log_config.driver_config.max_size = "1k".into();
+        let id = m.create(c, None).await.unwrap().container_id;
+        let err = m.logs(&id, None).await.unwrap_err().to_string();
+        assert!(
+            err.contains("there are no logs for container with status \"Created\""),
+            "{err}"
+        );
+        m.start(&id).await.unwrap();
+        let m2 = m.clone();
+        let id2 = id.clone();
+        wait_until_async("six log lines", Duration::from_secs(10), || {
+            let m = m2.clone();
+            let id = id2.clone();
+            async move {
+                m.logs(&id, None)
+                    .await
+                    .map(|(l, _)| l.len() >= 6)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        let (tail, _) = m.logs(&id, Some(2)).await.unwrap();
+        let got: Vec<_> = tail.iter().map(|e| (e.stream, e.log.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (leda_cm::logs::Stream::Stdout, "line5\n"),
+                (leda_cm::logs::Stream::Stderr, "oops\n")
+            ]
+        );
+        let file = std::fs::read_to_string(env.state.join("containers").join(&id).join("json.log"))
+            .unwrap();
+        let first: serde_json::Value = serde_json::from_str(file.lines().next().unwrap()).unwrap();
+        assert_eq!(first["log"], "line1\n");
+        assert_eq!(first["stream"], "stdout");
+        assert!(first["time"].as_str().unwrap().ends_with('Z'));
+        m.remove(&id, true).await.unwrap();
+    });
+}
+
+#[test]
+fn containerd_away_means_unavailable_errors_and_running_containers_survive() {
+    let env = Env::new("ctrdaway");
+    let dir = env.h.test_dir("ctrdaway-containerd");
+    let ctrd = common::PrivateContainerd::start(&env.h, &dir);
+    let sock = ctrd.socket();
+    rt().block_on(async {
+        let ctrd_client = Client::lazy(&sock, &env.ns);
+        let m = Manager::new(
+            Ctrd::new(ctrd_client, &env.containers_config(serde_json::json!({}))).unwrap(),
+            Settings {
+                namespace: env.ns.clone(),
+                state_dir: env.state.clone(),
+                default_stop_timeout: Duration::from_secs(3),
+                log_driver_binary: common::BIN.into(),
+                system_containers: vec![],
+                image_expiry: None,
+            },
+        );
+        let id = m
+            .create(container("survivor", &env.image(), &["sleep", "600"]), None)
+            .await
+            .unwrap()
+            .container_id;
+        let pid = m.start(&id).await.unwrap().state.pid;
+
+        ctrd.stop_daemon_only();
+        let err = m
+            .create(container("late", &env.image(), &["true"]), None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("containerd unavailable"), "{err}");
+        let err = m.stop(&id, StopOptions::default()).await.unwrap_err();
+        assert!(err.to_string().contains("containerd unavailable"), "{err}");
+        // The container itself runs on without containerd.
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+        ctrd.restart_daemon();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match m.reconcile().await {
+                Ok(()) => break,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "containerd did not come back: {e}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let c = m.get(&id).unwrap();
+        assert!(c.state.running);
+        assert_eq!(c.state.pid, pid);
+        m.remove(&id, true).await.unwrap();
+    });
+    drop(ctrd);
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under tests/harness/run"))
+}
+
+async fn wait_until_async<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_fails_the_pull_and_nothing_remains() {
+    let env = Env::new("digest");
+    // An image of its own (its layer is unique), whose layer the registry then corrupts.
+    let images = env.h.test_dir("digest-image");
+    let reference = format!("{}/leda/corrupt:1.0", env.h.registry);
+    env.h.lib(&format!(
+        "harness_build_image '{d}' corrupt amd64 /bin/sh && harness_push '{d}' corrupt '{reference}'",
+        d = images.display()
+    ));
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(images.join("oci/index.json")).unwrap()).unwrap();
+    let manifest_digest = layout["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(images.join("oci/blobs/sha256").join(&manifest_digest)).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let stored = env
+        .h
+        .workdir
+        .join("registry/data/docker/registry/v2/blobs/sha256")
+        .join(&layer[..2])
+        .join(&layer)
+        .join("data");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&stored, bytes).unwrap();
+
+    rt().block_on(async {
+        let m = env.manager(&env.containers_config(serde_json::json!({})));
+        let err = m
+            .create(container("x", &reference, &["true"]), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("digest mismatch"), "{err}");
+        assert!(m.list().is_empty());
+        assert_eq!(env.ctr(&["containers", "ls", "-q"]).trim(), "");
+        assert_eq!(env.ctr(&["images", "ls", "-q"]).trim(), "");
+        assert!(
+            !env.ctr(&["content", "ls"]).contains(&layer),
+            "the corrupt layer was kept"
+        );
+    });
+}

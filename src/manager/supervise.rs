@@ -289,6 +289,41 @@ impl<R: Runtime> Manager<R> {
         Ok(m)
     }
 
+    /// The last `tail` log entries (all with `None`), across rotated files, and the position
+    /// to follow from.
+    pub async fn logs(
+        &self,
+        id: &str,
+        tail: Option<usize>,
+    ) -> Result<(Vec<crate::logs::LogEntry>, crate::logs::Position), ManagerError> {
+        let c = self.get(id)?;
+        if c.state.status == crate::model::Status::Created {
+            return Err(ManagerError::State(format!(
+                "there are no logs for container with status \"{}\"",
+                c.state.status
+            )));
+        }
+        if c.host_config.log_config.driver_config.driver_type
+            != crate::model::defaults::LOG_DRIVER_JSON_FILE
+        {
+            return Err(ManagerError::State(format!(
+                "there are not any logs for container {id} with log type {}",
+                c.host_config.log_config.driver_config.driver_type
+            )));
+        }
+        let dir = self.log_dir(&c);
+        tokio::task::spawn_blocking(move || crate::logs::read_tail(&dir, tail))
+            .await
+            .map_err(|e| ManagerError::Io {
+                id: id.to_string(),
+                message: e.to_string(),
+            })?
+            .map_err(|e| ManagerError::Io {
+                id: id.to_string(),
+                message: e.to_string(),
+            })
+    }
+
     fn image_use_path(&self) -> std::path::PathBuf {
         self.settings.state_dir.join(IMAGE_USE_FILE)
     }

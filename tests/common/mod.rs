@@ -110,9 +110,24 @@ impl PrivateContainerd {
         Self::socket_in(&self.dir)
     }
 
+    /// Stops containerd and everything it runs (tasks, then shims, then the daemon).
     pub fn stop(&self) {
         self.harness
             .lib(&format!("harness_stop_containerd '{}'", self.dir.display()));
+    }
+
+    /// Stops only the containerd process (tasks and shims live on), as a crash would.
+    pub fn stop_daemon_only(&self) {
+        let pid = fs::read_to_string(self.dir.join("containerd.pid")).unwrap();
+        self.harness.lib(&format!("kill_pid {}", pid.trim()));
+    }
+
+    /// Starts containerd again on the same root, state and socket.
+    pub fn restart_daemon(&self) {
+        self.harness.lib(&format!(
+            "harness_start_containerd '{}'",
+            self.dir.display()
+        ));
     }
 }
 

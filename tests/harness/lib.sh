@@ -184,3 +184,35 @@ harness_push() {
     [ -n "$creds" ] && extra=(--dest-creds "$creds")
     skopeo copy -q --dest-tls-verify=false "${extra[@]}" "oci:$d/oci:$tag" "docker://$ref"
 }
+
+# harness_push_multiarch DIR REF: pushes to docker://REF an OCI image index with a linux/amd64
+# and a linux/arm64/v8 manifest. Both carry the host's busybox; what tells them apart is the
+# config (architecture, and a command printing platform=amd64 or platform=arm64).
+harness_push_multiarch() {
+    local d=$1 ref=$2
+    harness_build_image "$d" multi-amd64 amd64 /bin/sh -c 'echo platform=amd64'
+    harness_build_image "$d" multi-arm64 arm64 /bin/sh -c 'echo platform=arm64'
+    python3 - "$d/oci" <<'PY'
+import hashlib, json, os, sys
+oci = sys.argv[1]
+layout = json.load(open(os.path.join(oci, "index.json")))
+def entry(tag):
+    return next(m for m in layout["manifests"]
+                if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+manifests = []
+for tag, platform in (("multi-amd64", {"architecture": "amd64", "os": "linux"}),
+                      ("multi-arm64", {"architecture": "arm64", "os": "linux", "variant": "v8"})):
+    e = entry(tag)
+    manifests.append({"mediaType": e["mediaType"], "digest": e["digest"], "size": e["size"], "platform": platform})
+index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": manifests}).encode()
+digest = "sha256:" + hashlib.sha256(index).hexdigest()
+open(os.path.join(oci, "blobs", "sha256", digest[7:]), "wb").write(index)
+layout["manifests"] = [m for m in layout["manifests"]
+                       if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != "multi"]
+layout["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest,
+                            "size": len(index), "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+json.dump(layout, open(os.path.join(oci, "index.json"), "w"))
+PY
+    skopeo copy -q --all --dest-tls-verify=false "oci:$d/oci:multi" "docker://$ref"
+}

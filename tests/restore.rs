@@ -1,0 +1,153 @@
+//! Live restore through the real daemon: containers keep running when the daemon is killed,
+//! and the restarted daemon adopts them (same PIDs) and restarts only those that died.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{DaemonSetup, Harness, NotifyListener};
+use leda_cm::config::ContainersConfig;
+use leda_cm::containerd::{Client, Ctrd};
+use leda_cm::manager::{Manager, Settings};
+use leda_cm::model::Container;
+
+fn record(setup: &DaemonSetup, id: &str) -> serde_json::Value {
+    let path = setup
+        .state_dir
+        .join("containers")
+        .join(id)
+        .join("config.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn ctr(h: &Harness, ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(&h.containerd_sock)
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Cleanup<'a>(&'a Harness, String);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for id in ctr(self.0, &self.1, &["tasks", "ls", "-q"]).lines() {
+            ctr(self.0, &self.1, &["tasks", "kill", "-s", "SIGKILL", id]);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for id in ctr(self.0, &self.1, &["tasks", "ls", "-q"]).lines() {
+            ctr(self.0, &self.1, &["tasks", "delete", "-f", id]);
+        }
+        for id in ctr(self.0, &self.1, &["containers", "ls", "-q"]).lines() {
+            ctr(self.0, &self.1, &["containers", "delete", id]);
+        }
+    }
+}
+
+#[test]
+fn kill_9_of_the_daemon_keeps_containers_and_restart_adopts_them() {
+    let h = Harness::get();
+    let setup = DaemonSetup::new(&h, "restore");
+    let _cleanup = Cleanup(&h, setup.namespace.clone());
+    let image = format!("{}/{}", h.registry, h.image);
+
+    // Two running containers, made before any daemon runs (same state dir and namespace).
+    let (keep, dies) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let containers: ContainersConfig =
+                serde_json::from_value(serde_json::json!({"insecure_registries": [h.registry]})).unwrap();
+            let m = Manager::new(
+                Ctrd::new(Client::lazy(&h.containerd_sock, &setup.namespace), &containers).unwrap(),
+                Settings {
+                    namespace: setup.namespace.clone(),
+                    state_dir: setup.state_dir.clone(),
+                    default_stop_timeout: Duration::from_secs(3),
+                    log_driver_binary: common::BIN.into(),
+                    system_containers: vec![],
+                    image_expiry: None,
+                },
+            );
+            let mut ids = Vec::new();
+            for name in ["keep", "dies"] {
+                let c: Container = serde_json::from_value(serde_json::json!({
+                    "container_name": name, "image": {"name": image}, "config": {"cmd": ["sleep", "600"]}
+                }))
+                .unwrap();
+                let id = m.create(c, None).await.unwrap().container_id;
+                m.start(&id).await.unwrap();
+                ids.push(id);
+            }
+            (ids[0].clone(), ids[1].clone())
+        });
+    let pid_keep = record(&setup, &keep)["state"]["pid"].as_i64().unwrap();
+    let pid_dies = record(&setup, &dies)["state"]["pid"].as_i64().unwrap();
+
+    let notify = NotifyListener::new(&setup.dir);
+    let mut daemon = setup.spawn(Some(&notify));
+    assert!(
+        notify.wait_ready(Duration::from_secs(15)),
+        "{}",
+        daemon.stderr()
+    );
+    assert_eq!(record(&setup, &keep)["state"]["pid"], pid_keep);
+    assert_eq!(record(&setup, &dies)["state"]["pid"], pid_dies);
+
+    daemon.signal(libc::SIGKILL);
+    daemon
+        .wait_exit(Duration::from_secs(5))
+        .expect("kill -9 did not end the daemon");
+    // Containers outlive the daemon; one dies meanwhile.
+    assert!(std::path::Path::new(&format!("/proc/{pid_keep}")).exists());
+    ctr(
+        &h,
+        &setup.namespace,
+        &["tasks", "kill", "-s", "SIGKILL", &dies],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let notify2 = {
+        let d = setup.dir.join("second");
+        std::fs::create_dir_all(&d).unwrap();
+        NotifyListener::new(&d)
+    };
+    let daemon = setup.spawn(Some(&notify2));
+    assert!(
+        notify2.wait_ready(Duration::from_secs(15)),
+        "{}",
+        daemon.stderr()
+    );
+    let kept = record(&setup, &keep);
+    assert_eq!(
+        kept["state"]["pid"], pid_keep,
+        "the live container was not adopted as it was"
+    );
+    assert_eq!(kept["state"]["running"], true);
+    assert!(std::path::Path::new(&format!("/proc/{pid_keep}")).exists());
+    let restarted = record(&setup, &dies);
+    assert_eq!(restarted["state"]["running"], true, "{restarted}");
+    let new_pid = restarted["state"]["pid"].as_i64().unwrap();
+    assert_ne!(new_pid, pid_dies);
+    let tasks = ctr(&h, &setup.namespace, &["tasks", "ls"]);
+    assert!(
+        tasks.contains(&new_pid.to_string()) && tasks.contains(&pid_keep.to_string()),
+        "{tasks}"
+    );
+    assert!(
+        daemon
+            .stderr()
+            .contains(&format!("container {dies} (dies): Exited")),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(daemon.stop().success());
+    // SIGTERM does not stop containers (Kanto does; leda-cm keeps them running).
+    assert!(std::path::Path::new(&format!("/proc/{pid_keep}")).exists());
+}
