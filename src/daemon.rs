@@ -86,6 +86,8 @@ pub enum DaemonError {
     Privileges(#[from] PrivilegeError),
     #[error(transparent)]
     Registry(crate::registry::RegistryError),
+    #[error(transparent)]
+    Api(crate::api::server::ServerError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]
@@ -283,6 +285,15 @@ async fn serve(
     sup.spawn(
         "containerd-monitor",
         containerd::monitor(endpoint.clone(), ctr_tx, sup.shutdown()),
+    );
+    let listener = crate::api::server::bind(
+        &config.grpc_server.protocol,
+        &config.grpc_server.address_path,
+    )
+    .map_err(DaemonError::Api)?;
+    sup.spawn(
+        "grpc",
+        crate::api::server::serve(listener, manager.clone(), sup.shutdown()),
     );
     sup.spawn("image-gc", image_gc(manager.clone(), sup.shutdown()));
     let main = MainLoop {

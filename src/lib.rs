@@ -2,6 +2,7 @@
 //! integration tests, which drive the adapters against the real services of the harness.
 //! See ARCHITECTURE.md for the map.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod containerd;

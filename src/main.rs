@@ -8,7 +8,7 @@ use leda_cm::{cli, daemon, logs};
 use std::ffi::OsString;
 use std::path::Path;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -21,14 +21,6 @@ const VERSION: &str = concat!(
 struct ContainerManagement {
     #[command(flatten)]
     args: daemon::DaemonArgs,
-}
-
-/// The CLI under its Kanto name.
-#[derive(Debug, Parser)]
-#[command(name = "kanto-cm", version = VERSION, about = "Manage containers through leda-cm (Kanto-compatible CLI)")]
-struct KantoCm {
-    #[command(flatten)]
-    args: cli::CtlArgs,
 }
 
 #[derive(Debug, Parser)]
@@ -96,23 +88,7 @@ fn run_daemon(argv: Vec<OsString>) -> i32 {
 }
 
 fn run_ctl(argv: Vec<OsString>) -> i32 {
-    let command = KantoCm::command();
-    let matches = match command.clone().try_get_matches_from(argv) {
-        Ok(m) => m,
-        Err(e) => return exit_for_usage(e, 2),
-    };
-    let parsed = match KantoCm::from_arg_matches(&matches) {
-        Ok(p) => p,
-        Err(e) => return exit_for_usage(e, 2),
-    };
-    let mut help_cmd = command;
-    match cli::run(parsed.args, move || help_cmd.render_help().to_string()) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("Error: {e:#}");
-            1
-        }
-    }
+    cli::main(argv)
 }
 
 /// Prints clap's message; help and version are not errors.

@@ -29,7 +29,7 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::SpecError;
 use crate::store::{ContainerRecords, StoreError};
 
-pub use ops::{StopOptions, UpdateOptions};
+pub use ops::{parse_signal, StopOptions, UpdateOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {

@@ -8,6 +8,7 @@
 //! live under the `leda_cm` key, which Kanto's readers ignore.
 
 pub mod defaults;
+pub mod parse;
 pub mod reconcile;
 pub mod restart;
 pub mod size;

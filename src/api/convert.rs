@@ -1,0 +1,489 @@
+//! Container model ↔ the local API's protobuf types (pure). On the wire the restart
+//! policy's retry timeout is in seconds (the model keeps Kanto's nanoseconds), the state's
+//! status is its name, hook types are names.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::pb::types::containers as pb;
+use crate::manager::{StopOptions, UpdateOptions};
+use crate::model::{self, Container, NetworkMode, RestartPolicyType, Status};
+
+const HOOK_TYPES: [&str; 3] = ["Prestart", "Poststart", "Poststop"];
+
+pub fn to_pb(c: &Container) -> pb::Container {
+    let hc = &c.host_config;
+    pb::Container {
+        id: c.container_id.clone(),
+        name: c.container_name.clone(),
+        image: Some(pb::Image {
+            name: c.image.name.clone(),
+            decrypt_config: c.image.decrypt_config.as_ref().map(|d| pb::DecryptConfig {
+                keys: d.keys.clone(),
+                recipients: d.recipients.clone(),
+            }),
+        }),
+        host_name: c.host_name.clone(),
+        domain_name: c.domain_name.clone(),
+        resolv_conf_path: c.resolv_conf_path.clone(),
+        hosts_path: c.hosts_path.clone(),
+        hostname_path: c.hostname_path.clone(),
+        mounts: c
+            .mount_points
+            .iter()
+            .map(|m| pb::MountPoint {
+                destination: m.destination.clone(),
+                source: m.source.clone(),
+                propagation_mode: m.propagation_mode.clone(),
+            })
+            .collect(),
+        hooks: c
+            .hooks
+            .iter()
+            .map(|h| pb::Hook {
+                path: h.path.clone(),
+                args: h.args.clone(),
+                env: h.env.clone(),
+                timeout: h.timeout as i32,
+                r#type: HOOK_TYPES
+                    .get(h.hook_type as usize)
+                    .unwrap_or(&"Unknown")
+                    .to_string(),
+            })
+            .collect(),
+        host_config: Some(pb::HostConfig {
+            devices: hc
+                .devices
+                .iter()
+                .map(|d| pb::DeviceMapping {
+                    path_on_host: d.path_on_host.clone(),
+                    path_in_container: d.path_in_container.clone(),
+                    cgroup_permissions: d.cgroup_permissions.clone(),
+                })
+                .collect(),
+            network_mode: hc.network_mode.as_str().to_string(),
+            privileged: hc.privileged,
+            restart_policy: Some(restart_policy_to_pb(&hc.restart_policy)),
+            runtime: hc.runtime.clone(),
+            extra_hosts: hc.extra_hosts.clone(),
+            port_mappings: hc
+                .port_mappings
+                .iter()
+                .map(|p| pb::PortMapping {
+                    protocol: p.proto.clone(),
+                    host_ip: p.host_ip.clone(),
+                    host_port: p.host_port as i64,
+                    host_port_end: p.host_port_end as i64,
+                    container_port: p.container_port as i64,
+                })
+                .collect(),
+            log_config: Some(pb::LogConfiguration {
+                driver_config: Some(pb::LogDriverConfiguration {
+                    r#type: hc.log_config.driver_config.driver_type.clone(),
+                    max_files: hc.log_config.driver_config.max_files,
+                    max_size: hc.log_config.driver_config.max_size.clone(),
+                    root_dir: hc.log_config.driver_config.root_dir.clone(),
+                }),
+                mode_config: Some(pb::LogModeConfiguration {
+                    mode: hc.log_config.mode_config.mode.clone(),
+                    max_buffer_size: hc.log_config.mode_config.max_buffer_size.clone(),
+                }),
+            }),
+            resources: hc.resources.as_ref().map(resources_to_pb),
+            extra_capabilities: hc.extra_capabilities.clone(),
+        }),
+        io_config: Some(pb::IoConfig {
+            attach_stderr: c.io_config.attach_stderr,
+            attach_stdin: c.io_config.attach_stdin,
+            attach_stdout: c.io_config.attach_stdout,
+            open_stdin: c.io_config.open_stdin,
+            stdin_once: c.io_config.stdin_once,
+            tty: c.io_config.tty,
+        }),
+        config: Some(pb::ContainerConfiguration {
+            env: c.config.env.clone(),
+            cmd: c.config.cmd.clone(),
+        }),
+        network_settings: Some(pb::NetworkSettings {
+            networks: c
+                .network_settings
+                .networks
+                .iter()
+                .map(|(k, e)| {
+                    (
+                        k.clone(),
+                        pb::EndpointSettings {
+                            id: e.id.clone(),
+                            gateway: e.gateway.clone(),
+                            ip_address: e.ip_address.clone(),
+                            mac_address: e.mac_address.clone(),
+                            network_id: e.network_id.clone(),
+                        },
+                    )
+                })
+                .collect::<HashMap<_, _>>(),
+            sandbox_id: c.network_settings.sandbox_id.clone(),
+            sandbox_key: c.network_settings.sandbox_key.clone(),
+            network_controller_id: c.network_settings.network_controller_id.clone(),
+        }),
+        state: Some(pb::State {
+            pid: c.state.pid,
+            started_at: c.state.started_at.clone(),
+            error: c.state.error.clone(),
+            exit_code: c.state.exit_code,
+            finished_at: c.state.finished_at.clone(),
+            exited: c.state.exited,
+            dead: c.state.dead,
+            restarting: c.state.restarting,
+            paused: c.state.paused,
+            running: c.state.running,
+            status: c.state.status.name().to_string(),
+            oom_killed: c.state.oom_killed,
+        }),
+        created: c.created.clone(),
+        manually_stopped: c.manually_stopped,
+        restart_count: c.restart_count,
+    }
+}
+
+pub fn restart_policy_to_pb(p: &model::RestartPolicy) -> pb::RestartPolicy {
+    pb::RestartPolicy {
+        maximum_retry_count: p.maximum_retry_count,
+        retry_timeout: p.retry_timeout / 1_000_000_000,
+        r#type: p.policy_type.as_str().to_string(),
+    }
+}
+
+fn resources_to_pb(r: &model::Resources) -> pb::Resources {
+    pb::Resources {
+        memory: r.memory.clone(),
+        memory_reservation: r.memory_reservation.clone(),
+        memory_swap: r.memory_swap.clone(),
+    }
+}
+
+/// A wire value that does not fit the model (named by its field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConvertError {
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: &str, message: String) -> ConvertError {
+    ConvertError {
+        field: field.to_string(),
+        message,
+    }
+}
+
+fn port(field: &str, v: i64) -> Result<u16, ConvertError> {
+    u16::try_from(v).map_err(|_| bad(field, format!("port {v} is out of range")))
+}
+
+pub fn restart_policy_from_pb(p: &pb::RestartPolicy) -> Result<model::RestartPolicy, ConvertError> {
+    let policy_type = if p.r#type.is_empty() {
+        RestartPolicyType::default()
+    } else {
+        RestartPolicyType::parse(&p.r#type).ok_or_else(|| {
+            bad(
+                "host_config.restart_policy.type",
+                format!("unsupported restart policy type {}", p.r#type),
+            )
+        })?
+    };
+    Ok(model::RestartPolicy {
+        maximum_retry_count: p.maximum_retry_count,
+        retry_timeout: p.retry_timeout.saturating_mul(1_000_000_000),
+        policy_type,
+    })
+}
+
+pub fn from_pb(p: &pb::Container) -> Result<Container, ConvertError> {
+    let mut c = Container {
+        container_id: p.id.clone(),
+        container_name: p.name.clone(),
+        domain_name: p.domain_name.clone(),
+        host_name: p.host_name.clone(),
+        resolv_conf_path: p.resolv_conf_path.clone(),
+        hosts_path: p.hosts_path.clone(),
+        hostname_path: p.hostname_path.clone(),
+        created: p.created.clone(),
+        manually_stopped: p.manually_stopped,
+        restart_count: p.restart_count,
+        ..Default::default()
+    };
+    if let Some(i) = &p.image {
+        c.image.name = i.name.clone();
+        c.image.decrypt_config = i.decrypt_config.as_ref().map(|d| model::DecryptConfig {
+            keys: d.keys.clone(),
+            recipients: d.recipients.clone(),
+        });
+    }
+    c.mount_points = p
+        .mounts
+        .iter()
+        .map(|m| model::MountPoint {
+            destination: m.destination.clone(),
+            source: m.source.clone(),
+            propagation_mode: m.propagation_mode.clone(),
+        })
+        .collect();
+    c.hooks = p
+        .hooks
+        .iter()
+        .map(|h| model::Hook {
+            path: h.path.clone(),
+            args: h.args.clone(),
+            env: h.env.clone(),
+            timeout: h.timeout as i64,
+            hook_type: HOOK_TYPES
+                .iter()
+                .position(|t| t.eq_ignore_ascii_case(&h.r#type))
+                .unwrap_or(3) as i64,
+        })
+        .collect();
+    if let Some(hc) = &p.host_config {
+        let m = &mut c.host_config;
+        m.devices = hc
+            .devices
+            .iter()
+            .map(|d| model::DeviceMapping {
+                path_on_host: d.path_on_host.clone(),
+                path_in_container: d.path_in_container.clone(),
+                cgroup_permissions: d.cgroup_permissions.clone(),
+            })
+            .collect();
+        m.network_mode = match hc.network_mode.as_str() {
+            "" | "bridge" => NetworkMode::Bridge,
+            "host" => NetworkMode::Host,
+            other => {
+                return Err(bad(
+                    "host_config.network_mode",
+                    format!("unsupported network mode {other}"),
+                ))
+            }
+        };
+        m.privileged = hc.privileged;
+        if let Some(rp) = &hc.restart_policy {
+            m.restart_policy = restart_policy_from_pb(rp)?;
+        }
+        if !hc.runtime.is_empty() {
+            m.runtime = hc.runtime.clone();
+        }
+        m.extra_hosts = hc.extra_hosts.clone();
+        m.extra_capabilities = hc.extra_capabilities.clone();
+        m.port_mappings = hc
+            .port_mappings
+            .iter()
+            .enumerate()
+            .map(|(i, pm)| {
+                let f = |name: &str| format!("host_config.port_mappings[{i}].{name}");
+                Ok(model::PortMapping {
+                    proto: pm.protocol.clone(),
+                    container_port: port(&f("container_port"), pm.container_port)?,
+                    host_ip: pm.host_ip.clone(),
+                    host_port: port(&f("host_port"), pm.host_port)?,
+                    host_port_end: port(&f("host_port_end"), pm.host_port_end)?,
+                })
+            })
+            .collect::<Result<_, ConvertError>>()?;
+        if let Some(lc) = &hc.log_config {
+            if let Some(d) = &lc.driver_config {
+                m.log_config.driver_config = model::LogDriverConfig {
+                    driver_type: d.r#type.clone(),
+                    max_files: d.max_files,
+                    max_size: d.max_size.clone(),
+                    root_dir: d.root_dir.clone(),
+                };
+            }
+            if let Some(mc) = &lc.mode_config {
+                m.log_config.mode_config = model::LogModeConfig {
+                    mode: mc.mode.clone(),
+                    max_buffer_size: mc.max_buffer_size.clone(),
+                };
+            }
+        }
+        m.resources = hc.resources.as_ref().map(resources_from_pb);
+    }
+    if let Some(io) = &p.io_config {
+        c.io_config = model::IoConfig {
+            attach_stderr: io.attach_stderr,
+            attach_stdin: io.attach_stdin,
+            attach_stdout: io.attach_stdout,
+            open_stdin: io.open_stdin,
+            stdin_once: io.stdin_once,
+            tty: io.tty,
+        };
+    }
+    if let Some(cfg) = &p.config {
+        c.config = model::ContainerConfig {
+            env: cfg.env.clone(),
+            cmd: cfg.cmd.clone(),
+        };
+    }
+    if let Some(ns) = &p.network_settings {
+        c.network_settings = model::NetworkSettings {
+            networks: ns
+                .networks
+                .iter()
+                .map(|(k, e)| {
+                    (
+                        k.clone(),
+                        model::EndpointSettings {
+                            id: e.id.clone(),
+                            gateway: e.gateway.clone(),
+                            ip_address: e.ip_address.clone(),
+                            mac_address: e.mac_address.clone(),
+                            network_id: e.network_id.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            sandbox_id: ns.sandbox_id.clone(),
+            sandbox_key: ns.sandbox_key.clone(),
+            network_controller_id: ns.network_controller_id.clone(),
+        };
+    }
+    if let Some(s) = &p.state {
+        c.state = model::State {
+            pid: s.pid,
+            started_at: s.started_at.clone(),
+            error: s.error.clone(),
+            exit_code: s.exit_code,
+            finished_at: s.finished_at.clone(),
+            exited: s.exited,
+            dead: s.dead,
+            restarting: s.restarting,
+            paused: s.paused,
+            running: s.running,
+            oom_killed: s.oom_killed,
+            status: Status::parse(&s.status).unwrap_or(Status::Unknown),
+        };
+    }
+    Ok(c)
+}
+
+fn resources_from_pb(r: &pb::Resources) -> model::Resources {
+    model::Resources {
+        memory: r.memory.clone(),
+        memory_reservation: r.memory_reservation.clone(),
+        memory_swap: r.memory_swap.clone(),
+    }
+}
+
+/// Kanto's stop options: a timeout in seconds (≤ 0: the daemon's default).
+pub fn stop_options(o: Option<&pb::StopOptions>) -> StopOptions {
+    match o {
+        None => StopOptions::default(),
+        Some(o) => StopOptions {
+            timeout: (o.timeout > 0).then(|| Duration::from_secs(o.timeout as u64)),
+            signal: (!o.signal.is_empty()).then(|| o.signal.clone()),
+            force: o.force,
+        },
+    }
+}
+
+pub fn update_options(o: Option<&pb::UpdateOptions>) -> Result<UpdateOptions, ConvertError> {
+    let Some(o) = o else {
+        return Ok(UpdateOptions::default());
+    };
+    Ok(UpdateOptions {
+        restart_policy: o
+            .restart_policy
+            .as_ref()
+            .map(restart_policy_from_pb)
+            .transpose()?,
+        resources: o.resources.as_ref().map(resources_from_pb),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_the_leda_manifests() {
+        for mut c in crate::model::tests_manifests() {
+            crate::model::defaults::fill_defaults(&mut c, || "id".into());
+            c.state = c.state.running(42, "2024-01-01T00:00:00Z");
+            c.host_config.restart_policy.retry_timeout = 30_000_000_000;
+            let back = from_pb(&to_pb(&c)).unwrap();
+            // leda-cm's extension block and the started-before flag are not on the wire.
+            let mut expected = c.clone();
+            expected.leda_cm = None;
+            expected.started_successfully_before = false;
+            assert_eq!(back, expected, "{}", c.container_name);
+        }
+    }
+
+    #[test]
+    fn wire_units_and_names() {
+        let mut c = Container::default();
+        c.host_config.restart_policy.retry_timeout = 5_000_000_000;
+        c.state = c.state.exited(3, true, "t");
+        let p = to_pb(&c);
+        assert_eq!(
+            p.host_config
+                .as_ref()
+                .unwrap()
+                .restart_policy
+                .as_ref()
+                .unwrap()
+                .retry_timeout,
+            5
+        );
+        assert_eq!(p.state.as_ref().unwrap().status, "Exited");
+        assert!(p.state.as_ref().unwrap().oom_killed);
+
+        let mut p = to_pb(&Container::default());
+        p.host_config.as_mut().unwrap().network_mode = "overlay".into();
+        assert_eq!(from_pb(&p).unwrap_err().field, "host_config.network_mode");
+        let mut p = to_pb(&Container::default());
+        p.host_config
+            .as_mut()
+            .unwrap()
+            .port_mappings
+            .push(pb::PortMapping {
+                container_port: 70000,
+                ..Default::default()
+            });
+        assert_eq!(
+            from_pb(&p).unwrap_err().field,
+            "host_config.port_mappings[0].container_port"
+        );
+        let mut p = to_pb(&Container::default());
+        p.host_config
+            .as_mut()
+            .unwrap()
+            .restart_policy
+            .as_mut()
+            .unwrap()
+            .r#type = "sometimes".into();
+        assert!(from_pb(&p).is_err());
+    }
+
+    #[test]
+    fn stop_options_default_to_the_daemons_timeout() {
+        assert_eq!(stop_options(None), StopOptions::default());
+        let o = pb::StopOptions {
+            timeout: 0,
+            force: true,
+            signal: String::new(),
+        };
+        assert_eq!(
+            stop_options(Some(&o)),
+            StopOptions {
+                timeout: None,
+                signal: None,
+                force: true
+            }
+        );
+        let o = pb::StopOptions {
+            timeout: 7,
+            force: false,
+            signal: "SIGINT".into(),
+        };
+        assert_eq!(stop_options(Some(&o)).timeout, Some(Duration::from_secs(7)));
+    }
+}

@@ -1,0 +1,585 @@
+//! The local API server (adapter: tonic's generated services served by hyper's HTTP/2 on a
+//! unix socket, or TCP when `grpc_server.protocol` is `tcp`).
+//!
+//! The socket is created with mode 0660, a stale one (left by a crash) is replaced, and it is
+//! removed on exit. A misbehaving client only ends its own connection.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::pb::services::containers as svc;
+use super::pb::services::containers::containers_server::{Containers, ContainersServer};
+use super::pb::services::sysinfo as sysinfo_svc;
+use super::pb::services::sysinfo::system_info_server::{SystemInfo, SystemInfoServer};
+use super::pb::types::sysinfo::ProjectInfo;
+use crate::manager::{Manager, ManagerError};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::supervisor::{Shutdown, TaskResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("grpc socket {path} is in use by another process")]
+    InUse { path: PathBuf },
+    #[error("cannot listen on grpc socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unsupported grpc_server.protocol {0}, expected unix or tcp")]
+    Protocol(String),
+}
+
+/// gRPC status for a manager error: the code clients can act on, Kanto's wording.
+pub fn status(e: ManagerError) -> Status {
+    let message = e.to_string();
+    match e {
+        ManagerError::NotFound(_) | ManagerError::NameNotFound(_) => Status::not_found(message),
+        ManagerError::AlreadyExists(_) | ManagerError::NameInUse { .. } => {
+            Status::already_exists(message)
+        }
+        ManagerError::Invalid(_) => Status::invalid_argument(message),
+        ManagerError::State(_) => Status::failed_precondition(message),
+        ManagerError::Runtime(RuntimeError::Unavailable(_)) => Status::unavailable(message),
+        ManagerError::Runtime(RuntimeError::NotFound { .. }) => Status::not_found(message),
+        ManagerError::Runtime(RuntimeError::AlreadyExists { .. }) => {
+            Status::already_exists(message)
+        }
+        ManagerError::Runtime(RuntimeError::Pull { .. }) => Status::failed_precondition(message),
+        _ => Status::internal(message),
+    }
+}
+
+type Stream<T> = BoxStream<'static, Result<T, Status>>;
+
+pub struct ContainersApi<R: Runtime> {
+    manager: Arc<Manager<R>>,
+}
+
+fn required_id(id: &str) -> Result<&str, Status> {
+    if id.is_empty() {
+        Err(Status::invalid_argument("container id must not be empty"))
+    } else {
+        Ok(id)
+    }
+}
+
+fn container_message(c: &crate::model::Container) -> svc::ListContainerMessage {
+    svc::ListContainerMessage {
+        container: Some(convert::to_pb(c)),
+    }
+}
+
+#[tonic::async_trait]
+impl<R: Runtime> Containers for ContainersApi<R> {
+    async fn create(
+        &self,
+        request: Request<svc::CreateContainerRequest>,
+    ) -> Result<Response<svc::CreateContainerResponse>, Status> {
+        let pb = request
+            .into_inner()
+            .container
+            .ok_or_else(|| Status::invalid_argument("container must be provided"))?;
+        let c = convert::from_pb(&pb).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let created = self.manager.create(c, None).await.map_err(status)?;
+        Ok(Response::new(svc::CreateContainerResponse {
+            container: Some(convert::to_pb(&created)),
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<svc::GetContainerRequest>,
+    ) -> Result<Response<svc::GetContainerResponse>, Status> {
+        let id = request.into_inner().id;
+        let c = self.manager.get(required_id(&id)?).map_err(status)?;
+        Ok(Response::new(svc::GetContainerResponse {
+            container: Some(convert::to_pb(&c)),
+        }))
+    }
+
+    async fn list(
+        &self,
+        _: Request<svc::ListContainersRequest>,
+    ) -> Result<Response<svc::ListContainersResponse>, Status> {
+        Ok(Response::new(svc::ListContainersResponse {
+            containers: self.manager.list().iter().map(convert::to_pb).collect(),
+        }))
+    }
+
+    type ListStreamStream = Stream<svc::ListContainerMessage>;
+
+    async fn list_stream(
+        &self,
+        _: Request<svc::ListContainersRequest>,
+    ) -> Result<Response<Self::ListStreamStream>, Status> {
+        let all: Vec<_> = self
+            .manager
+            .list()
+            .iter()
+            .map(|c| Ok(container_message(c)))
+            .collect();
+        Ok(Response::new(stream::iter(all).boxed()))
+    }
+
+    async fn start(
+        &self,
+        request: Request<svc::StartContainerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let id = request.into_inner().id;
+        self.manager
+            .start(required_id(&id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    type AttachStream = Stream<svc::AttachContainerResponse>;
+
+    /// Output only: the container's stdout and stderr as they are logged, until it stops.
+    /// leda-cm creates tasks without stdin (their output goes to the log driver), so
+    /// `std_in` is refused.
+    async fn attach(
+        &self,
+        request: Request<tonic::Streaming<svc::AttachContainerRequest>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| {
+            Status::invalid_argument("attach needs a first message with the container id")
+        })?;
+        let id = required_id(&first.id)?.to_string();
+        if first.std_in {
+            return Err(Status::failed_precondition(
+                "attaching stdin is not supported: containers run without stdin",
+            ));
+        }
+        let c = self.manager.get(&id).map_err(status)?;
+        if !c.is_active() {
+            return Err(Status::failed_precondition(format!(
+                "container with id = {id} is not running - current status is {}",
+                c.state.status
+            )));
+        }
+        let dir = self.manager.log_dir(&c);
+        let start = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || crate::logs::read_tail(&dir, Some(0))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?
+        .1;
+        let manager = self.manager.clone();
+        let follow = stream::unfold((start, false), move |(mut pos, done)| {
+            let dir = dir.clone();
+            let manager = manager.clone();
+            let id = id.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let from = pos;
+                    let dir = dir.clone();
+                    let next =
+                        tokio::task::spawn_blocking(move || crate::logs::follow(&dir, from)).await;
+                    let entries = match next {
+                        Ok(Ok((entries, next))) => {
+                            pos = next;
+                            entries
+                        }
+                        Ok(Err(e)) => {
+                            return Some((Err(Status::internal(e.to_string())), (pos, true)))
+                        }
+                        Err(e) => return Some((Err(Status::internal(e.to_string())), (pos, true))),
+                    };
+                    if !entries.is_empty() {
+                        let data: Vec<u8> = entries.iter().flat_map(|e| e.log.bytes()).collect();
+                        let msg = svc::AttachContainerResponse {
+                            id: id.clone(),
+                            std_in: false,
+                            write_committed_size: 0,
+                            read_data: data,
+                        };
+                        return Some((Ok(msg), (pos, false)));
+                    }
+                    if !manager.get(&id).map(|c| c.is_active()).unwrap_or(false) {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Ok(Response::new(follow.boxed()))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<svc::StopContainerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let opts = convert::stop_options(r.stop_options.as_ref());
+        self.manager
+            .stop(required_id(&r.id)?, opts)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn update(
+        &self,
+        request: Request<svc::UpdateContainerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let opts = convert::update_options(r.update_options.as_ref())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.manager
+            .update(required_id(&r.id)?, opts)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn restart(
+        &self,
+        request: Request<svc::RestartContainerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let id = request.into_inner().id;
+        self.manager
+            .restart(required_id(&id)?, None)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn pause(
+        &self,
+        request: Request<svc::PauseContainerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let id = request.into_inner().id;
+        self.manager
+            .pause(required_id(&id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn unpause(
+        &self,
+        request: Request<svc::UnpauseContainerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let id = request.into_inner().id;
+        self.manager
+            .resume(required_id(&id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn rename(
+        &self,
+        request: Request<svc::RenameContainerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        self.manager
+            .rename(required_id(&r.id)?, &r.name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<svc::RemoveContainerRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let id = required_id(&r.id)?;
+        if r.force && r.stop_options.is_some() {
+            // A graceful stop first, as the options ask; a stopped container is fine.
+            let opts = convert::stop_options(r.stop_options.as_ref());
+            match self.manager.stop(id, opts).await {
+                Ok(_) | Err(ManagerError::State(_)) => {}
+                Err(e) => return Err(status(e)),
+            }
+        }
+        self.manager.remove(id, r.force).await.map_err(status)?;
+        Ok(Response::new(()))
+    }
+
+    type LogsStream = Stream<svc::GetLogsResponse>;
+
+    /// The json-file lines as Kanto sends them, across rotated files; `tail` < 0 is all.
+    async fn logs(
+        &self,
+        request: Request<svc::GetLogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let r = request.into_inner();
+        let tail = usize::try_from(r.tail).ok();
+        let (entries, _) = self
+            .manager
+            .logs(required_id(&r.id)?, tail)
+            .await
+            .map_err(status)?;
+        let lines: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                let mut line = Vec::new();
+                crate::logs::format::encode(&mut line, e.stream, e.log.as_bytes(), e.time);
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                Ok(svc::GetLogsResponse { log: text })
+            })
+            .collect();
+        Ok(Response::new(stream::iter(lines).boxed()))
+    }
+}
+
+pub struct SystemInfoApi;
+
+#[tonic::async_trait]
+impl SystemInfo for SystemInfoApi {
+    async fn project_info(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<sysinfo_svc::ProjectInfoResponse>, Status> {
+        Ok(Response::new(sysinfo_svc::ProjectInfoResponse {
+            project_info: Some(project_info()),
+        }))
+    }
+}
+
+pub fn project_info() -> ProjectInfo {
+    ProjectInfo {
+        project_version: env!("CARGO_PKG_VERSION").to_string(),
+        build_time: option_env!("LEDA_CM_BUILD_TIME").unwrap_or("").to_string(),
+        api_version: super::API_VERSION.to_string(),
+        git_commit: option_env!("LEDA_CM_GIT_COMMIT").unwrap_or("").to_string(),
+    }
+}
+
+/// Routes a request to the service its path names.
+struct Router<R: Runtime> {
+    containers: ContainersServer<ContainersApi<R>>,
+    sysinfo: SystemInfoServer<SystemInfoApi>,
+}
+
+impl<R: Runtime> Clone for Router<R> {
+    fn clone(&self) -> Self {
+        Router {
+            containers: self.containers.clone(),
+            sysinfo: self.sysinfo.clone(),
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<R: Runtime> tower::Service<http::Request<hyper::body::Incoming>> for Router<R> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let path = req.uri().path();
+        let containers = format!(
+            "/{}/",
+            <ContainersServer<ContainersApi<R>> as tonic::server::NamedService>::NAME
+        );
+        let sysinfo = format!(
+            "/{}/",
+            <SystemInfoServer<SystemInfoApi> as tonic::server::NamedService>::NAME
+        );
+        if path.starts_with(&containers) {
+            let mut s = self.containers.clone();
+            Box::pin(async move { tower::Service::call(&mut s, req).await })
+        } else if path.starts_with(&sysinfo) {
+            let mut s = self.sysinfo.clone();
+            Box::pin(async move { tower::Service::call(&mut s, req).await })
+        } else {
+            let path = path.to_string();
+            Box::pin(async move {
+                Ok(Status::unimplemented(format!("unknown method {path}")).into_http())
+            })
+        }
+    }
+}
+
+/// A bound listener (bound before capabilities are dropped and before READY).
+pub enum Listener {
+    Unix(tokio::net::UnixListener, PathBuf),
+    Tcp(tokio::net::TcpListener),
+}
+
+/// Binds the local API: a unix socket (mode 0660; a stale one replaced) or a TCP address.
+pub fn bind(protocol: &str, address: &Path) -> Result<Listener, ServerError> {
+    match protocol {
+        "" | "unix" => {
+            if address.exists() {
+                if std::os::unix::net::UnixStream::connect(address).is_ok() {
+                    return Err(ServerError::InUse {
+                        path: address.to_path_buf(),
+                    });
+                }
+                let _ = std::fs::remove_file(address);
+            }
+            if let Some(dir) = address.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| ServerError::Bind {
+                    path: address.to_path_buf(),
+                    source,
+                })?;
+            }
+            let std_listener =
+                std::os::unix::net::UnixListener::bind(address).map_err(|source| {
+                    ServerError::Bind {
+                        path: address.to_path_buf(),
+                        source,
+                    }
+                })?;
+            std::fs::set_permissions(address, std::fs::Permissions::from_mode(0o660)).map_err(
+                |source| ServerError::Bind {
+                    path: address.to_path_buf(),
+                    source,
+                },
+            )?;
+            std_listener
+                .set_nonblocking(true)
+                .map_err(|source| ServerError::Bind {
+                    path: address.to_path_buf(),
+                    source,
+                })?;
+            let listener = tokio::net::UnixListener::from_std(std_listener).map_err(|source| {
+                ServerError::Bind {
+                    path: address.to_path_buf(),
+                    source,
+                }
+            })?;
+            Ok(Listener::Unix(listener, address.to_path_buf()))
+        }
+        "tcp" => {
+            let addr = address.to_string_lossy().to_string();
+            let std_listener =
+                std::net::TcpListener::bind(&addr).map_err(|source| ServerError::Bind {
+                    path: address.to_path_buf(),
+                    source,
+                })?;
+            std_listener
+                .set_nonblocking(true)
+                .map_err(|source| ServerError::Bind {
+                    path: address.to_path_buf(),
+                    source,
+                })?;
+            let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|source| {
+                ServerError::Bind {
+                    path: address.to_path_buf(),
+                    source,
+                }
+            })?;
+            Ok(Listener::Tcp(listener))
+        }
+        other => Err(ServerError::Protocol(other.to_string())),
+    }
+}
+
+/// Serves the API until shutdown; then stops accepting and removes the socket.
+pub async fn serve<R: Runtime>(
+    listener: Listener,
+    manager: Arc<Manager<R>>,
+    mut shutdown: Shutdown,
+) -> TaskResult {
+    let router = Router {
+        containers: ContainersServer::new(ContainersApi { manager }),
+        sysinfo: SystemInfoServer::new(SystemInfoApi),
+    };
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait() => break,
+            a = accept(&listener) => a,
+        };
+        match accepted {
+            Ok(io) => {
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                tokio::spawn(async move {
+                    let conn = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, service);
+                    if let Err(e) = conn.await {
+                        log::debug!("grpc connection ended: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                log::warn!("accepting a grpc connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    if let Listener::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+enum Io {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<hyper_util::rt::TokioIo<Io>> {
+    Ok(hyper_util::rt::TokioIo::new(match listener {
+        Listener::Unix(l, _) => Io::Unix(l.accept().await?.0),
+        Listener::Tcp(l) => Io::Tcp(l.accept().await?.0),
+    }))
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Unix(s) => Pin::new(s).poll_flush(cx),
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

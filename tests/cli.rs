@@ -1,0 +1,565 @@
+//! The local API and the `kanto-cm` CLI, black box: the real binary (invoked as `kanto-cm`)
+//! against the real daemon on the harness. Golden files in tests/golden/.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, DaemonSetup, Harness, NotifyListener};
+
+struct Device {
+    h: Harness,
+    setup: DaemonSetup,
+    daemon: Option<Daemon>,
+    sock: PathBuf,
+}
+
+impl Device {
+    fn start(test: &str) -> Device {
+        let h = Harness::get();
+        let mut setup = DaemonSetup::new(&h, test);
+        setup.extra_config = serde_json::json!({
+            "containers": {"insecure_registries": [h.registry]},
+            "manager": {"default_ctrs_stop_timeout": 2},
+        });
+        let sock = setup.runtime_dir.join("cm.sock");
+        let notify = NotifyListener::new(&setup.dir);
+        let daemon = setup.spawn(Some(&notify));
+        assert!(
+            notify.wait_ready(Duration::from_secs(15)),
+            "{}",
+            daemon.stderr()
+        );
+        Device {
+            h,
+            setup,
+            daemon: Some(daemon),
+            sock,
+        }
+    }
+
+    fn kcm(&self, args: &[&str]) -> Output {
+        kanto_cm(&self.sock, args)
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kcm(args);
+        assert!(
+            out.status.success(),
+            "kanto-cm {args:?} failed ({:?}): {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail with exit code 1; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.kcm(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "kanto-cm {args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn image(&self) -> String {
+        format!("{}/{}", self.h.registry, self.h.image)
+    }
+
+    fn ctr(&self, args: &[&str]) -> String {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.h.containerd_sock)
+            .args(["-n", &self.setup.namespace])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        drop(self.daemon.take());
+        for id in self.ctr(&["tasks", "ls", "-q"]).lines() {
+            self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for id in self.ctr(&["tasks", "ls", "-q"]).lines() {
+            self.ctr(&["tasks", "delete", "-f", id]);
+        }
+        for id in self.ctr(&["containers", "ls", "-q"]).lines() {
+            self.ctr(&["containers", "delete", id]);
+        }
+    }
+}
+
+fn kanto_cm(sock: &Path, args: &[&str]) -> Output {
+    Command::new(common::BIN)
+        .arg0("kanto-cm")
+        .arg("--host")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn get(d: &Device, name: &str) -> serde_json::Value {
+    serde_json::from_str(&d.ok(&["get", "-n", name])).unwrap()
+}
+
+#[test]
+fn every_command_round_trip() {
+    let d = Device::start("cli-all");
+    let image = d.image();
+    let id = d.ok(&[
+        "create",
+        "-n",
+        "web",
+        "--e",
+        "GREETING=hello",
+        &image,
+        "sh",
+        "-c",
+        "echo $GREETING; echo err >&2; sleep 600",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 36, "{id}");
+    // get prints the internal JSON (3-space indent), as scripts read it with jq.
+    let text = d.ok(&["get", id.as_str()]);
+    assert!(text.starts_with("{\n   \"container_id\""), "{text}");
+    let j = get(&d, "web");
+    assert_eq!(j["container_id"], id.as_str());
+    assert_eq!(j["state"]["running"], false);
+    assert_eq!(j["state"]["status"], 1);
+    assert_eq!(j["config"]["env"][0], "GREETING=hello");
+
+    d.ok(&["start", "-n", "web"]);
+    assert_eq!(get(&d, "web")["state"]["running"], true);
+    assert!(d.ctr(&["tasks", "ls"]).contains(&id));
+
+    // list: the table sdv-health parses, -q, filters, --json.
+    let table = d.ok(&["list"]);
+    let rows: Vec<(String, String)> = table
+        .split('\n')
+        .skip(3)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f[1].trim().to_string(), f[3].trim().to_string())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("web".to_string(), "Running".to_string())],
+        "{table}"
+    );
+    assert_eq!(d.ok(&["list", "-q"]).trim(), id);
+    assert_eq!(
+        d.ok(&["list", "--filter", "status=running", "-q"]).trim(),
+        id
+    );
+    assert_eq!(
+        d.ok(&["list", "--filter", "status=exited", "-q"]).trim(),
+        ""
+    );
+    assert_eq!(
+        d.ok(&["list", "--filter", &format!("image={image}"), "-q"])
+            .trim(),
+        id
+    );
+    assert_eq!(
+        d.ok(&["list", "-n", "nobody"]).trim(),
+        "No containers found."
+    );
+    let json: serde_json::Value = serde_json::from_str(&d.ok(&["list", "--json"])).unwrap();
+    assert_eq!(json[0]["container_name"], "web");
+
+    // logs: the json-file lines, tail.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let l = d.ok(&["logs", "-n", "web"]);
+        if l.lines().count() >= 2 || Instant::now() > deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["log"], "hello\n");
+    assert_eq!(lines[1]["stream"], "stderr");
+    assert_eq!(
+        d.ok(&["logs", "-n", "web", "--tail", "1"]).lines().count(),
+        1
+    );
+
+    // update, rename, restart, stop.
+    d.ok(&["update", "-n", "web", "--rp", "always", "-m", "64m"]);
+    let j = get(&d, "web");
+    assert_eq!(j["host_config"]["restart_policy"]["type"], "always");
+    assert_eq!(j["host_config"]["resources"]["memory"], "64m");
+    d.ok(&["rename", "-n", "web", "site"]);
+    assert_eq!(get(&d, "site")["container_id"], id.as_str());
+    let pid = get(&d, "site")["state"]["pid"].as_i64().unwrap();
+    d.ok(&["restart", "-n", "site"]);
+    let after = get(&d, "site");
+    assert_eq!(after["state"]["running"], true);
+    assert_ne!(after["state"]["pid"].as_i64().unwrap(), pid);
+    d.ok(&["stop", "-n", "site", "-t", "1s"]);
+    let stopped = get(&d, "site");
+    assert_eq!(stopped["state"]["running"], false);
+    assert_eq!(stopped["state"]["status"], 3);
+
+    // remove takes several IDs.
+    let second = d.ok(&["create", "-n", "second", &image]).trim().to_string();
+    d.ok(&["remove", &id, &second]);
+    assert_eq!(d.ok(&["list", "-q"]).trim(), "");
+
+    let info = d.ok(&["sysinfo"]);
+    assert!(
+        info.starts_with(&format!(
+            "Engine v{}, API v1.0.0",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{info}"
+    );
+    assert!(info.contains("\nCLI v"), "{info}");
+    let completion = d.ok(&["completion", "bash"]);
+    assert!(
+        completion.contains("kanto-cm") && completion.contains("--rp"),
+        "completion looks wrong"
+    );
+}
+
+#[test]
+fn create_from_a_file_and_the_list_golden() {
+    let d = Device::start("cli-golden");
+    // A fixed image name: the harness image tagged locally (no pull when present).
+    d.ctr(&["images", "pull", "--plain-http", &d.image()]);
+    d.ctr(&["images", "tag", &d.image(), "leda/busybox:golden"]);
+    for (id, name) in [
+        ("11111111-2222-4333-8444-555555555555", "alpha"),
+        ("aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", "beta"),
+    ] {
+        let file = d.setup.dir.join(format!("{name}.json"));
+        std::fs::write(
+            &file,
+            serde_json::json!({
+                "container_id": id, "container_name": name, "image": {"name": "leda/busybox:golden"},
+                "host_config": {"port_mappings": null, "resources": null,
+                    "log_config": {"driver_config": {"type": "json-file", "max_files": 2, "max_size": "1M"}}},
+                "config": {"cmd": ["sleep", "600"]}
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert_eq!(d.ok(&["create", "-f", file.to_str().unwrap()]).trim(), id);
+    }
+    let table = d.ok(&["list"]);
+    assert_eq!(table, include_str!("golden/list-created.txt"), "{table}");
+    d.ok(&[
+        "remove",
+        "11111111-2222-4333-8444-555555555555",
+        "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
+    ]);
+}
+
+#[test]
+fn help_matches_the_golden_files() {
+    let sock = Path::new("/nonexistent/cm.sock");
+    for cmd in [
+        "",
+        "create",
+        "start",
+        "stop",
+        "restart",
+        "list",
+        "get",
+        "logs",
+        "update",
+        "rename",
+        "remove",
+        "sysinfo",
+        "completion",
+    ] {
+        let args: Vec<&str> = if cmd.is_empty() {
+            vec!["--help"]
+        } else {
+            vec![cmd, "--help"]
+        };
+        let out = kanto_cm(sock, &args);
+        assert!(out.status.success(), "{cmd}");
+        let name = if cmd.is_empty() { "kanto-cm" } else { cmd };
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/help")
+            .join(format!("{name}.txt"));
+        let text = String::from_utf8(out.stdout).unwrap();
+        if std::env::var_os("LEDA_CM_UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &text).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+            panic!(
+                "missing {} (LEDA_CM_UPDATE_GOLDEN=1 writes it)",
+                golden.display()
+            )
+        });
+        assert_eq!(text, expected, "kanto-cm {cmd} --help changed");
+    }
+}
+
+#[test]
+fn errors_are_clear_and_exit_non_zero() {
+    let d = Device::start("cli-errors");
+    let err = d.fails(&["get", "no-such-id"]);
+    assert!(
+        err.contains("container with id = no-such-id not found"),
+        "{err}"
+    );
+    let err = d.fails(&["start", "-n", "nobody"]);
+    assert!(
+        err.contains("container with name = nobody not found"),
+        "{err}"
+    );
+    let err = d.fails(&["create", "-n", "bad name", &d.image()]);
+    assert!(err.contains("invalid container name format"), "{err}");
+    let id = d
+        .ok(&["create", "-n", "dup", &d.image()])
+        .trim()
+        .to_string();
+    let err = d.fails(&["create", "-n", "dup", &d.image()]);
+    assert!(err.contains("container name dup is already used"), "{err}");
+    let err = d.fails(&["stop", &id]);
+    assert!(err.contains("is not running"), "{err}");
+    let err = d.fails(&["logs", &id]);
+    assert!(
+        err.contains("there are no logs for container with status \"Created\""),
+        "{err}"
+    );
+    d.ok(&["remove", &id]);
+
+    // A client sending garbage does not hurt the server.
+    {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\x01garbage\xff\xfe");
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    assert_eq!(d.ok(&["list", "-q"]).trim(), "");
+    // The socket is 0660.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&d.sock).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+}
+
+#[test]
+fn usage_errors_come_before_any_call_and_an_absent_daemon_is_reported_quickly() {
+    let absent = Path::new("/nonexistent/cm.sock");
+    let cases: &[(&[&str], &str)] = &[
+        (&["create", "--ports", "abc", "img"], "--ports"),
+        (&["create", "--rp", "sometimes", "img"], "--rp"),
+        (&["create", "-m", "1k", "img"], "--memory"),
+        (&["stop", "x", "--time", "later"], "--time"),
+    ];
+    for (args, flag) in cases {
+        let out = kanto_cm(absent, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(!err.contains("cannot reach"), "a call was attempted: {err}");
+    }
+    let started = Instant::now();
+    let out = kanto_cm(absent, &["--timeout", "3", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot reach container management at /nonexistent/cm.sock"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_generated_rust_client_drives_the_api() {
+    use leda_cm::api::pb::services::containers::{
+        self as svc, containers_client::ContainersClient,
+    };
+    use leda_cm::api::pb::types::containers as pb;
+    let d = Device::start("cli-grpc");
+    let image = d.image();
+    let sock = d.sock.clone();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            // As kanto-auto-deployer does: tonic over the unix socket.
+            let channel = tonic::transport::Endpoint::from_static("http://[::]")
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let sock = sock.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                            tokio::net::UnixStream::connect(sock).await?,
+                        ))
+                    }
+                }))
+                .await
+                .unwrap();
+            let mut client = ContainersClient::new(channel);
+            let container = pb::Container {
+                name: "rusty".into(),
+                image: Some(pb::Image {
+                    name: image,
+                    decrypt_config: None,
+                }),
+                config: Some(pb::ContainerConfiguration {
+                    env: vec![],
+                    cmd: vec!["sh".into(), "-c".into(), "echo from-rust; sleep 600".into()],
+                }),
+                ..Default::default()
+            };
+            let created = client
+                .create(svc::CreateContainerRequest {
+                    container: Some(container),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .container
+                .unwrap();
+            let id = created.id.clone();
+            assert_eq!(created.state.unwrap().status, "Created");
+            client
+                .start(svc::StartContainerRequest { id: id.clone() })
+                .await
+                .unwrap();
+            let listed = client
+                .list(svc::ListContainersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .containers;
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].state.as_ref().unwrap().status, "Running");
+            let mut stream = client
+                .list_stream(svc::ListContainersRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                stream
+                    .message()
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .container
+                    .unwrap()
+                    .id,
+                id
+            );
+            assert!(stream.message().await.unwrap().is_none());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut logs = client
+                    .logs(svc::GetLogsRequest {
+                        id: id.clone(),
+                        tail: -1,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut all = String::new();
+                while let Some(m) = logs.message().await.unwrap() {
+                    all.push_str(&m.log);
+                }
+                if all.contains("from-rust") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no log line");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let stop = pb::StopOptions {
+                timeout: 1,
+                force: false,
+                signal: "SIGTERM".into(),
+            };
+            client
+                .stop(svc::StopContainerRequest {
+                    id: id.clone(),
+                    stop_options: Some(stop),
+                })
+                .await
+                .unwrap();
+            client
+                .restart(svc::RestartContainerRequest { id: id.clone() })
+                .await
+                .unwrap();
+            let status = client
+                .get(svc::GetContainerRequest { id: id.clone() })
+                .await
+                .unwrap()
+                .into_inner()
+                .container
+                .unwrap()
+                .state
+                .unwrap();
+            assert!(status.running);
+            let err = client
+                .get(svc::GetContainerRequest { id: "nope".into() })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::NotFound);
+            let err = client
+                .start(svc::StartContainerRequest { id: id.clone() })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+            let err = client
+                .create(svc::CreateContainerRequest {
+                    container: Some(pb::Container {
+                        name: "rusty".into(),
+                        image: Some(pb::Image {
+                            name: "x".into(),
+                            decrypt_config: None,
+                        }),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::AlreadyExists);
+            let err = client
+                .create(svc::CreateContainerRequest { container: None })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            client
+                .remove(svc::RemoveContainerRequest {
+                    id: id.clone(),
+                    force: true,
+                    stop_options: None,
+                })
+                .await
+                .unwrap();
+            assert!(client
+                .list(svc::ListContainersRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .containers
+                .is_empty());
+        });
+}
