@@ -563,3 +563,21 @@ fn a_generated_rust_client_drives_the_api() {
                 .is_empty());
         });
 }
+
+#[test]
+fn a_stale_socket_is_replaced_and_the_socket_is_removed_on_exit() {
+    let h = Harness::get();
+    let setup = DaemonSetup::new(&h, "cli-socket");
+    std::fs::create_dir_all(&setup.runtime_dir).unwrap();
+    let sock = setup.runtime_dir.join("cm.sock");
+    // What a crash leaves: the socket file, nobody listening.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let notify = NotifyListener::new(&setup.dir);
+    let daemon = setup.spawn(Some(&notify));
+    assert!(notify.wait_ready(Duration::from_secs(15)), "{}", daemon.stderr());
+    let out = kanto_cm(&sock, &["list", "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(daemon.stop().success());
+    assert!(!sock.exists(), "socket left behind");
+}
