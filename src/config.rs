@@ -503,6 +503,18 @@ pub struct UpdateAgentConfig {
     pub domain: String,
     pub system_containers: Vec<String>,
     pub verbose_inventory_report: bool,
+    /// Who triggers the phases after identification (leda-cm's addition; Kanto's agent is
+    /// always orchestrated by its update manager).
+    pub mode: UpdateAgentMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateAgentMode {
+    /// leda-cm runs download, update, activate and cleanup itself.
+    Standalone,
+    /// An update manager sends the DOWNLOAD / UPDATE / ACTIVATE / ROLLBACK / CLEANUP commands.
+    Orchestrated,
 }
 
 impl Default for UpdateAgentConfig {
@@ -512,6 +524,7 @@ impl Default for UpdateAgentConfig {
             domain: "containers".into(),
             system_containers: Vec::new(),
             verbose_inventory_report: false,
+            mode: UpdateAgentMode::Standalone,
         }
     }
 }

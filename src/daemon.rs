@@ -12,11 +12,13 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::agent::{self, Agent, Settings as AgentSettings};
 use crate::config::{self, Config, ConfigError, Loaded, Source, DEFAULT_CONFIG_FILE};
 use crate::containerd::{self, Ctrd, Endpoint, MonitorEvent};
 use crate::liveness::{self, Heartbeat, Liveness};
 use crate::logging::{self, LoggingError, RotatingFile};
 use crate::manager::{Manager, Settings as ManagerSettings};
+use crate::mqtt::Mqtt;
 use crate::paths::{self, Paths};
 use crate::privileges::{self, PrivilegeError};
 use crate::store::{self, StoreError};
@@ -88,6 +90,10 @@ pub enum DaemonError {
     Registry(crate::registry::RegistryError),
     #[error(transparent)]
     Api(crate::api::server::ServerError),
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
+    #[error("cannot keep the mqtt client id in {path}: {source}")]
+    ClientId { path: PathBuf, source: StoreError },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]
@@ -97,7 +103,9 @@ pub enum DaemonError {
 impl DaemonError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            DaemonError::Config(_) | DaemonError::ConfigRead(_) => exit::CONFIG,
+            DaemonError::Config(_) | DaemonError::ConfigRead(_) | DaemonError::Mqtt(_) => {
+                exit::CONFIG
+            }
             DaemonError::Dirs(_) => exit::CANT_CREATE,
             DaemonError::Lock(StoreError::AlreadyRunning { .. }) => exit::TEMP_FAIL,
             _ => exit::FAILURE,
@@ -296,6 +304,20 @@ async fn serve(
         crate::api::server::serve(listener, manager.clone(), sup.shutdown()),
     );
     sup.spawn("image-gc", image_gc(manager.clone(), sup.shutdown()));
+    if config.update_agent.enable {
+        let client_id = mqtt_client_id(&paths.state_dir)?;
+        let (mqtt, events) = Mqtt::new(&config.connection, &client_id)?;
+        let agent = Agent::new(
+            agent_settings(&config, &paths),
+            manager.clone(),
+            mqtt.clone(),
+        );
+        sup.spawn(
+            "mqtt",
+            mqtt.event_loop(events, config.connection.broker_url.clone(), sup.shutdown()),
+        );
+        sup.spawn("update-agent", agent.run(sup.shutdown()));
+    }
     let main = MainLoop {
         manager,
         restored_tx,
@@ -340,6 +362,39 @@ fn manager_settings(config: &Config, paths: &Paths) -> ManagerSettings {
         image_expiry: (!config.containers.image_expiry_disable)
             .then_some(config.containers.image_expiry.0),
     }
+}
+
+fn agent_settings(config: &Config, paths: &Paths) -> AgentSettings {
+    let ua = &config.update_agent;
+    AgentSettings {
+        domain: ua.domain.clone(),
+        system_containers: ua.system_containers.clone(),
+        verbose_inventory: ua.verbose_inventory_report,
+        mode: match ua.mode {
+            config::UpdateAgentMode::Standalone => agent::Mode::Standalone,
+            config::UpdateAgentMode::Orchestrated => agent::Mode::Orchestrated,
+        },
+        state_dir: paths.state_dir.clone(),
+    }
+}
+
+/// The MQTT client ID, made once and kept in the state dir: the broker keeps the persistent
+/// session (and what arrived while leda-cm was away) under it.
+fn mqtt_client_id(state_dir: &Path) -> Result<String, DaemonError> {
+    let path = state_dir.join("mqtt-client-id");
+    let err = |source| DaemonError::ClientId {
+        path: path.clone(),
+        source,
+    };
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.trim();
+        if !id.is_empty() && id.len() <= 64 {
+            return Ok(id.to_string());
+        }
+    }
+    let id = format!("leda-cm-{}", uuid::Uuid::new_v4().simple());
+    store::write_atomic(&path, id.as_bytes(), 0o600).map_err(err)?;
+    Ok(id)
 }
 
 /// How often unused images are looked for.

@@ -1,5 +1,5 @@
 //! Go's `time.ParseDuration` syntax, which Kanto's configuration and messages use
-//! (`"744h"`, `"1m30s"`, `"0.5s"`, `"250ms"`).
+//! (`"744h"`, `"1m30s"`, `"0.5s"`, `"250ms"`), and its inverse for output.
 //!
 //! Hand-written because no maintained crate speaks exactly Go's grammar: humantime wants
 //! spaces and does not take fractions; Go takes `"1.5h"` and `"1h30m"` but no spaces.
@@ -53,6 +53,34 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(total.round() as u64))
 }
 
+/// Formats like Go's `Duration.String()` for whole units: `"1h0m0s"` → we print `"1h"`-style
+/// compact forms (`"90s"` becomes `"1m30s"`), which Go parses back.
+pub fn format_go_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    let nanos = d.as_nanos();
+    if !nanos.is_multiple_of(1_000_000_000) {
+        if nanos.is_multiple_of(1_000_000) {
+            return format!("{}ms", nanos / 1_000_000);
+        }
+        return format!("{nanos}ns");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +119,15 @@ mod tests {
         for text in ["", "5", "s", "1x", "1h 30m", "-5s", "1..5s", "abc", "h1"] {
             assert!(parse_go_duration(text).is_err(), "{text:?} should fail");
         }
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for secs in [0u64, 1, 59, 60, 90, 3600, 3661, 744 * 3600] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse_go_duration(&format_go_duration(d)).unwrap(), d);
+        }
+        assert_eq!(format_go_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_go_duration(Duration::from_secs(90)), "1m30s");
     }
 }

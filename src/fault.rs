@@ -31,3 +31,19 @@ impl HangRequest {
         std::future::pending::<()>().await
     }
 }
+
+/// With the feature and `LEDA_CM_FAULT_AGENT_STALL_AFTER=<status>` set, a standalone apply
+/// stalls once a phase has reported that status, as a very long step would, until
+/// `released()` (shutdown, or a newer desired state): a test can kill or stop the daemon at a
+/// known point of an apply. Without the feature: never.
+pub async fn agent_stall_after(status: &str, released: &(dyn Fn() -> bool + Sync)) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("LEDA_CM_FAULT_AGENT_STALL_AFTER").is_ok_and(|s| s == status) {
+        log::warn!("fault injection: the update agent stalls after {status}");
+        while !released() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = (status, released);
+}

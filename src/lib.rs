@@ -2,6 +2,7 @@
 //! integration tests, which drive the adapters against the real services of the harness.
 //! See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod logging;
 pub mod logs;
 pub mod manager;
 pub mod model;
+pub mod mqtt;
 pub mod paths;
 pub mod privileges;
 pub mod registry;

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -102,15 +101,7 @@ impl Drop for Device {
     }
 }
 
-fn kanto_cm(sock: &Path, args: &[&str]) -> Output {
-    Command::new(common::BIN)
-        .arg0("kanto-cm")
-        .arg("--host")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::kanto_cm;
 
 fn get(d: &Device, name: &str) -> serde_json::Value {
     serde_json::from_str(&d.ok(&["get", "-n", name])).unwrap()
@@ -575,9 +566,17 @@ fn a_stale_socket_is_replaced_and_the_socket_is_removed_on_exit() {
     assert!(sock.exists());
     let notify = NotifyListener::new(&setup.dir);
     let daemon = setup.spawn(Some(&notify));
-    assert!(notify.wait_ready(Duration::from_secs(15)), "{}", daemon.stderr());
+    assert!(
+        notify.wait_ready(Duration::from_secs(15)),
+        "{}",
+        daemon.stderr()
+    );
     let out = kanto_cm(&sock, &["list", "-q"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(daemon.stop().success());
     assert!(!sock.exists(), "socket left behind");
 }

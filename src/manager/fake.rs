@@ -2,6 +2,7 @@
 //! test decide how tasks end. (The integration tests use real containerd.)
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -25,6 +26,8 @@ pub struct State {
     /// Exit code a task gets when it is killed with SIGTERM (None: it ignores SIGTERM).
     pub term_exit: Option<u32>,
     pub fail_create: bool,
+    /// Tasks of containers made from this image fail to start.
+    pub fail_start_image: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -169,6 +172,14 @@ impl Runtime for FakeRuntime {
                 what: format!("container {id}"),
             });
         }
+        if s.fail_start_image.is_some()
+            && s.containers.get(id).map(|r| &r.image) == s.fail_start_image.as_ref()
+        {
+            return Err(RuntimeError::Call {
+                call: "task start",
+                message: "exec: /bin/app: no such file".into(),
+            });
+        }
         s.next_pid += 1;
         let pid = s.next_pid;
         s.tasks.insert(
@@ -281,4 +292,41 @@ impl Runtime for FakeRuntime {
         self.call(format!("update_resources {id}"));
         Ok(())
     }
+}
+
+/// A fresh state dir for one test.
+pub fn state_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "leda-cm-mgr-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A manager on `rt` with `sua` as its system container.
+pub fn manager(rt: FakeRuntime, dir: &Path) -> Arc<super::Manager<FakeRuntime>> {
+    super::Manager::new(
+        rt,
+        super::Settings {
+            namespace: "test".into(),
+            state_dir: dir.to_path_buf(),
+            default_stop_timeout: std::time::Duration::from_secs(2),
+            log_driver_binary: "/usr/bin/leda-cm".into(),
+            system_containers: vec!["sua".into()],
+            image_expiry: Some(std::time::Duration::from_secs(3600)),
+        },
+    )
+}
+
+/// Runs `f` on a current-thread runtime with paused time.
+pub fn run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(f)
 }

@@ -9,7 +9,7 @@
 //! handed to spawned tasks.
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 mod ops;
 mod supervise;
 #[cfg(test)]
@@ -123,6 +123,8 @@ pub struct Manager<R: Runtime> {
     records: ContainerRecords,
     table: Mutex<BTreeMap<String, Arc<Entry>>>,
     changes: broadcast::Sender<Change>,
+    /// Set once the records have been reconciled with containerd (live restore done).
+    restored: tokio::sync::watch::Sender<bool>,
 }
 
 pub fn now() -> String {
@@ -150,6 +152,7 @@ impl<R: Runtime> Manager<R> {
             records,
             table: Mutex::new(table),
             changes,
+            restored: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -159,6 +162,17 @@ impl<R: Runtime> Manager<R> {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Waits until the first live restore is done: before it, the table may not match what
+    /// runs, so nothing that diffs against it (the update agent) may act.
+    pub async fn wait_restored(&self) {
+        let mut rx = self.restored.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    pub fn is_restored(&self) -> bool {
+        *self.restored.borrow()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {

@@ -188,6 +188,15 @@ impl<R: Runtime> Manager<R> {
         if let Some(image) = self.rt.image(name).await? {
             return Ok(image);
         }
+        self.pull_image(name, progress).await
+    }
+
+    /// Pulls the image even when it is present: the tag may now name another digest.
+    pub async fn pull_image(
+        &self,
+        name: &str,
+        progress: Option<ProgressFn>,
+    ) -> Result<ImageInfo, ManagerError> {
         log::info!("pulling image {name}");
         let started = std::time::Instant::now();
         let image = self.rt.pull(name, progress).await?;

@@ -193,6 +193,7 @@ impl<R: Runtime> Manager<R> {
                 self.settings.namespace
             );
         }
+        self.restored.send_replace(true);
         Ok(())
     }
 

@@ -1,51 +1,15 @@
 //! The manager's decisions against the in-memory runtime.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::fake::FakeRuntime;
-use super::{Change, Manager, ManagerError, Settings, StopOptions, UpdateOptions};
+use super::fake::{manager, run, state_dir, FakeRuntime};
+use super::{Change, ManagerError, StopOptions, UpdateOptions};
 use crate::model::{Container, Resources, RestartPolicy, RestartPolicyType, Status};
 use crate::runtime::RuntimeEvent;
-
-fn state_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "leda-cm-mgr-{tag}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn manager(rt: FakeRuntime, dir: &std::path::Path) -> Arc<Manager<FakeRuntime>> {
-    Manager::new(
-        rt,
-        Settings {
-            namespace: "test".into(),
-            state_dir: dir.to_path_buf(),
-            default_stop_timeout: Duration::from_secs(2),
-            log_driver_binary: "/usr/bin/leda-cm".into(),
-            system_containers: vec!["sua".into()],
-            image_expiry: Some(Duration::from_secs(3600)),
-        },
-    )
-}
 
 fn container(name: &str, image: &str) -> Container {
     serde_json::from_value(serde_json::json!({"container_name": name, "image": {"name": image}}))
         .unwrap()
-}
-
-fn run<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 #[test]

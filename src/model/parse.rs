@@ -77,6 +77,20 @@ pub fn port_mapping(text: &str) -> Result<PortMapping, ParseError> {
         _ => return Err(err("")),
     };
     let number = |s: &str, what: &str| s.trim().parse::<u16>().map_err(|_| err(what));
+    // Leda's desired-state documentation writes `host_ip:container_port:host_port-host_port_end`
+    // (the range last). Kanto's syntax never has a range on the container side, so that form
+    // is unambiguous: read it the way Leda's own manifests map those ports.
+    if let (Some((a, b)), false) = (container.split_once('-'), host.contains('-')) {
+        if !host_ip.is_empty() && number(host, "container").is_ok() {
+            return Ok(PortMapping {
+                proto: proto.into(),
+                container_port: number(host, "container")?,
+                host_ip: host_ip.into(),
+                host_port: number(a, "host")?,
+                host_port_end: number(b, "host range")?,
+            });
+        }
+    }
     let (host_port, host_port_end) = match host.split_once('-') {
         Some((a, b)) => (number(a, "host")?, number(b, "host range")?),
         None => (number(host, "host")?, 0),
@@ -105,6 +119,11 @@ mod tests {
             ("127.0.0.1:80:8080/udp", ("udp", 8080, "127.0.0.1", 80, 0)),
             ("localhost:30555:55555", ("", 55555, "localhost", 30555, 0)),
             ("5000-5010:80/tcp", ("tcp", 80, "", 5000, 5010)),
+            // Leda's documented desired-state form: ip:container_port:host_range.
+            (
+                "localhost:55555:30555-30555/tcp",
+                ("tcp", 55555, "localhost", 30555, 30555),
+            ),
         ];
         for (text, (proto, cport, ip, hport, hend)) in ok {
             let p = port_mapping(text).unwrap();

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod mqtt;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_leda-cm");
 
 /// The services tests/harness/run started.
@@ -415,5 +417,67 @@ impl Drop for Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Runs `ctr` on a namespace; stdout and stderr together.
+pub fn ctr(sock: &Path, ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(sock)
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Runs the binary as `kanto-cm` against the daemon's local API socket.
+pub fn kanto_cm(api_sock: &Path, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(BIN)
+        .arg0("kanto-cm")
+        .arg("--host")
+        .arg(api_sock)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The task status `ctr` reports per container ID ("" for a container without a task), for
+/// every container of the namespace.
+pub fn ctr_tasks(sock: &Path, ns: &str) -> std::collections::BTreeMap<String, String> {
+    let tasks: Vec<(String, String)> = ctr(sock, ns, &["tasks", "ls"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3).then(|| (f[0].to_string(), f[2].to_string()))
+        })
+        .collect();
+    ctr(sock, ns, &["containers", "ls", "-q"])
+        .lines()
+        .map(|id| {
+            let status = tasks
+                .iter()
+                .find(|(t, _)| t == id)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            (id.to_string(), status)
+        })
+        .collect()
+}
+
+/// Removes every task and container of a namespace (the end of a test, also on failure).
+pub fn clean_namespace(sock: &Path, ns: &str) {
+    for id in ctr(sock, ns, &["tasks", "ls", "-q"]).lines() {
+        ctr(sock, ns, &["tasks", "kill", "-s", "SIGKILL", id]);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for id in ctr(sock, ns, &["tasks", "ls", "-q"]).lines() {
+        ctr(sock, ns, &["tasks", "delete", "-f", id]);
+    }
+    for id in ctr(sock, ns, &["containers", "ls", "-q"]).lines() {
+        ctr(sock, ns, &["containers", "delete", id]);
     }
 }

@@ -8,7 +8,7 @@
 
 HARNESS_PACKAGES=(containerd runc mosquitto mosquitto-clients skopeo umoci docker-registry
     busybox-static protobuf-compiler apache2-utils containernetworking-plugins iptables
-    iproute2 util-linux procps file python3 jq)
+    iproute2 util-linux procps file python3 jq python3-paho-mqtt)
 
 log() { printf '[harness] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -121,6 +121,7 @@ harness_start_mosquitto() { # DIR PORT
     cat >"$d/mosquitto.conf" <<CONF
 listener $port 127.0.0.1
 allow_anonymous true
+set_tcp_nodelay true
 persistence false
 log_dest file $d/mosquitto.log
 CONF

@@ -1,0 +1,608 @@
+//! The Container Update Agent: desired states in over MQTT, converged containers out, with
+//! feedback and the current state (inventory).
+//!
+//! Two ways to drive it, one code path: **standalone** (default) runs download, update,
+//! activate and cleanup itself after identification; **orchestrated** (Kanto
+//! update-manager's flow, `update_agent.mode: "orchestrated"`) waits for the DOWNLOAD /
+//! UPDATE / ACTIVATE / ROLLBACK / CLEANUP commands and enforces their order.
+//!
+//! A desired state is written to the state dir before it is acknowledged to the broker and
+//! removed when its operation ends; after a crash or reboot the agent applies it again
+//! (identification runs against what exists, so the steps already done are found done).
+//! A desired state arriving during an apply supersedes it: the step in hand finishes, the
+//! old activity is reported SUPERSEDED, the new one runs.
+
+pub mod desired;
+pub mod diff;
+pub mod inventory;
+pub mod messages;
+pub mod operation;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::manager::{Change, Manager};
+use crate::mqtt::{Incoming, Mqtt};
+use crate::runtime::Runtime;
+use crate::store;
+use crate::supervisor::{Shutdown, TaskResult};
+use messages::{status, DesiredState, DesiredStateCommand, Envelope, Feedback, Topics};
+use operation::{Ctx, Operation, Outcome, Sink};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Standalone,
+    Orchestrated,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub domain: String,
+    pub system_containers: Vec<String>,
+    pub verbose_inventory: bool,
+    pub mode: Mode,
+    pub state_dir: PathBuf,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The desired state being applied, as persisted (`<state>/update-agent/desired-state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    version: u32,
+    activity_id: String,
+    /// Which acceptance this is, within one run of the daemon (rewritten on resume), so that
+    /// the end of an older apply of the same activity does not remove a newer one.
+    #[serde(default)]
+    generation: u64,
+    desired_state: DesiredState,
+}
+
+/// How long the step in hand gets at shutdown (within the daemon's grace).
+const RUNNER_STOP: Duration = Duration::from_secs(8);
+
+const PENDING_FILE: &str = "update-agent/desired-state.json";
+
+/// Work for the runner, in order.
+enum Job {
+    Apply {
+        activity_id: String,
+        desired: DesiredState,
+        resumed: bool,
+        generation: u64,
+    },
+    Command {
+        activity_id: String,
+        command: DesiredStateCommand,
+    },
+}
+
+struct Shared<R: Runtime> {
+    settings: Settings,
+    manager: Arc<Manager<R>>,
+    mqtt: Mqtt,
+    topics: Topics,
+    /// Bumped for every accepted desired state: an older apply sees it and stops.
+    generation: AtomicU64,
+    /// Set at shutdown: the apply in hand stops at the next phase boundary and stays
+    /// persisted, to be resumed at the next start.
+    stopping: AtomicBool,
+    feedback: mpsc::UnboundedSender<(String, Feedback)>,
+}
+
+impl<R: Runtime> Shared<R> {
+    fn pending_path(&self) -> PathBuf {
+        self.settings.state_dir.join(PENDING_FILE)
+    }
+
+    fn persist(&self, activity_id: &str, generation: u64, desired: &DesiredState) {
+        let path = self.pending_path();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let p = Pending {
+            version: 1,
+            activity_id: activity_id.into(),
+            generation,
+            desired_state: desired.clone(),
+        };
+        if let Err(e) = store::write_json_atomic(&path, &p, 0o600) {
+            log::error!("cannot persist the desired state {activity_id}: {e}");
+        }
+    }
+
+    fn finished(&self, activity_id: &str, generation: u64) {
+        let path = self.pending_path();
+        if let Ok(Some(p)) = store::read_json::<Pending>(&path) {
+            if p.activity_id == activity_id && p.generation == generation {
+                let _ = store::remove_durably(&path);
+            }
+        }
+    }
+
+    fn send(&self, activity_id: &str, fb: Feedback) {
+        let _ = self.feedback.send((activity_id.to_string(), fb));
+    }
+
+    async fn publish_feedback(&self, activity_id: &str, fb: Feedback) {
+        self.publish(&self.topics.feedback, false, activity_id, fb)
+            .await;
+    }
+
+    async fn publish_current_state(&self, activity_id: &str) {
+        let inv = inventory::inventory(
+            &self.settings.domain,
+            env!("CARGO_PKG_VERSION"),
+            &self.manager.list(),
+            self.settings.verbose_inventory,
+        );
+        self.publish(&self.topics.current_state, true, activity_id, inv)
+            .await;
+    }
+
+    /// Publishes `payload` in Kanto's envelope; a failure is logged (the broker may be away).
+    async fn publish<T: Serialize>(
+        &self,
+        topic: &str,
+        retain: bool,
+        activity_id: &str,
+        payload: T,
+    ) {
+        let env = Envelope {
+            activity_id: activity_id.to_string(),
+            timestamp: now_ms(),
+            payload,
+        };
+        match serde_json::to_vec(&env) {
+            Ok(bytes) => {
+                if let Err(e) = self.mqtt.publish(topic, retain, bytes).await {
+                    log::warn!("{e}");
+                }
+            }
+            Err(e) => log::error!("encoding a message for {topic}: {e}"),
+        }
+    }
+}
+
+/// The agent: its subscriptions are registered when it is made (before the connection's
+/// first ConnAck), its loop runs as a supervised task.
+pub struct Agent<R: Runtime> {
+    shared: Arc<Shared<R>>,
+    inbound: mpsc::Receiver<Incoming>,
+    feedback: mpsc::UnboundedReceiver<(String, Feedback)>,
+}
+
+impl<R: Runtime> Agent<R> {
+    pub fn new(settings: Settings, manager: Arc<Manager<R>>, mqtt: Mqtt) -> Agent<R> {
+        let topics = Topics::for_domain(&settings.domain);
+        let (fb_tx, feedback) = mpsc::unbounded_channel::<(String, Feedback)>();
+        let inbound = mqtt.routes(
+            &[
+                &topics.desired_state,
+                &topics.desired_state_command,
+                &topics.current_state_get,
+            ],
+            64,
+        );
+        let shared = Arc::new(Shared {
+            settings,
+            manager,
+            mqtt,
+            topics,
+            generation: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            feedback: fb_tx,
+        });
+        Agent {
+            shared,
+            inbound,
+            feedback,
+        }
+    }
+
+    /// The agent task: takes messages in at once (desired states are persisted and queued),
+    /// runs operations only once the manager has restored its containers, publishes feedback
+    /// and the current state.
+    pub async fn run(self, mut shutdown: Shutdown) -> TaskResult {
+        let Agent {
+            shared,
+            mut inbound,
+            feedback: mut fb_rx,
+        } = self;
+        let topics = shared.topics.clone();
+        let manager = shared.manager.clone();
+        let (job_tx, job_rx) = mpsc::unbounded_channel::<Job>();
+        let runner = tokio::spawn(runner(shared.clone(), job_rx));
+
+        // A desired state left from before a crash or reboot is applied again.
+        match store::read_json::<Pending>(&shared.pending_path()) {
+            Ok(Some(p)) => {
+                log::info!("resuming desired state {} after a restart", p.activity_id);
+                enqueue(&shared, &job_tx, p.activity_id, p.desired_state, true);
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("the persisted desired state is unreadable, ignored: {e}"),
+        }
+
+        let mut restored = Box::pin(manager.wait_restored());
+        let mut is_restored = false;
+        // Current-state requests that wait for the restore (activity IDs).
+        let mut owed: Vec<String> = Vec::new();
+        let mut changes = manager.subscribe();
+        let mut dirty = false;
+        let mut debounce = tokio::time::interval(Duration::from_millis(300));
+        debounce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                () = &mut restored, if !is_restored => {
+                    is_restored = true;
+                    for activity in owed.drain(..) {
+                        shared.publish_current_state(&activity).await;
+                    }
+                }
+                Some((activity, fb)) = fb_rx.recv() => shared.publish_feedback(&activity, fb).await,
+                Some(incoming) = inbound.recv() => match incoming {
+                    Incoming::Connected { .. } => {
+                        let activity = format!("initial-current-state-{}", now_ms());
+                        if is_restored {
+                            shared.publish_current_state(&activity).await;
+                        } else {
+                            owed.push(activity);
+                        }
+                    }
+                    Incoming::Disconnected => {}
+                    Incoming::Message(m) => {
+                        if m.topic == topics.desired_state {
+                            accept_desired_state(&shared, &job_tx, &m.payload);
+                        } else if m.topic == topics.desired_state_command {
+                            match serde_json::from_slice::<Envelope<DesiredStateCommand>>(&m.payload) {
+                                Ok(env) => {
+                                    let _ = job_tx.send(Job::Command { activity_id: env.activity_id, command: env.payload });
+                                }
+                                Err(e) => log::warn!("ignoring a desired state command that is not valid: {e}"),
+                            }
+                        } else if m.topic == topics.current_state_get {
+                            let activity = activity_of(&m.payload);
+                            if is_restored {
+                                shared.publish_current_state(&activity).await;
+                            } else {
+                                owed.push(activity);
+                            }
+                        }
+                        shared.mqtt.ack(&m).await;
+                    }
+                },
+                change = changes.recv() => {
+                    match change {
+                        Ok(Change::Created(_) | Change::Updated(_) | Change::Removed(_)) => dirty = true,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => dirty = true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+                    }
+                }
+                _ = debounce.tick() => {
+                    if dirty && is_restored {
+                        dirty = false;
+                        shared.publish_current_state(&format!("current-state-{}", now_ms())).await;
+                    }
+                }
+            }
+        }
+        // The apply in hand finishes its step and stays persisted; queued jobs are left.
+        shared.stopping.store(true, Ordering::SeqCst);
+        drop(job_tx);
+        if tokio::time::timeout(RUNNER_STOP, runner).await.is_err() {
+            log::warn!("the update agent did not finish its step within {RUNNER_STOP:?}");
+        }
+        Ok(())
+    }
+}
+
+/// The `activityId` of a message, or "" when it has none.
+fn activity_of(payload: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| {
+            v.get("activityId")
+                .and_then(|a| a.as_str())
+                .map(String::from)
+        })
+        .unwrap_or_default()
+}
+
+/// Parses and persists a desired state, then hands it to the runner. A message that is not
+/// a desired state gets IDENTIFICATION_FAILED (with its activity ID when it has one).
+fn accept_desired_state<R: Runtime>(
+    shared: &Shared<R>,
+    jobs: &mpsc::UnboundedSender<Job>,
+    payload: &[u8],
+) {
+    let env = match serde_json::from_slice::<Envelope<DesiredState>>(payload) {
+        Ok(env) => env,
+        Err(e) => {
+            let activity = activity_of(payload);
+            let fb = Feedback {
+                status: status::IDENTIFICATION_FAILED.into(),
+                message: format!("the desired state is not valid: {e}"),
+                ..Default::default()
+            };
+            log::warn!("desired state {activity:?} rejected: {}", fb.message);
+            shared.send(&activity, fb);
+            return;
+        }
+    };
+    enqueue(shared, jobs, env.activity_id, env.payload, false);
+}
+
+/// Takes a desired state over: a new generation (older applies see it and stop), persisted
+/// (with that generation) before the runner gets it.
+fn enqueue<R: Runtime>(
+    shared: &Shared<R>,
+    jobs: &mpsc::UnboundedSender<Job>,
+    activity_id: String,
+    desired: DesiredState,
+    resumed: bool,
+) {
+    let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.persist(&activity_id, generation, &desired);
+    let _ = jobs.send(Job::Apply {
+        activity_id,
+        desired,
+        resumed,
+        generation,
+    });
+}
+
+/// Runs the jobs one at a time; holds the operation that waits for commands.
+async fn runner<R: Runtime>(shared: Arc<Shared<R>>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    // Nothing is diffed against a table that live restore has not confirmed yet.
+    tokio::select! {
+        () = shared.manager.wait_restored() => {}
+        // Shutdown before the restore: the job channel closes.
+        () = async { while !jobs.is_closed() { tokio::time::sleep(Duration::from_millis(100)).await } } => return,
+    }
+    let ctx = Ctx {
+        manager: shared.manager.clone(),
+    };
+    let stopping = || shared.stopping.load(Ordering::SeqCst);
+    // The orchestrated operation waiting for its commands, with its generation.
+    let mut waiting: Option<(Operation, u64)> = None;
+    while let Some(job) = jobs.recv().await {
+        if stopping() {
+            break;
+        }
+        match job {
+            Job::Apply {
+                activity_id,
+                desired,
+                resumed,
+                generation,
+            } => {
+                if shared.generation.load(Ordering::SeqCst) != generation {
+                    shared.send(&activity_id, superseded_feedback());
+                    shared.finished(&activity_id, generation);
+                    continue;
+                }
+                if let Some((old, old_generation)) = waiting.take() {
+                    old.feedback(
+                        status::SUPERSEDED,
+                        &format!("superseded by desired state {activity_id}"),
+                        "",
+                    );
+                    shared.finished(&old.activity_id, old_generation);
+                }
+                let started = std::time::Instant::now();
+                let identified = identify(&shared, &activity_id, &desired, resumed).await;
+                log::debug!(
+                    "desired state {activity_id}: identified in {:?}",
+                    started.elapsed()
+                );
+                let Some(mut op) = identified else {
+                    shared.finished(&activity_id, generation);
+                    continue;
+                };
+                match shared.settings.mode {
+                    Mode::Orchestrated => waiting = Some((op, generation)),
+                    Mode::Standalone => {
+                        let gen = &shared.generation;
+                        let outcome = op
+                            .run_standalone(&ctx, &|| {
+                                stopping() || gen.load(Ordering::SeqCst) != generation
+                            })
+                            .await;
+                        if outcome == Outcome::Superseded && stopping() {
+                            log::info!(
+                                "stopping: desired state {activity_id} is resumed at the next start"
+                            );
+                            return;
+                        }
+                        if outcome == Outcome::Superseded {
+                            op.feedback(
+                                status::SUPERSEDED,
+                                "superseded by a newer desired state",
+                                "",
+                            );
+                        }
+                        shared.finished(&activity_id, generation);
+                    }
+                }
+            }
+            Job::Command {
+                activity_id,
+                command,
+            } => {
+                let Some((op, generation)) = waiting.as_mut() else {
+                    log::warn!(
+                        "ignoring command {} for {activity_id}: no operation waits for commands",
+                        command.command
+                    );
+                    continue;
+                };
+                if op.activity_id != activity_id {
+                    log::warn!(
+                        "ignoring command {} for {activity_id}: the operation in progress is {}",
+                        command.command,
+                        op.activity_id
+                    );
+                    continue;
+                }
+                op.run(&ctx, &command.command, &command.baseline).await;
+                if op.done {
+                    let (id, generation) = (op.activity_id.clone(), *generation);
+                    waiting = None;
+                    shared.finished(&id, generation);
+                }
+            }
+        }
+    }
+}
+
+fn superseded_feedback() -> Feedback {
+    Feedback {
+        status: status::SUPERSEDED.into(),
+        message: "superseded by a newer desired state before it started".into(),
+        ..Default::default()
+    }
+}
+
+/// IDENTIFYING → IDENTIFIED (or IDENTIFICATION_FAILED, or COMPLETED when there is nothing
+/// to do). Returns the operation when there are actions.
+async fn identify<R: Runtime>(
+    shared: &Shared<R>,
+    activity_id: &str,
+    desired: &DesiredState,
+    resumed: bool,
+) -> Option<Operation> {
+    let note = if resumed {
+        "resumed after a restart of leda-cm"
+    } else {
+        ""
+    };
+    let plain = |status: &str, message: &str| Feedback {
+        status: status.into(),
+        message: message.into(),
+        ..Default::default()
+    };
+    shared.send(activity_id, plain(status::IDENTIFYING, note));
+    let settings = &shared.settings;
+    let parsed = match desired::parse_desired(desired, &settings.domain) {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("desired state {activity_id} rejected: {e}");
+            shared.send(activity_id, plain(status::IDENTIFICATION_FAILED, &e));
+            return None;
+        }
+    };
+    // Tidy what an interrupted replacement left (idempotent: a resumed apply starts here).
+    for leftover in diff::leftovers(&shared.manager.list(), operation::NEXT, operation::PREV) {
+        let result = match &leftover {
+            diff::Leftover::Remove { id, name } => {
+                log::info!("removing {name} left by an interrupted update");
+                shared.manager.remove(id, true).await
+            }
+            diff::Leftover::RenameBack { id, to } => {
+                log::info!("naming container {id} {to} again after an interrupted update");
+                shared.manager.rename(id, to).await.map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            log::warn!("tidying after an interrupted update: {e}");
+        }
+    }
+    let system = parsed
+        .system_containers
+        .clone()
+        .unwrap_or_else(|| settings.system_containers.clone());
+    let mut system: Vec<String> = system;
+    // System containers deployed from manifests are never touched either.
+    system.extend(
+        shared
+            .manager
+            .list()
+            .into_iter()
+            .filter(|c| shared.manager.is_system(c))
+            .map(|c| c.container_name),
+    );
+    let current = shared.manager.list();
+    let wanted: Vec<_> = parsed.containers.iter().map(|(_, c)| c.clone()).collect();
+    // "Image changed": the tag now resolves to another digest than the container runs (one
+    // registry request per image name, all at once).
+    let running: Vec<(String, String, String)> = wanted
+        .iter()
+        .filter_map(|d| {
+            let c = current
+                .iter()
+                .find(|c| c.container_name == d.container_name && c.image.name == d.image.name)?;
+            let digest = c.extras().image_digest;
+            (!digest.is_empty()).then(|| (d.container_name.clone(), d.image.name.clone(), digest))
+        })
+        .collect();
+    let mut images: Vec<&str> = running.iter().map(|(_, image, _)| image.as_str()).collect();
+    images.sort_unstable();
+    images.dedup();
+    let remote =
+        futures_util::future::join_all(images.iter().map(|image| async move {
+            (*image, shared.manager.runtime().remote_digest(image).await)
+        }))
+        .await;
+    let new_digests: HashSet<String> = running
+        .iter()
+        .filter(|(_, image, digest)| {
+            remote
+                .iter()
+                .any(|(i, r)| i == image && r.as_ref().is_ok_and(|r| r != digest))
+        })
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    let plan = diff::plan(&wanted, &current, &system, &new_digests);
+    let versions: Vec<(String, String)> = parsed
+        .containers
+        .iter()
+        .map(|(r, _)| (r.id.clone(), r.version.clone()))
+        .collect();
+    let version_of = |name: &str| {
+        versions
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                current
+                    .iter()
+                    .find(|c| c.container_name == name)
+                    .map(|c| inventory::image_version(&c.image.name))
+            })
+            .unwrap_or_default()
+    };
+    let feedback = shared.feedback.clone();
+    let sink: Sink = Arc::new(move |activity: &str, fb: Feedback| {
+        let _ = feedback.send((activity.to_string(), fb));
+    });
+    let mut op = Operation::new(
+        activity_id,
+        plan,
+        &settings.domain,
+        &version_of,
+        parsed.baselines,
+        sink,
+    );
+    op.note = note.to_string();
+    op.feedback(status::IDENTIFIED, note, "");
+    if op.is_empty() {
+        op.feedback(status::COMPLETED, note, "");
+        return None;
+    }
+    Some(op)
+}

@@ -1,0 +1,320 @@
+//! The operation's phases against the in-memory runtime: safe replacement, rollback, the
+//! orchestrated command order and idempotent resumption.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use super::desired::component_container;
+use super::diff::{plan, Kind};
+use super::messages::{action_status as act, status, ComponentWithConfig, Feedback, KeyValue};
+use super::operation::{Ctx, Operation, Outcome, Sink};
+use crate::manager::fake::{manager, run, state_dir, FakeRuntime};
+use crate::manager::Manager;
+use crate::model::{Container, Status};
+
+fn container(name: &str, image: &str, env: &[&str]) -> Container {
+    serde_json::from_value(serde_json::json!({
+        "container_name": name, "image": {"name": image}, "config": {"env": env}
+    }))
+    .unwrap()
+}
+
+/// A desired container as a desired state's component describes it.
+fn desired(name: &str, image: &str, env: &[&str]) -> Container {
+    let mut config = vec![KeyValue {
+        key: "image".into(),
+        value: image.into(),
+    }];
+    config.extend(env.iter().map(|e| KeyValue {
+        key: "env".into(),
+        value: e.to_string(),
+    }));
+    component_container(&ComponentWithConfig {
+        id: name.into(),
+        version: "1".into(),
+        config,
+    })
+    .unwrap()
+}
+
+type Log = Arc<Mutex<Vec<Feedback>>>;
+
+fn sink() -> (Sink, Log) {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    (
+        Arc::new(move |_: &str, fb: Feedback| l.lock().unwrap().push(fb)),
+        log,
+    )
+}
+
+/// The statuses in order, a run of the same status (progress updates) counted once.
+fn statuses(log: &Log) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for fb in log.lock().unwrap().iter() {
+        if out.last() != Some(&fb.status) {
+            out.push(fb.status.clone());
+        }
+    }
+    out
+}
+
+async fn running(m: &Arc<Manager<FakeRuntime>>, c: Container) -> Container {
+    let c = m.create(c, None).await.unwrap();
+    m.start(&c.container_id).await.unwrap();
+    m.get(&c.container_id).unwrap()
+}
+
+fn by_name(m: &Manager<FakeRuntime>, name: &str) -> Option<Container> {
+    m.find_by_name(name).ok()
+}
+
+fn operation(m: &Manager<FakeRuntime>, wanted: &[Container], sink: Sink) -> Operation {
+    let p = plan(wanted, &m.list(), &["sua".into()], &HashSet::new());
+    Operation::new("act-1", p, "containers", &|_| "1".into(), vec![], sink)
+}
+
+#[test]
+fn standalone_recreates_creates_keeps_and_destroys_but_never_a_system_container() {
+    let dir = state_dir("standalone");
+    run(async {
+        let rt = FakeRuntime::new()
+            .in_registry("app:1")
+            .in_registry("new:1")
+            .in_registry("old:1");
+        let m = manager(rt.clone(), &dir);
+        let a = running(&m, container("a", "app:1", &["A=1"])).await;
+        let b = running(&m, container("b", "app:1", &[])).await;
+        let old = running(&m, container("old", "old:1", &[])).await;
+        let sua = running(&m, container("sua", "old:1", &[])).await;
+        let desired = [
+            desired("a", "app:1", &["A=2"]),
+            desired("b", "app:1", &[]),
+            desired("c", "new:1", &[]),
+        ];
+        let (sink, log) = sink();
+        let mut op = operation(&m, &desired, sink);
+        let ctx = Ctx { manager: m.clone() };
+        assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
+
+        assert_eq!(
+            statuses(&log),
+            [
+                status::DOWNLOADING,
+                status::DOWNLOAD_SUCCESS,
+                status::UPDATING,
+                status::UPDATE_SUCCESS,
+                status::ACTIVATING,
+                status::ACTIVATION_SUCCESS,
+                status::CLEANUP_SUCCESS,
+                status::COMPLETED
+            ]
+        );
+        // a: replaced by a new container with the new env, the old one gone.
+        let new_a = by_name(&m, "a").expect("a exists");
+        assert_ne!(new_a.container_id, a.container_id);
+        assert_eq!(new_a.config.env, ["A=2"]);
+        assert_eq!(new_a.state.status, Status::Running);
+        assert!(m.get(&a.container_id).is_err(), "the old a is removed");
+        // b kept as it was, c made and running, old destroyed, sua untouched.
+        assert_eq!(by_name(&m, "b").unwrap().container_id, b.container_id);
+        assert_eq!(by_name(&m, "c").unwrap().state.status, Status::Running);
+        assert!(by_name(&m, "old").is_none());
+        assert!(m.get(&old.container_id).is_err());
+        assert_eq!(
+            m.get(&sua.container_id).unwrap().state.status,
+            Status::Running
+        );
+        assert!(
+            m.list().iter().all(|c| !c.container_name.contains('.')),
+            "no .next/.prev left"
+        );
+
+        let last = log.lock().unwrap().last().cloned().unwrap();
+        let action = |id: &str| {
+            last.actions
+                .iter()
+                .find(|a| a.component.id == id)
+                .unwrap()
+                .status
+                .clone()
+        };
+        assert_eq!(action("containers:a"), act::ACTIVATION_SUCCESS);
+        assert_eq!(action("containers:c"), act::ACTIVATION_SUCCESS);
+        assert_eq!(action("containers:old"), act::REMOVAL_SUCCESS);
+        assert!(!last
+            .actions
+            .iter()
+            .any(|a| a.component.id == "containers:sua"));
+    });
+}
+
+#[test]
+fn a_failed_activation_rolls_back_to_the_old_container() {
+    let dir = state_dir("rollback");
+    run(async {
+        let rt = FakeRuntime::new()
+            .in_registry("app:1")
+            .in_registry("broken:2");
+        let m = manager(rt.clone(), &dir);
+        let a = running(&m, container("a", "app:1", &[])).await;
+        rt.state().fail_start_image = Some("broken:2".into());
+        let (sink, log) = sink();
+        let mut op = operation(&m, &[desired("a", "broken:2", &[])], sink);
+        let ctx = Ctx { manager: m.clone() };
+        assert_eq!(
+            op.run_standalone(&ctx, &|| false).await,
+            Outcome::Incomplete
+        );
+        let s = statuses(&log);
+        assert!(s.contains(&status::ACTIVATION_FAILURE.into()), "{s:?}");
+        assert_eq!(
+            s[s.len() - 4..],
+            [
+                status::ROLLBACK,
+                status::ROLLBACK_SUCCESS,
+                status::CLEANUP_SUCCESS,
+                status::INCOMPLETE
+            ]
+        );
+        // The old a is back under its name and running; the new one is gone.
+        let now = by_name(&m, "a").unwrap();
+        assert_eq!(now.container_id, a.container_id);
+        assert_eq!(now.state.status, Status::Running);
+        assert_eq!(m.list().len(), 1);
+        let failure = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|f| f.status == status::ACTIVATION_FAILURE)
+            .cloned()
+            .unwrap();
+        assert!(
+            failure.actions[0].message.contains("no such file"),
+            "{:?}",
+            failure.actions
+        );
+    });
+}
+
+#[test]
+fn orchestrated_commands_are_taken_in_order_only() {
+    let dir = state_dir("orchestrated");
+    run(async {
+        let rt = FakeRuntime::new().in_registry("new:1");
+        let m = manager(rt.clone(), &dir);
+        let (sink, log) = sink();
+        let mut op = operation(&m, &[desired("c", "new:1", &[])], sink);
+        let ctx = Ctx { manager: m.clone() };
+
+        // Out of order: failure feedback, nothing done.
+        assert!(!op.run(&ctx, "ACTIVATE", "").await);
+        assert!(!op.run(&ctx, "UPDATE", "").await);
+        assert!(!op.run(&ctx, "DOWNLOAD", "no-such-baseline").await);
+        assert_eq!(rt.calls("pull") + rt.calls("create"), 0);
+        let fbs = log.lock().unwrap().clone();
+        assert_eq!(fbs[0].status, status::ACTIVATION_FAILURE);
+        assert!(
+            fbs[0]
+                .message
+                .contains("ACTIVATE is possible only after status UPDATE_SUCCESS"),
+            "{}",
+            fbs[0].message
+        );
+        assert_eq!(fbs[1].status, status::UPDATE_FAILURE);
+        assert!(fbs[2].message.contains("Unknown baseline no-such-baseline"));
+        log.lock().unwrap().clear();
+
+        for command in ["DOWNLOAD", "UPDATE", "ACTIVATE"] {
+            assert!(op.run(&ctx, command, "").await, "{command}");
+        }
+        // The same command again is out of order now.
+        assert!(!op.run(&ctx, "DOWNLOAD", "").await);
+        assert!(op.run(&ctx, "CLEANUP", "").await);
+        assert_eq!(
+            statuses(&log),
+            [
+                status::DOWNLOADING,
+                status::DOWNLOAD_SUCCESS,
+                status::UPDATING,
+                status::UPDATE_SUCCESS,
+                status::ACTIVATING,
+                status::ACTIVATION_SUCCESS,
+                status::DOWNLOAD_FAILURE,
+                status::CLEANUP_SUCCESS,
+                status::COMPLETED
+            ]
+        );
+        assert_eq!(by_name(&m, "c").unwrap().state.status, Status::Running);
+    });
+}
+
+#[test]
+fn download_progress_is_reported_and_an_interrupted_apply_converges_when_planned_again() {
+    let dir = state_dir("resume");
+    run(async {
+        let rt = FakeRuntime::new().in_registry("app:1").in_registry("app:2");
+        let m = manager(rt.clone(), &dir);
+        let a = running(&m, container("a", "app:1", &[])).await;
+        let desired = [desired("a", "app:2", &[]), desired("c", "app:1", &[])];
+        let (sink, log) = sink();
+        let mut op = operation(&m, &desired, sink.clone());
+        let ctx = Ctx { manager: m.clone() };
+        // The first attempt stops after the download (a crash, say).
+        assert!(op.run(&ctx, "DOWNLOAD", "").await);
+        assert!(by_name(&m, "a.next").is_some() && by_name(&m, "c").is_some());
+        let download = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|f| f.status == status::DOWNLOAD_SUCCESS)
+            .cloned()
+            .unwrap();
+        assert!(download
+            .actions
+            .iter()
+            .all(|a| a.status == act::DOWNLOAD_SUCCESS));
+        // The pull's byte count (10 of 10 in the fake) reached the feedback.
+        let progress: Vec<u8> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| f.status == status::DOWNLOADING)
+            .flat_map(|f| f.actions.iter().map(|a| a.progress))
+            .collect();
+        assert!(progress.contains(&100), "{progress:?}");
+
+        // Planned again from what exists: the leftover is tidied, c is only checked.
+        for l in super::diff::leftovers(&m.list(), super::operation::NEXT, super::operation::PREV) {
+            if let super::diff::Leftover::Remove { id, .. } = l {
+                m.remove(&id, true).await.unwrap();
+            }
+        }
+        let p = plan(&desired, &m.list(), &[], &HashSet::new());
+        let kinds: Vec<_> = p.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+        assert_eq!(kinds, [("a", Kind::Recreate), ("c", Kind::Check)]);
+        let mut again = Operation::new("act-1", p, "containers", &|_| "1".into(), vec![], sink);
+        assert_eq!(
+            again.run_standalone(&ctx, &|| false).await,
+            Outcome::Completed
+        );
+        assert_eq!(by_name(&m, "a").unwrap().image.name, "app:2");
+        assert!(m.get(&a.container_id).is_err());
+        assert_eq!(by_name(&m, "c").unwrap().state.status, Status::Running);
+        assert_eq!(m.list().len(), 2);
+    });
+}
+
+#[test]
+fn a_superseded_operation_stops_before_its_next_phase() {
+    let dir = state_dir("superseded");
+    run(async {
+        let rt = FakeRuntime::new().in_registry("app:1");
+        let m = manager(rt.clone(), &dir);
+        let (sink, _log) = sink();
+        let mut op = operation(&m, &[desired("c", "app:1", &[])], sink);
+        let ctx = Ctx { manager: m.clone() };
+        assert_eq!(op.run_standalone(&ctx, &|| true).await, Outcome::Superseded);
+        assert_eq!(rt.calls("pull") + rt.calls("create"), 0);
+    });
+}

@@ -1,0 +1,435 @@
+//! MQTT adapter over `rumqttc`: one connection to the local broker serves the update agent
+//! and the things (digital twin) interface.
+//!
+//! - The event loop runs in its own task and only moves packets: it never waits for the
+//!   consumers' work. Incoming publishes go to the consumer whose filter matches.
+//! - A stable client ID (kept in the state dir) and a persistent session (clean session off),
+//!   QoS 1 both ways: what the broker queued while leda-cm was reconnecting is delivered.
+//! - Incoming messages are acknowledged by the consumer once it has taken them over
+//!   (manual acks), so a desired state is not lost to a crash between receipt and persisting.
+//! - Reconnects with back-off; subscriptions are made again on every ConnAck.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish,
+    QoS, SubscribeFilter, TlsConfiguration, Transport,
+};
+use tokio::sync::mpsc;
+
+use crate::config::ConnectionConfig;
+use crate::supervisor::{Shutdown, TaskResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("invalid connection.broker_url {url:?}: {reason}")]
+    BrokerUrl { url: String, reason: String },
+    #[error("cannot read {what} {path}: {source}")]
+    TlsFile {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("connection.transport: client_cert and client_key go together")]
+    ClientAuth,
+    #[error("publishing to {topic} failed: {reason}")]
+    Publish { topic: String, reason: String },
+}
+
+/// An incoming message, with what acknowledges it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    ack: Option<Publish>,
+}
+
+/// What a consumer hears from the connection.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    /// Connected (again), subscriptions renewed.
+    Connected {
+        session_present: bool,
+    },
+    Disconnected,
+    Message(Message),
+}
+
+/// Matches an MQTT topic against a subscription filter (`+` one level, `#` the rest).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// `tcp://host:port`, `mqtt://…` (plain) or `ssl://`, `tls://`, `mqtts://` (TLS).
+pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), MqttError> {
+    let err = |reason: &str| MqttError::BrokerUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| err("expected scheme://host:port"))?;
+    let tls = match scheme {
+        "tcp" | "mqtt" => false,
+        "ssl" | "tls" | "mqtts" => true,
+        _ => {
+            return Err(err(
+                "unsupported scheme, expected tcp, mqtt, ssl, tls or mqtts",
+            ))
+        }
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+            h.trim_start_matches('[').trim_end_matches(']'),
+            p.parse::<u16>().map_err(|_| err("invalid port"))?,
+        ),
+        _ => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        return Err(err("no host"));
+    }
+    Ok((host.to_string(), port, tls))
+}
+
+struct Route {
+    filter: String,
+    to: mpsc::Sender<Incoming>,
+}
+
+/// The publishing side and the subscriptions; cheap to clone.
+#[derive(Clone)]
+pub struct Mqtt {
+    client: AsyncClient,
+    routes: Arc<Mutex<Vec<Route>>>,
+    /// Consumers that hear connection changes without subscribing.
+    listeners: Arc<Mutex<Vec<mpsc::Sender<Incoming>>>>,
+    connected: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Mqtt {
+    /// A connection as configured; `event_loop` must then run (as a supervised task).
+    pub fn new(config: &ConnectionConfig, client_id: &str) -> Result<(Mqtt, EventLoop), MqttError> {
+        let (host, port, tls) = parse_broker_url(&config.broker_url)?;
+        let mut options = MqttOptions::new(client_id, host, port);
+        let keep_alive = config.keep_alive.0.max(Duration::from_secs(1));
+        options
+            .set_keep_alive(keep_alive)
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        if !config.client_username.is_empty() {
+            options.set_credentials(
+                config.client_username.clone(),
+                config.client_password.expose().to_string(),
+            );
+        }
+        let t = &config.transport;
+        if tls || !t.root_ca.is_empty() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let read = |what: &'static str, path: &str| {
+                std::fs::read(path).map_err(|source| MqttError::TlsFile {
+                    what,
+                    path: path.to_string(),
+                    source,
+                })
+            };
+            let ca = if t.root_ca.is_empty() {
+                // rumqttc wants a CA: the system's bundle (Debian and Yocto path).
+                read("system CA bundle", "/etc/ssl/certs/ca-certificates.crt")?
+            } else {
+                read("connection.transport.root_ca", &t.root_ca)?
+            };
+            let client_auth = match (t.client_cert.is_empty(), t.client_key.is_empty()) {
+                (true, true) => None,
+                (false, false) => Some((
+                    read("connection.transport.client_cert", &t.client_cert)?,
+                    read("connection.transport.client_key", &t.client_key)?,
+                )),
+                _ => return Err(MqttError::ClientAuth),
+            };
+            options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth,
+            }));
+        }
+        let (client, mut event_loop) = AsyncClient::new(options, 64);
+        // Feedback is a burst of small packets: no Nagle delay (40 ms per burst on loopback).
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        event_loop.set_network_options(network);
+        Ok((
+            Mqtt {
+                client,
+                routes: Arc::default(),
+                listeners: Arc::default(),
+                connected: Arc::default(),
+            },
+            event_loop,
+        ))
+    }
+
+    /// Routes messages matching `filters` to the returned receiver, and connection changes
+    /// too. Synchronous, so consumers register before the first ConnAck: the subscriptions
+    /// are (re)made on every ConnAck, and at once when already connected.
+    pub fn routes(&self, filters: &[&str], capacity: usize) -> mpsc::Receiver<Incoming> {
+        let (to, rx) = mpsc::channel(capacity);
+        {
+            let mut routes = lock(&self.routes);
+            for f in filters {
+                routes.push(Route {
+                    filter: f.to_string(),
+                    to: to.clone(),
+                });
+            }
+        }
+        lock(&self.listeners).push(to);
+        if self.is_connected() {
+            for f in filters {
+                if let Err(e) = self.client.try_subscribe(f.to_string(), QoS::AtLeastOnce) {
+                    log::warn!("mqtt subscribe {f}: {e}");
+                }
+            }
+        }
+        rx
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// QoS 1. Queued while disconnected; bounded by a timeout so callers never hang.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<(), MqttError> {
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.client
+                .publish(topic, QoS::AtLeastOnce, retain, payload),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(MqttError::Publish {
+                topic: topic.to_string(),
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(MqttError::Publish {
+                topic: topic.to_string(),
+                reason: "the outgoing queue stayed full for 5 s".into(),
+            }),
+        }
+    }
+
+    /// Acknowledges a message once the consumer has taken it over.
+    pub async fn ack(&self, message: &Message) {
+        if let Some(p) = &message.ack {
+            if let Err(e) = self.client.ack(p).await {
+                log::debug!("mqtt ack on {}: {e}", message.topic);
+            }
+        }
+    }
+
+    /// One SUBSCRIBE for every route; never waits (the event loop calls it).
+    fn resubscribe(&self) {
+        let mut filters: Vec<String> = lock(&self.routes)
+            .iter()
+            .map(|r| r.filter.clone())
+            .collect();
+        filters.sort();
+        filters.dedup();
+        if filters.is_empty() {
+            return;
+        }
+        let all = filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+        if let Err(e) = self.client.try_subscribe_many(all) {
+            log::warn!("mqtt subscribe {}: {e}", filters.join(", "));
+        }
+    }
+
+    /// Never waits for a consumer: a connection change a full consumer misses is harmless
+    /// (the next one says the same).
+    fn tell_all(&self, event: Incoming) {
+        let listeners: Vec<_> = lock(&self.listeners).clone();
+        for l in listeners {
+            let _ = l.try_send(event.clone());
+        }
+    }
+
+    /// Hands a message to the consumers whose filter matches, never waiting for them. A
+    /// message nobody can take now stays unacknowledged: the broker delivers it again on the
+    /// next connection.
+    async fn route(&self, publish: Publish) {
+        let topic = publish.topic.clone();
+        let to: Vec<_> = lock(&self.routes)
+            .iter()
+            .filter(|r| topic_matches(&r.filter, &topic))
+            .map(|r| r.to.clone())
+            .collect();
+        if to.is_empty() {
+            // Nobody wants it (e.g. an old subscription of the persistent session).
+            let _ = self.client.ack(&publish).await;
+            return;
+        }
+        let message = Message {
+            topic,
+            payload: publish.payload.clone(),
+            ack: Some(publish),
+        };
+        let mut delivered = false;
+        for t in &to {
+            let mut m = message.clone();
+            if delivered {
+                m.ack = None; // one acknowledgement
+            }
+            match t.try_send(Incoming::Message(m)) {
+                Ok(()) => delivered = true,
+                Err(_) => log::warn!(
+                    "mqtt message on {} not taken (consumer busy); the broker will deliver it again",
+                    message.topic
+                ),
+            }
+        }
+    }
+
+    /// The connection task: polls the event loop, renews subscriptions on ConnAck, routes
+    /// messages, backs off while the broker is away, disconnects on shutdown.
+    pub async fn event_loop(
+        self,
+        mut events: EventLoop,
+        broker: String,
+        mut shutdown: Shutdown,
+    ) -> TaskResult {
+        let mut backoff = Duration::from_millis(250);
+        let mut connected = false;
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.wait() => {
+                    let _ = tokio::time::timeout(Duration::from_millis(250), self.client.disconnect()).await;
+                    return Ok(());
+                }
+                e = events.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    if ack.code != ConnectReturnCode::Success {
+                        log::warn!(
+                            "mqtt broker {broker} refused the connection: {:?}",
+                            ack.code
+                        );
+                        continue;
+                    }
+                    log::info!(
+                        "connected to mqtt broker {broker} (session present: {})",
+                        ack.session_present
+                    );
+                    backoff = Duration::from_millis(250);
+                    connected = true;
+                    self.connected.store(true, Ordering::SeqCst);
+                    self.resubscribe();
+                    self.tell_all(Incoming::Connected {
+                        session_present: ack.session_present,
+                    });
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => self.route(p).await,
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        log::warn!("mqtt connection to {broker} lost: {e}; reconnecting");
+                        connected = false;
+                        self.connected.store(false, Ordering::SeqCst);
+                        self.tell_all(Incoming::Disconnected);
+                    } else {
+                        log::debug!("mqtt broker {broker} not reachable: {e}");
+                    }
+                    tokio::select! {
+                        _ = shutdown.wait() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters() {
+        let cases = [
+            ("a/b", "a/b", true),
+            ("a/+", "a/b", true),
+            ("a/+", "a/b/c", false),
+            ("a/#", "a/b/c", true),
+            ("a/#", "a", true),
+            (
+                "command//+/req/#",
+                "command//ns:dev:edge:containers/req/1/start",
+                true,
+            ),
+            (
+                "containersupdate/desiredstate",
+                "containersupdate/desiredstate/command",
+                false,
+            ),
+            ("#", "anything/at/all", true),
+        ];
+        for (f, t, want) in cases {
+            assert_eq!(topic_matches(f, t), want, "{f} {t}");
+        }
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker_url("tcp://localhost:1883").unwrap(),
+            ("localhost".into(), 1883, false)
+        );
+        assert_eq!(
+            parse_broker_url("ssl://broker.example:8884").unwrap(),
+            ("broker.example".into(), 8884, true)
+        );
+        assert_eq!(
+            parse_broker_url("mqtts://b").unwrap(),
+            ("b".into(), 8883, true)
+        );
+        assert_eq!(
+            parse_broker_url("tcp://[::1]:1883").unwrap(),
+            ("::1".into(), 1883, false)
+        );
+        for bad in [
+            "localhost:1883",
+            "http://x:1",
+            "tcp://:1883",
+            "tcp://h:port",
+        ] {
+            assert!(parse_broker_url(bad).is_err(), "{bad}");
+        }
+    }
+}

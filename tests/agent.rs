@@ -1,0 +1,916 @@
+//! The Container Update Agent, black box: the real daemon with a mosquitto broker of the
+//! test's own, the harness's containerd and registry. A peer plays the cloud: it publishes
+//! desired states and commands on the broker and records the feedback and current states.
+//! What runs is checked with `ctr`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::mqtt::{Broker, Peer};
+use common::{Daemon, DaemonSetup, Harness, NotifyListener};
+use serde_json::{json, Value};
+
+const DESIRED: &str = "containersupdate/desiredstate";
+const COMMAND: &str = "containersupdate/desiredstate/command";
+const FEEDBACK: &str = "containersupdate/desiredstatefeedback";
+const CURRENT: &str = "containersupdate/currentstate";
+const GET: &str = "containersupdate/currentstate/get";
+const LONG: Duration = Duration::from_secs(60);
+
+struct Device {
+    h: Harness,
+    setup: DaemonSetup,
+    daemon: Option<Daemon>,
+    peer: Peer,
+    api: PathBuf,
+    starts: u32,
+    // Dropped last: the daemon and the peer disconnect first.
+    _broker: Broker,
+}
+
+fn service_image(h: &Harness) -> String {
+    format!(
+        "{}/{}",
+        h.registry,
+        std::env::var("LEDA_TEST_SERVICE_IMAGE")
+            .expect("LEDA_TEST_SERVICE_IMAGE (tests/harness/run)")
+    )
+}
+
+impl Device {
+    fn start(test: &str, extra: Value) -> Device {
+        let h = Harness::get();
+        let mut setup = DaemonSetup::new(&h, test);
+        let broker = Broker::start(&h, &setup.dir);
+        setup.extra_config = json!({
+            "containers": {"insecure_registries": [h.registry]},
+            "manager": {"default_ctrs_stop_timeout": 2},
+            "update_agent": {"enable": true, "system_containers": ["sua"]},
+            "connection": {"broker_url": broker.url()},
+        });
+        common::merge(&mut setup.extra_config, extra);
+        // The peer listens before the daemon connects: it hears the initial current state.
+        let peer = Peer::connect(broker.port, &["containersupdate/#"]);
+        let api = setup.runtime_dir.join("cm.sock");
+        let mut d = Device {
+            h,
+            setup,
+            daemon: None,
+            peer,
+            api,
+            starts: 0,
+            _broker: broker,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        // A listener per start: each start must say READY again.
+        self.starts += 1;
+        let dir = self.setup.dir.join(format!("start-{}", self.starts));
+        std::fs::create_dir_all(&dir).unwrap();
+        let notify = NotifyListener::new(&dir);
+        let daemon = self.setup.spawn(Some(&notify));
+        assert!(
+            notify.wait_ready(Duration::from_secs(20)),
+            "{}",
+            daemon.stderr()
+        );
+        self.daemon = Some(daemon);
+    }
+
+    fn stderr(&self) -> String {
+        self.daemon.as_ref().map(|d| d.stderr()).unwrap_or_default()
+    }
+
+    fn send(&self, activity: &str, components: Value) {
+        self.send_payload(
+            activity,
+            json!({"domains": [{"id": "containers", "config": [], "components": components}]}),
+        );
+    }
+
+    fn send_payload(&self, activity: &str, payload: Value) {
+        self.peer.publish(
+            DESIRED,
+            &json!({"activityId": activity, "timestamp": 1, "payload": payload}),
+        );
+    }
+
+    fn feedback(&self, activity: &str) -> Vec<Value> {
+        self.peer
+            .heard()
+            .into_iter()
+            .filter(|h| h.topic == FEEDBACK)
+            .filter_map(|h| h.json)
+            .filter(|j| j["activityId"] == activity)
+            .map(|j| j["payload"].clone())
+            .collect()
+    }
+
+    /// The feedback statuses in order, repeats (progress updates) once.
+    fn statuses(&self, activity: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for f in self.feedback(activity) {
+            let s = f["status"].as_str().unwrap_or_default().to_string();
+            if out.last() != Some(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Waits for the feedback `status` of `activity`; returns it.
+    fn wait_status(&self, activity: &str, status: &str, timeout: Duration) -> Value {
+        match self.peer.wait(FEEDBACK, timeout, |j| {
+            j["activityId"] == activity && j["payload"]["status"] == status
+        }) {
+            Some(h) => h.json.unwrap()["payload"].clone(),
+            None => panic!(
+                "no {status} for {activity} within {timeout:?}; heard {:?}\n{}",
+                self.statuses(activity),
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Containers by name as the daemon lists them, with the task status `ctr` reports for
+    /// their IDs.
+    fn containers(&self) -> BTreeMap<String, (String, String, Value)> {
+        let out = common::kanto_cm(&self.api, &["list", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let tasks = common::ctr_tasks(&self.setup.containerd_sock, &self.setup.namespace);
+        list.into_iter()
+            .map(|c| {
+                let id = c["container_id"].as_str().unwrap().to_string();
+                let status = tasks.get(&id).cloned().unwrap_or_else(|| "absent".into());
+                (
+                    c["container_name"].as_str().unwrap().to_string(),
+                    (id, status, c),
+                )
+            })
+            .collect()
+    }
+
+    /// Container IDs in the namespace, whatever the daemon thinks.
+    fn ctr_ids(&self) -> Vec<String> {
+        common::ctr_tasks(&self.setup.containerd_sock, &self.setup.namespace)
+            .into_keys()
+            .collect()
+    }
+
+    fn assert_running(&self, names: &[&str]) -> BTreeMap<String, (String, String, Value)> {
+        let all = self.containers();
+        let got: Vec<&str> = all.keys().map(String::as_str).collect();
+        let mut want = names.to_vec();
+        want.sort();
+        assert_eq!(got, want, "{all:#?}");
+        for (name, (id, status, _)) in &all {
+            assert_eq!(status, "RUNNING", "{name} ({id}) per ctr");
+        }
+        assert_eq!(
+            self.ctr_ids().len(),
+            names.len(),
+            "containers in containerd: {:?}",
+            self.ctr_ids()
+        );
+        all
+    }
+
+    fn kcm_ok(&self, args: &[&str]) -> String {
+        let out = common::kanto_cm(&self.api, args);
+        assert!(
+            out.status.success(),
+            "kanto-cm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.daemon.take();
+        common::clean_namespace(&self.setup.containerd_sock, &self.setup.namespace);
+    }
+}
+
+fn component(name: &str, image: &str, config: &[(&str, &str)]) -> Value {
+    let mut kv = vec![json!({"key": "image", "value": image})];
+    kv.extend(config.iter().map(|(k, v)| json!({"key": k, "value": v})));
+    json!({"id": name, "version": "1.0", "config": kv})
+}
+
+fn env_of(c: &Value) -> Vec<String> {
+    c["config"]["env"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+const FULL_FLOW: [&str; 10] = [
+    "IDENTIFYING",
+    "IDENTIFIED",
+    "DOWNLOADING",
+    "DOWNLOAD_SUCCESS",
+    "UPDATING",
+    "UPDATE_SUCCESS",
+    "ACTIVATING",
+    "ACTIVATION_SUCCESS",
+    "CLEANUP_SUCCESS",
+    "COMPLETED",
+];
+
+/// Leda's documented desired state, its images served by the harness registry (the busybox
+/// service image under each name) and its certificate mounts pointing at files of the test.
+fn leda_fixture(d: &Device) -> Value {
+    let mut fixture: Value =
+        serde_json::from_str(include_str!("fixtures/leda-docs/leda-desired-state.json")).unwrap();
+    let layout = PathBuf::from(std::env::var("LEDA_TEST_OCI_LAYOUT").unwrap());
+    let certs = d.setup.dir.join("certificates");
+    std::fs::create_dir_all(&certs).unwrap();
+    for component in fixture["payload"]["domains"][0]["components"]
+        .as_array_mut()
+        .unwrap()
+    {
+        for kv in component["config"].as_array_mut().unwrap() {
+            let value = kv["value"].as_str().unwrap().to_string();
+            if kv["key"] == "image" {
+                let local = format!("{}/{}", d.h.registry, value.split_once('/').unwrap().1);
+                d.h.lib(&format!(
+                    "harness_push '{}' service '{local}'",
+                    layout.parent().unwrap().display()
+                ));
+                kv["value"] = json!(local);
+            } else if kv["key"] == "mount" {
+                let rewritten =
+                    value.replace("/data/var/certificates", &certs.display().to_string());
+                let file = rewritten.split(':').next().unwrap();
+                std::fs::write(file, "test certificate\n").unwrap();
+                kv["value"] = json!(rewritten);
+            }
+        }
+    }
+    fixture
+}
+
+#[test]
+fn the_leda_desired_state_converges_then_a_second_one_destroys_recreates_and_keeps() {
+    let d = Device::start("agent_leda", json!({}));
+    // A system container, not in any desired state: it must survive both.
+    let image = service_image(&d.h);
+    d.kcm_ok(&["create", "--name", "sua", &image]);
+    d.kcm_ok(&["start", "-n", "sua"]);
+    let sua_id = d.containers()["sua"].0.clone();
+
+    let fixture = leda_fixture(&d);
+    let activity = fixture["activityId"].as_str().unwrap().to_string();
+    d.peer.publish(DESIRED, &fixture);
+    d.wait_status(&activity, "COMPLETED", LONG);
+    assert_eq!(d.statuses(&activity), FULL_FLOW);
+    // Real byte progress from the pulls reached the DOWNLOADING feedback.
+    let progress: Vec<u64> = d
+        .feedback(&activity)
+        .iter()
+        .filter(|f| f["status"] == "DOWNLOADING")
+        .flat_map(|f| f["actions"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["progress"].as_u64())
+        .collect();
+    assert!(progress.iter().any(|p| *p > 0 && *p <= 100), "{progress:?}");
+    let first = d.assert_running(&[
+        "sua",
+        "databroker",
+        "feedercan",
+        "hvacservice-example",
+        "seatservice-example",
+        "cloudconnector",
+    ]);
+    assert_eq!(first["sua"].0, sua_id);
+    let db = &first["databroker"].2;
+    assert_eq!(env_of(db), ["RUST_LOG=info", "vehicle_data_broker=debug"]);
+    assert_eq!(
+        db["host_config"]["log_config"]["driver_config"]["max_size"],
+        "1M"
+    );
+
+    // The current state follows the change (debounced), listing every container.
+    let current = d
+        .peer
+        .wait(CURRENT, Duration::from_secs(5), |j| {
+            j["payload"]["softwareNodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n["id"] == "containers:cloudconnector"))
+        })
+        .expect("a current state with the new containers");
+    assert!(current.json.unwrap()["activityId"]
+        .as_str()
+        .unwrap()
+        .starts_with("current-state-"));
+
+    // Second: cloudconnector dropped, feedercan's env changed, the rest as before.
+    let mut second = fixture.clone();
+    second["activityId"] = json!("second");
+    let components = second["payload"]["domains"][0]["components"]
+        .as_array_mut()
+        .unwrap();
+    components.retain(|c| c["id"] != "cloudconnector");
+    let feeder = components
+        .iter_mut()
+        .find(|c| c["id"] == "feedercan")
+        .unwrap();
+    for kv in feeder["config"].as_array_mut().unwrap() {
+        if kv["value"] == "LOG_LEVEL=info" {
+            kv["value"] = json!("LOG_LEVEL=debug");
+        }
+    }
+    d.peer.publish(DESIRED, &second);
+    let done = d.wait_status("second", "COMPLETED", LONG);
+    assert_eq!(d.statuses("second"), FULL_FLOW);
+    let action = |name: &str| {
+        done["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["component"]["id"] == format!("containers:{name}"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no action for {name}: {done}"))
+    };
+    assert_eq!(action("cloudconnector")["status"], "REMOVAL_SUCCESS");
+    assert_eq!(action("feedercan")["status"], "ACTIVATION_SUCCESS");
+    assert_eq!(
+        action("databroker")["message"],
+        "Existing container instance is running."
+    );
+    assert!(done["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["component"]["id"] != "containers:sua"));
+
+    let after = d.assert_running(&[
+        "sua",
+        "databroker",
+        "feedercan",
+        "hvacservice-example",
+        "seatservice-example",
+    ]);
+    assert_eq!(after["sua"].0, sua_id, "the system container is kept");
+    assert_eq!(
+        after["databroker"].0, first["databroker"].0,
+        "unchanged containers are kept"
+    );
+    assert_ne!(
+        after["feedercan"].0, first["feedercan"].0,
+        "feedercan is recreated"
+    );
+    assert!(env_of(&after["feedercan"].2).contains(&"LOG_LEVEL=debug".to_string()));
+    let gone = &first["cloudconnector"].0;
+    assert!(
+        !d.ctr_ids().contains(gone),
+        "cloudconnector is removed from containerd"
+    );
+    assert!(
+        !d.ctr_ids().contains(&first["feedercan"].0),
+        "the old feedercan is removed"
+    );
+}
+
+#[test]
+fn orchestrated_commands_in_order_and_out_of_order() {
+    let d = Device::start(
+        "agent_orch",
+        json!({"update_agent": {"mode": "orchestrated"}}),
+    );
+    let image = service_image(&d.h);
+    d.send("orch", json!([component("app", &image, &[("env", "A=1")])]));
+    let identified = d.wait_status("orch", "IDENTIFIED", LONG);
+    assert_eq!(identified["actions"][0]["status"], "IDENTIFIED");
+    assert_eq!(
+        identified["actions"][0]["message"],
+        "New container will be created and started."
+    );
+    // It waits: nothing else happens without commands.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.statuses("orch"), ["IDENTIFYING", "IDENTIFIED"]);
+    assert!(d.containers().is_empty());
+
+    let command = |c: &str| {
+        d.peer.publish(COMMAND, &json!({"activityId": "orch", "timestamp": 2, "payload": {"command": c, "baseline": ""}}))
+    };
+    // Out of order: a failure feedback, nothing done.
+    command("ACTIVATE");
+    let refused = d.wait_status("orch", "ACTIVATION_FAILURE", LONG);
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("only after status UPDATE_SUCCESS"),
+        "{refused}"
+    );
+    assert!(d.containers().is_empty());
+
+    for (c, status) in [
+        ("DOWNLOAD", "DOWNLOAD_SUCCESS"),
+        ("UPDATE", "UPDATE_SUCCESS"),
+        ("ACTIVATE", "ACTIVATION_SUCCESS"),
+        ("CLEANUP", "COMPLETED"),
+    ] {
+        command(c);
+        d.wait_status("orch", status, LONG);
+    }
+    assert_eq!(
+        d.statuses("orch"),
+        [
+            "IDENTIFYING",
+            "IDENTIFIED",
+            "ACTIVATION_FAILURE",
+            "DOWNLOADING",
+            "DOWNLOAD_SUCCESS",
+            "UPDATING",
+            "UPDATE_SUCCESS",
+            "ACTIVATING",
+            "ACTIVATION_SUCCESS",
+            "CLEANUP_SUCCESS",
+            "COMPLETED"
+        ]
+    );
+    d.assert_running(&["app"]);
+}
+
+#[test]
+fn a_failed_activation_rolls_back_to_the_old_container() {
+    let d = Device::start("agent_rollback", json!({}));
+    let image = service_image(&d.h);
+    d.send(
+        "v1",
+        json!([component("app", &image, &[("env", "VERSION=1")])]),
+    );
+    d.wait_status("v1", "COMPLETED", LONG);
+    let before = d.assert_running(&["app"]);
+
+    // v2 cannot start: its command does not exist in the image.
+    d.send(
+        "v2",
+        json!([component(
+            "app",
+            &image,
+            &[("env", "VERSION=2"), ("cmd", "/no/such/binary")]
+        )]),
+    );
+    let end = d.wait_status("v2", "INCOMPLETE", LONG);
+    let s = d.statuses("v2");
+    assert_eq!(
+        s[s.len() - 6..],
+        [
+            "ACTIVATING",
+            "ACTIVATION_FAILURE",
+            "ROLLBACK",
+            "ROLLBACK_SUCCESS",
+            "CLEANUP_SUCCESS",
+            "INCOMPLETE"
+        ],
+        "{s:?}"
+    );
+    let failure = d
+        .feedback("v2")
+        .into_iter()
+        .find(|f| f["status"] == "ACTIVATION_FAILURE")
+        .unwrap();
+    assert!(
+        failure["actions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/binary"),
+        "{failure}"
+    );
+    assert!(
+        end["actions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("old container instance restored"),
+        "{end}"
+    );
+
+    let after = d.assert_running(&["app"]);
+    assert_eq!(
+        after["app"].0, before["app"].0,
+        "the old container runs again"
+    );
+    assert_eq!(env_of(&after["app"].2), ["VERSION=1"]);
+}
+
+#[test]
+fn the_current_state_on_connect_on_request_and_retained() {
+    let d = Device::start("agent_current", json!({}));
+    let initial = d
+        .peer
+        .wait(CURRENT, Duration::from_secs(10), |j| {
+            j["activityId"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("initial-current-state-"))
+        })
+        .expect("an initial current state");
+    let nodes = &initial.json.unwrap()["payload"]["softwareNodes"];
+    assert_eq!(nodes[0]["id"], "containers-update-agent");
+    assert_eq!(nodes[0]["type"], "APPLICATION");
+
+    d.peer
+        .publish(GET, &json!({"activityId": "req-42", "timestamp": 5}));
+    let answer = d
+        .peer
+        .wait(CURRENT, Duration::from_secs(10), |j| {
+            j["activityId"] == "req-42"
+        })
+        .expect("an answer to currentstate/get");
+    assert!(answer.json.unwrap()["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+
+    // A change republishes it (debounced), and a late subscriber gets the retained copy.
+    let image = service_image(&d.h);
+    d.kcm_ok(&["create", "--name", "late", &image]);
+    d.peer
+        .wait(CURRENT, Duration::from_secs(5), |j| {
+            j["payload"]["softwareNodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n["id"] == "containers:late"))
+        })
+        .expect("a current state after the change");
+    let late = Peer::connect(d._broker.port, &[CURRENT]);
+    let retained = late
+        .wait(CURRENT, Duration::from_secs(5), |_| true)
+        .expect("the retained current state");
+    assert!(retained.retained);
+    assert!(retained.json.unwrap()["payload"]["softwareNodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["id"] == "containers:late"));
+}
+
+#[test]
+fn a_daemon_killed_mid_apply_resumes_and_converges() {
+    let mut d = Device::start("agent_kill", json!({}));
+    let image = service_image(&d.h);
+    d.send(
+        "v1",
+        json!([
+            component("a", &image, &[("env", "A=1")]),
+            component("b", &image, &[])
+        ]),
+    );
+    d.wait_status("v1", "COMPLETED", LONG);
+    let before = d.assert_running(&["a", "b"]);
+
+    // The next apply stalls after UPDATE (old a stopped, its successor created): kill -9 there.
+    d.daemon.take();
+    d.setup.env = vec![(
+        "LEDA_CM_FAULT_AGENT_STALL_AFTER".into(),
+        "UPDATE_SUCCESS".into(),
+    )];
+    d.spawn();
+    let v2 = json!([
+        component("a", &image, &[("env", "A=2")]),
+        component("b", &image, &[]),
+        component("c", &image, &[]),
+        component("d", &image, &[]),
+    ]);
+    d.send("v2", v2);
+    d.wait_status("v2", "UPDATE_SUCCESS", LONG);
+    assert!(d
+        .daemon
+        .as_ref()
+        .unwrap()
+        .wait_log("stalls after UPDATE_SUCCESS", Duration::from_secs(5)));
+    let killed = d.daemon.take().unwrap();
+    killed.signal(libc::SIGKILL);
+    drop(killed);
+    let mid = d.ctr_ids().len();
+    assert!(mid > 2, "the apply was under way: {mid} containers");
+
+    d.setup.env.clear();
+    d.spawn();
+    let resumed = d.wait_status("v2", "COMPLETED", LONG);
+    let identifying: Vec<Value> = d
+        .feedback("v2")
+        .into_iter()
+        .filter(|f| f["status"] == "IDENTIFYING")
+        .collect();
+    assert_eq!(identifying.len(), 2, "{identifying:?}");
+    assert_eq!(
+        identifying[1]["message"],
+        "resumed after a restart of leda-cm"
+    );
+    assert_eq!(resumed["message"], "resumed after a restart of leda-cm");
+
+    let after = d.assert_running(&["a", "b", "c", "d"]);
+    assert_eq!(after["b"].0, before["b"].0);
+    assert_ne!(after["a"].0, before["a"].0);
+    assert_eq!(env_of(&after["a"].2), ["A=2"]);
+    // Done: nothing is resumed again on the next start.
+    d.daemon.take().unwrap().stop();
+    d.spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        d.feedback("v2")
+            .iter()
+            .filter(|f| f["status"] == "IDENTIFYING")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_desired_state_sent_while_the_daemon_is_down_is_delivered_when_it_returns() {
+    let mut d = Device::start("agent_offline", json!({}));
+    // The daemon subscribed once (persistent session), then stops.
+    d.peer
+        .wait(CURRENT, Duration::from_secs(10), |_| true)
+        .expect("connected");
+    d.daemon.take().unwrap().stop();
+    let image = service_image(&d.h);
+    d.send("offline", json!([component("app", &image, &[])]));
+    std::thread::sleep(Duration::from_millis(200));
+    d.spawn();
+    d.wait_status("offline", "COMPLETED", LONG);
+    d.assert_running(&["app"]);
+}
+
+#[test]
+fn a_newer_desired_state_supersedes_the_one_being_applied() {
+    let d = Device::start("agent_supersede", json!({}));
+    let image = service_image(&d.h);
+    d.send(
+        "first",
+        json!([
+            component("a", &image, &[]),
+            component("b", &image, &[]),
+            component("c", &image, &[])
+        ]),
+    );
+    d.send("newer", json!([component("z", &image, &[])]));
+    d.wait_status("newer", "COMPLETED", LONG);
+    let first = d.statuses("first");
+    assert_eq!(
+        first.last().map(String::as_str),
+        Some("SUPERSEDED"),
+        "{first:?}"
+    );
+    assert!(!first.contains(&"COMPLETED".to_string()), "{first:?}");
+    d.assert_running(&["z"]);
+}
+
+#[test]
+fn bad_desired_states_are_reported_and_change_nothing() {
+    let d = Device::start("agent_bad", json!({}));
+    let image = service_image(&d.h);
+    let failures = |d: &Device| -> Vec<(String, String)> {
+        d.peer
+            .heard()
+            .into_iter()
+            .filter(|h| h.topic == FEEDBACK)
+            .filter_map(|h| h.json)
+            .filter(|j| j["payload"]["status"] == "IDENTIFICATION_FAILED")
+            .map(|j| {
+                (
+                    j["activityId"].as_str().unwrap_or_default().to_string(),
+                    j["payload"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let expect = |d: &Device, publish: &dyn Fn(), activity: &str, needle: &str| {
+        let n = failures(d).len();
+        publish();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while failures(d).len() == n {
+            assert!(
+                Instant::now() < deadline,
+                "no IDENTIFICATION_FAILED for {activity:?}; {}",
+                d.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (got_activity, message) = failures(d)[n].clone();
+        assert_eq!(got_activity, activity);
+        assert!(
+            message.contains(needle),
+            "{activity}: {message:?} lacks {needle:?}"
+        );
+    };
+    let kv = |k: &str, v: &str| component("app", &image, &[(k, v)]);
+    let domain = |id: &str| json!({"id": id, "components": [component("app", &image, &[])]});
+
+    expect(
+        &d,
+        &|| d.peer.publish_raw(DESIRED, b"this is not json"),
+        "",
+        "the desired state is not valid",
+    );
+    expect(
+        &d,
+        &|| d.peer.publish_raw(DESIRED, b"[1,2,3]"),
+        "",
+        "the desired state is not valid",
+    );
+    expect(
+        &d,
+        &|| d.send_payload("shape", json!({"domains": {"id": "containers"}})),
+        "shape",
+        "the desired state is not valid",
+    );
+    expect(
+        &d,
+        &|| d.send_payload("none", json!({"domains": []})),
+        "none",
+        "one domain expected in desired state specification, but got 0",
+    );
+    expect(
+        &d,
+        &|| {
+            d.send_payload(
+                "two",
+                json!({"domains": [domain("containers"), domain("containers")]}),
+            )
+        },
+        "two",
+        "but got 2",
+    );
+    expect(
+        &d,
+        &|| d.send_payload("other", json!({"domains": [domain("self-update")]})),
+        "other",
+        "domain id mismatch - expecting containers, received self-update",
+    );
+    expect(
+        &d,
+        &|| {
+            d.send(
+                "noimage",
+                json!([{"id": "app", "config": [{"key": "env", "value": "A=1"}]}]),
+            )
+        },
+        "noimage",
+        "component app: no image key and no version",
+    );
+    expect(
+        &d,
+        &|| d.send("port", json!([kv("port", "abc")])),
+        "port",
+        "component app: key port: invalid value \"abc\"",
+    );
+    expect(
+        &d,
+        &|| d.send("restart", json!([kv("restartPolicy", "sometimes")])),
+        "restart",
+        "component app: key restartPolicy: invalid value \"sometimes\"",
+    );
+    expect(
+        &d,
+        &|| d.send("memory", json!([kv("memory", "1k")])),
+        "memory",
+        "component app: host_config.resources.memory",
+    );
+    expect(
+        &d,
+        &|| d.send("privileged", json!([kv("privileged", "maybe")])),
+        "privileged",
+        "component app: key privileged: invalid value \"maybe\"",
+    );
+    // One bad component rejects the whole desired state: the good one is not applied either.
+    expect(
+        &d,
+        &|| {
+            d.send(
+                "mixed",
+                json!([
+                    component("good", &image, &[]),
+                    component("bad", &image, &[("memory", "lots")])
+                ]),
+            )
+        },
+        "mixed",
+        "component bad: key memory: invalid value \"lots\"",
+    );
+
+    assert!(d.containers().is_empty(), "nothing applied");
+    assert!(d.ctr_ids().is_empty());
+    // Still alive and working.
+    d.send("good", json!([component("good", &image, &[])]));
+    d.wait_status("good", "COMPLETED", LONG);
+    d.assert_running(&["good"]);
+}
+
+#[test]
+fn a_new_digest_behind_the_same_tag_recreates_the_container() {
+    let d = Device::start("agent_digest", json!({}));
+    let layout = PathBuf::from(std::env::var("LEDA_TEST_OCI_LAYOUT").unwrap());
+    let reference = format!("{}/digest-{}/app:1.0", d.h.registry, d.h.run_id);
+    d.h.lib(&format!(
+        "harness_push '{}' service '{reference}'",
+        layout.parent().unwrap().display()
+    ));
+    let desired = json!([component("app", &reference, &[])]);
+    d.send("v1", desired.clone());
+    d.wait_status("v1", "COMPLETED", LONG);
+    let before = d.assert_running(&["app"]);
+
+    // The same desired state again: nothing to do.
+    d.send("same", desired.clone());
+    let same = d.wait_status("same", "COMPLETED", LONG);
+    assert_eq!(
+        same["actions"][0]["message"],
+        "Existing container instance is running."
+    );
+    assert_eq!(d.assert_running(&["app"])["app"].0, before["app"].0);
+
+    // A new image pushed under the same tag (other content, so another digest).
+    let images = d.setup.dir.join("images");
+    d.h.lib(&format!(
+        "harness_build_image '{0}' v2 amd64 /bin/sh -c 'trap \"exit 0\" TERM; while :; do sleep 1 & wait $!; done' && harness_push '{0}' v2 '{reference}'",
+        images.display()
+    ));
+    d.send("moved", desired);
+    d.wait_status("moved", "COMPLETED", LONG);
+    let identified = d
+        .feedback("moved")
+        .into_iter()
+        .find(|f| f["status"] == "IDENTIFIED")
+        .unwrap();
+    let message = identified["actions"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("replaced by a new one") && message.contains("has a new digest"),
+        "{message}"
+    );
+    let after = d.assert_running(&["app"]);
+    assert_ne!(after["app"].0, before["app"].0);
+    // What runs is the new image's file system.
+    let page = common::ctr(
+        &d.setup.containerd_sock,
+        &d.setup.namespace,
+        &[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "check",
+            &after["app"].0,
+            "cat",
+            "/var/www/index.html",
+        ],
+    );
+    assert_eq!(page.trim(), "leda-cm test image v2");
+}
+
+#[test]
+fn sigterm_mid_apply_stops_at_a_phase_boundary_and_the_apply_resumes() {
+    let mut d = Device::start("agent_term", json!({}));
+    d.daemon.take().unwrap().stop();
+    // The download phase ends, then the apply stalls as a long step would.
+    d.setup.env = vec![(
+        "LEDA_CM_FAULT_AGENT_STALL_AFTER".into(),
+        "DOWNLOAD_SUCCESS".into(),
+    )];
+    d.spawn();
+    let image = service_image(&d.h);
+    d.send(
+        "v1",
+        json!([component("a", &image, &[]), component("b", &image, &[])]),
+    );
+    d.wait_status("v1", "DOWNLOAD_SUCCESS", LONG);
+    let daemon = d.daemon.take().unwrap();
+    assert!(daemon.wait_log("stalls after DOWNLOAD_SUCCESS", Duration::from_secs(5)));
+    let log = daemon.log.clone();
+    let asked = Instant::now();
+    assert!(daemon.stop().success());
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("stopping: desired state v1 is resumed at the next start"),
+        "{text}"
+    );
+    assert!(
+        !d.statuses("v1").contains(&"UPDATING".to_string()),
+        "{:?}",
+        d.statuses("v1")
+    );
+
+    d.setup.env.clear();
+    d.spawn();
+    let done = d.wait_status("v1", "COMPLETED", LONG);
+    assert_eq!(done["message"], "resumed after a restart of leda-cm");
+    d.assert_running(&["a", "b"]);
+}

@@ -1,0 +1,171 @@
+//! MQTT for the agent's integration tests: a mosquitto broker of the test's own (started by
+//! the harness's lib.sh, stopped by PID), and a peer that plays the cloud side: it publishes
+//! desired states and commands and records everything it hears.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+
+use super::Harness;
+
+/// A broker for one test, so that tests running at once never see each other's messages.
+pub struct Broker {
+    harness: Harness,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl Broker {
+    pub fn start(harness: &Harness, dir: &Path) -> Broker {
+        let dir = dir.join("mosquitto");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        harness.lib(&format!(
+            "harness_start_mosquitto '{}' {port}",
+            dir.display()
+        ));
+        Broker {
+            harness: harness.clone(),
+            dir,
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let pid = self.dir.join("mosquitto.pid");
+        self.harness
+            .lib(&format!("kill_pid \"$(cat '{}')\"", pid.display()));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Heard {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub json: Option<Value>,
+    pub retained: bool,
+    pub at: Instant,
+}
+
+/// The cloud side of the conversation.
+pub struct Peer {
+    client: Client,
+    heard: Arc<Mutex<Vec<Heard>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Peer {
+    /// Connects and subscribes to `filters`; returns once the broker confirmed them.
+    pub fn connect(port: u16, filters: &[&str]) -> Peer {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "test-peer-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut connection) = Client::new(options, 64);
+        let heard: Arc<Mutex<Vec<Heard>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let subacks = Arc::new(AtomicU32::new(0));
+        {
+            let (heard, stop, subacks) = (heard.clone(), stop.clone(), subacks.clone());
+            std::thread::spawn(move || {
+                for event in connection.iter() {
+                    match event {
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            heard.lock().unwrap().push(Heard {
+                                topic: p.topic.clone(),
+                                json: serde_json::from_slice(&p.payload).ok(),
+                                payload: p.payload.to_vec(),
+                                retained: p.retain,
+                                at: Instant::now(),
+                            });
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            subacks.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(_) => {}
+                        Err(_) if stop.load(Ordering::SeqCst) => return,
+                        Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                }
+            });
+        }
+        for f in filters {
+            client.subscribe(*f, QoS::AtLeastOnce).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while subacks.load(Ordering::SeqCst) < filters.len() as u32 {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not confirm {filters:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Peer {
+            client,
+            heard,
+            stop,
+        }
+    }
+
+    pub fn publish_raw(&self, topic: &str, payload: &[u8]) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+            .unwrap();
+    }
+
+    pub fn publish(&self, topic: &str, payload: &Value) {
+        self.publish_raw(topic, &serde_json::to_vec(payload).unwrap());
+    }
+
+    pub fn heard(&self) -> Vec<Heard> {
+        self.heard.lock().unwrap().clone()
+    }
+
+    /// Waits for a message on `topic` that `pred` accepts.
+    pub fn wait(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Heard> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(h) = self
+                .heard()
+                .into_iter()
+                .find(|h| h.topic == topic && h.json.as_ref().is_some_and(&pred))
+            {
+                return Some(h);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.client.disconnect();
+    }
+}
