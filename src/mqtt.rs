@@ -325,6 +325,9 @@ impl Mqtt {
     ) -> TaskResult {
         let mut backoff = Duration::from_millis(250);
         let mut connected = false;
+        // The first failure to connect is a warning (often a configuration error), the
+        // retries are debug lines.
+        let mut warned = false;
         loop {
             let event = tokio::select! {
                 _ = shutdown.wait() => {
@@ -348,6 +351,7 @@ impl Mqtt {
                     );
                     backoff = Duration::from_millis(250);
                     connected = true;
+                    warned = false;
                     self.connected.store(true, Ordering::SeqCst);
                     self.resubscribe();
                     self.tell_all(Incoming::Connected {
@@ -362,6 +366,9 @@ impl Mqtt {
                         connected = false;
                         self.connected.store(false, Ordering::SeqCst);
                         self.tell_all(Incoming::Disconnected);
+                    } else if !warned {
+                        log::warn!("cannot connect to mqtt broker {broker}: {e}; retrying");
+                        warned = true;
                     } else {
                         log::debug!("mqtt broker {broker} not reachable: {e}");
                     }

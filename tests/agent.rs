@@ -914,3 +914,63 @@ fn sigterm_mid_apply_stops_at_a_phase_boundary_and_the_apply_resumes() {
     assert_eq!(done["message"], "resumed after a restart of leda-cm");
     d.assert_running(&["a", "b"]);
 }
+
+#[test]
+fn the_broker_over_tls_with_a_client_certificate() {
+    let h = Harness::get();
+    let dir = h.test_dir("agent_tls");
+    let (broker, tls_port, files) = Broker::start_tls(&h, &dir);
+    let peer = Peer::connect(broker.port, &[CURRENT]);
+    let mut setup = DaemonSetup::new(&h, "agent_tls");
+    setup.extra_config = json!({
+        "update_agent": {"enable": true},
+        "connection": {
+            "broker_url": format!("ssl://localhost:{tls_port}"),
+            "transport": {"root_ca": files.ca, "client_cert": files.cert, "client_key": files.key},
+        },
+    });
+    let notify = NotifyListener::new(&setup.dir);
+    let daemon = setup.spawn(Some(&notify));
+    assert!(
+        notify.wait_ready(Duration::from_secs(20)),
+        "{}",
+        daemon.stderr()
+    );
+    // The initial current state crossed the TLS listener (the peer listens on the plain one).
+    let heard = peer.wait(CURRENT, Duration::from_secs(10), |j| {
+        j["activityId"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("initial-current-state-"))
+    });
+    assert!(heard.is_some(), "{}", daemon.stderr());
+    assert!(daemon.stderr().contains(&format!(
+        "connected to mqtt broker ssl://localhost:{tls_port}"
+    )));
+
+    // Without the client certificate the broker refuses it; the daemon keeps trying, alive.
+    let mut setup = DaemonSetup::new(&h, "agent_tls_nocert");
+    setup.extra_config = json!({
+        "update_agent": {"enable": true},
+        "connection": {
+            "broker_url": format!("ssl://localhost:{tls_port}"),
+            "transport": {"root_ca": files.ca},
+        },
+    });
+    let notify = NotifyListener::new(&setup.dir);
+    let mut refused = setup.spawn(Some(&notify));
+    assert!(
+        notify.wait_ready(Duration::from_secs(20)),
+        "{}",
+        refused.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(refused.try_status().is_none(), "{}", refused.stderr());
+    let log = refused.stderr();
+    assert!(!log.contains("connected to mqtt broker"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "cannot connect to mqtt broker ssl://localhost:{tls_port}"
+        )),
+        "{log}"
+    );
+}

@@ -21,14 +21,14 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(harness: &Harness, dir: &Path) -> Broker {
+        Broker::start_with(harness, dir, "")
+    }
+
+    fn start_with(harness: &Harness, dir: &Path, extra: &str) -> Broker {
         let dir = dir.join("mosquitto");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         harness.lib(&format!(
-            "harness_start_mosquitto '{}' {port}",
+            "harness_start_mosquitto '{}' {port} \"$(printf '{extra}')\"",
             dir.display()
         ));
         Broker {
@@ -36,6 +36,45 @@ impl Broker {
             dir,
             port,
         }
+    }
+
+    /// A broker with a second listener on TLS that requires a client certificate; returns
+    /// it with the TLS port and the PEM files (CA, client certificate and key) in `dir`.
+    pub fn start_tls(harness: &Harness, dir: &Path) -> (Broker, u16, TlsFiles) {
+        let tls = dir.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        let script = format!(
+            r#"set -e; cd '{}'
+key() {{ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "$@" 2>/dev/null; }}
+key -x509 -keyout ca.key -out ca.pem -days 2 -subj /CN=leda-cm-test-ca
+for who in server client; do
+  key -keyout $who.key -out $who.csr -subj /CN=$who
+  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2     -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1') 2>/dev/null
+done"#,
+            tls.display()
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tls_port = free_port();
+        let extra = format!(
+            "listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\nrequire_certificate true",
+            tls.display()
+        );
+        let broker = Broker::start_with(harness, dir, &extra);
+        let files = TlsFiles {
+            ca: tls.join("ca.pem"),
+            cert: tls.join("client.pem"),
+            key: tls.join("client.key"),
+        };
+        (broker, tls_port, files)
     }
 
     pub fn url(&self) -> String {
@@ -49,6 +88,20 @@ impl Drop for Broker {
         self.harness
             .lib(&format!("kill_pid \"$(cat '{}')\"", pid.display()));
     }
+}
+
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[derive(Debug, Clone)]

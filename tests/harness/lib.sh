@@ -8,7 +8,7 @@
 
 HARNESS_PACKAGES=(containerd runc mosquitto mosquitto-clients skopeo umoci docker-registry
     busybox-static protobuf-compiler apache2-utils containernetworking-plugins iptables
-    iproute2 util-linux procps file python3 jq python3-paho-mqtt)
+    iproute2 util-linux procps file python3 jq python3-paho-mqtt openssl)
 
 log() { printf '[harness] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -115,15 +115,19 @@ kill_pid() { # kill_pid PID: TERM, then KILL after 5 s
 }
 
 # --- mosquitto --------------------------------------------------------------------------
-harness_start_mosquitto() { # DIR PORT
-    local d=$1 port=$2
+harness_start_mosquitto() { # DIR PORT [EXTRA-CONFIG]: EXTRA-CONFIG is appended (more listeners)
+    local d=$1 port=$2 extra=${3:-}
     mkdir -p "$d"
     cat >"$d/mosquitto.conf" <<CONF
-listener $port 127.0.0.1
+per_listener_settings false
+# The work dir is private to root (mktemp -d): do not switch to the mosquitto user.
+user root
 allow_anonymous true
-set_tcp_nodelay true
 persistence false
 log_dest file $d/mosquitto.log
+listener $port 127.0.0.1
+set_tcp_nodelay true
+$extra
 CONF
     mosquitto -c "$d/mosquitto.conf" >/dev/null 2>&1 &
     echo $! >"$d/mosquitto.pid"
