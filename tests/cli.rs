@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, DaemonSetup, Harness, NotifyListener};
@@ -74,30 +74,14 @@ impl Device {
     }
 
     fn ctr(&self, args: &[&str]) -> String {
-        let out = Command::new("ctr")
-            .arg("--address")
-            .arg(&self.h.containerd_sock)
-            .args(["-n", &self.setup.namespace])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        common::ctr(&self.h.containerd_sock, &self.setup.namespace, args)
     }
 }
 
 impl Drop for Device {
     fn drop(&mut self) {
         drop(self.daemon.take());
-        for id in self.ctr(&["tasks", "ls", "-q"]).lines() {
-            self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        for id in self.ctr(&["tasks", "ls", "-q"]).lines() {
-            self.ctr(&["tasks", "delete", "-f", id]);
-        }
-        for id in self.ctr(&["containers", "ls", "-q"]).lines() {
-            self.ctr(&["containers", "delete", id]);
-        }
+        common::clean_namespace(&self.h.containerd_sock, &self.setup.namespace);
     }
 }
 

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,31 +62,14 @@ impl Env {
     }
 
     fn ctr(&self, args: &[&str]) -> String {
-        let out = Command::new("ctr")
-            .arg("--address")
-            .arg(&self.sock)
-            .arg("-n")
-            .arg(&self.ns)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        common::ctr(&self.sock, &self.ns, args)
     }
 }
 
 impl Drop for Env {
     /// Removes everything the test left in its namespace.
     fn drop(&mut self) {
-        for id in self.ctr(&["tasks", "ls", "-q"]).lines() {
-            self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        for id in self.ctr(&["tasks", "ls", "-q"]).lines() {
-            self.ctr(&["tasks", "delete", "-f", id]);
-        }
-        for id in self.ctr(&["containers", "ls", "-q"]).lines() {
-            self.ctr(&["containers", "delete", id]);
-        }
+        common::clean_namespace(&self.sock, &self.ns);
         for name in self.ctr(&["images", "ls", "-q"]).lines() {
             self.ctr(&["images", "rm", name]);
         }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{DaemonSetup, Harness, NotifyListener};
@@ -22,30 +21,14 @@ fn record(setup: &DaemonSetup, id: &str) -> serde_json::Value {
 }
 
 fn ctr(h: &Harness, ns: &str, args: &[&str]) -> String {
-    let out = Command::new("ctr")
-        .arg("--address")
-        .arg(&h.containerd_sock)
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::ctr(&h.containerd_sock, ns, args)
 }
 
 struct Cleanup<'a>(&'a Harness, String);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        for id in ctr(self.0, &self.1, &["tasks", "ls", "-q"]).lines() {
-            ctr(self.0, &self.1, &["tasks", "kill", "-s", "SIGKILL", id]);
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        for id in ctr(self.0, &self.1, &["tasks", "ls", "-q"]).lines() {
-            ctr(self.0, &self.1, &["tasks", "delete", "-f", id]);
-        }
-        for id in ctr(self.0, &self.1, &["containers", "ls", "-q"]).lines() {
-            ctr(self.0, &self.1, &["containers", "delete", id]);
-        }
+        common::clean_namespace(&self.0.containerd_sock, &self.1);
     }
 }
 
