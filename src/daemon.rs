@@ -24,6 +24,7 @@ use crate::privileges::{self, PrivilegeError};
 use crate::store::{self, StoreError};
 use crate::supervisor::{Shutdown, ShutdownTrigger, Supervisor, SupervisorError, TaskResult};
 use crate::systemd;
+use crate::things::{self, Things};
 
 /// How long the tasks get to finish the step in hand after SIGTERM. The unit's
 /// `TimeoutStopSec=` is larger.
@@ -304,19 +305,36 @@ async fn serve(
         crate::api::server::serve(listener, manager.clone(), sup.shutdown()),
     );
     sup.spawn("image-gc", image_gc(manager.clone(), sup.shutdown()));
-    if config.update_agent.enable {
+    if config.update_agent.enable || config.things.enable {
+        // One connection serves both; consumers register before its first ConnAck.
         let client_id = mqtt_client_id(&paths.state_dir)?;
         let (mqtt, events) = Mqtt::new(&config.connection, &client_id)?;
-        let agent = Agent::new(
-            agent_settings(&config, &paths),
-            manager.clone(),
-            mqtt.clone(),
-        );
+        if config.update_agent.enable {
+            let agent = Agent::new(
+                agent_settings(&config, &paths),
+                manager.clone(),
+                mqtt.clone(),
+            );
+            sup.spawn("update-agent", agent.run(sup.shutdown()));
+        }
+        if config.things.enable {
+            let (features, unknown) = things::Features::from_names(&config.things.features);
+            for name in unknown {
+                log::warn!(
+                    "things.features: unknown feature {name:?} ignored (known: ContainerFactory, SoftwareUpdatable, Metrics)"
+                );
+            }
+            let settings = things::Settings {
+                features,
+                state_dir: paths.state_dir.clone(),
+            };
+            let twin = Things::new(settings, manager.clone(), mqtt.clone());
+            sup.spawn("things", twin.run(sup.shutdown()));
+        }
         sup.spawn(
             "mqtt",
             mqtt.event_loop(events, config.connection.broker_url.clone(), sup.shutdown()),
         );
-        sup.spawn("update-agent", agent.run(sup.shutdown()));
     }
     let main = MainLoop {
         manager,

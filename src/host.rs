@@ -124,6 +124,46 @@ pub fn parse_net_dev(text: &str) -> (u64, u64) {
 }
 
 /// The host's `/etc/resolv.conf` (empty when there is none).
+/// The machine's CPU time over all cores (user, nice, system, idle, iowait, irq, softirq,
+/// steal), nanoseconds, from `/proc/stat`.
+pub fn cpu_total_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_total(&text, clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+pub fn parse_cpu_total(stat: &str, ticks_per_second: u64) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: u64 = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Some(ticks.saturating_mul(1_000_000_000 / ticks_per_second.max(1)))
+}
+
+/// The machine's memory, bytes (`MemTotal` of `/proc/meminfo`).
+pub fn memory_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_total(&text)
+}
+
+pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 pub fn resolv_conf() -> String {
     fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
 }
@@ -155,5 +195,16 @@ mod tests {
         assert!(all_devices()
             .iter()
             .any(|d| d.path_in_container == "/dev/null"));
+    }
+
+    #[test]
+    fn cpu_and_memory_totals() {
+        let stat = "cpu  10 20 30 40 50 60 70 80 90 100\ncpu0 1 2 3 4 5 6 7 8\n";
+        assert_eq!(parse_cpu_total(stat, 100), Some(360 * 10_000_000));
+        assert_eq!(
+            parse_mem_total("MemTotal:       2027744 kB\nMemFree: 1 kB\n"),
+            Some(2027744 * 1024)
+        );
+        assert!(cpu_total_ns().unwrap() > 0 && memory_total().unwrap() > 0);
     }
 }

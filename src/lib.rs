@@ -26,3 +26,4 @@ pub mod spec;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;
+pub mod things;

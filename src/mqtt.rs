@@ -105,6 +105,12 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), MqttError> {
     Ok((host.to_string(), port, tls))
 }
 
+/// Where a consumer's messages go.
+#[derive(Clone)]
+pub struct Consumer {
+    to: mpsc::Sender<Incoming>,
+}
+
 struct Route {
     filter: String,
     to: mpsc::Sender<Incoming>,
@@ -187,27 +193,43 @@ impl Mqtt {
         ))
     }
 
-    /// Routes messages matching `filters` to the returned receiver, and connection changes
-    /// too. Synchronous, so consumers register before the first ConnAck: the subscriptions
-    /// are (re)made on every ConnAck, and at once when already connected.
-    pub fn routes(&self, filters: &[&str], capacity: usize) -> mpsc::Receiver<Incoming> {
+    /// A consumer: it hears connection changes at once, and the messages of the filters it
+    /// subscribes to. Synchronous, so consumers register before the first ConnAck.
+    pub fn consumer(&self, capacity: usize) -> (Consumer, mpsc::Receiver<Incoming>) {
         let (to, rx) = mpsc::channel(capacity);
-        {
-            let mut routes = lock(&self.routes);
-            for f in filters {
-                routes.push(Route {
-                    filter: f.to_string(),
-                    to: to.clone(),
-                });
+        lock(&self.listeners).push(to.clone());
+        (Consumer { to }, rx)
+    }
+
+    /// Routes messages matching `filter` to `consumer`; subscribed on every ConnAck, and at
+    /// once when connected.
+    pub fn subscribe(&self, consumer: &Consumer, filter: &str) {
+        lock(&self.routes).push(Route {
+            filter: filter.to_string(),
+            to: consumer.to.clone(),
+        });
+        if self.is_connected() {
+            if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                log::warn!("mqtt subscribe {filter}: {e}");
             }
         }
-        lock(&self.listeners).push(to);
+    }
+
+    /// Drops the routes of `filter` and unsubscribes it.
+    pub fn unsubscribe(&self, filter: &str) {
+        lock(&self.routes).retain(|r| r.filter != filter);
         if self.is_connected() {
-            for f in filters {
-                if let Err(e) = self.client.try_subscribe(f.to_string(), QoS::AtLeastOnce) {
-                    log::warn!("mqtt subscribe {f}: {e}");
-                }
+            if let Err(e) = self.client.try_unsubscribe(filter) {
+                log::warn!("mqtt unsubscribe {filter}: {e}");
             }
+        }
+    }
+
+    /// A consumer subscribed to `filters`.
+    pub fn routes(&self, filters: &[&str], capacity: usize) -> mpsc::Receiver<Incoming> {
+        let (consumer, rx) = self.consumer(capacity);
+        for f in filters {
+            self.subscribe(&consumer, f);
         }
         rx
     }

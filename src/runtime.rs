@@ -172,6 +172,10 @@ pub trait Runtime: Send + Sync + 'static {
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn list(&self) -> impl Future<Output = Result<Vec<RuntimeContainer>, RuntimeError>> + Send;
     fn metrics(&self, id: &str) -> impl Future<Output = Result<Metrics, RuntimeError>> + Send;
+    /// The metrics of every task of the namespace, in one call.
+    fn all_metrics(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, Metrics)>, RuntimeError>> + Send;
     /// Applies new memory limits to the running task and the stored spec.
     fn update_resources(
         &self,

@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::device::{service_image, Device};
 use common::mqtt::{Broker, Peer};
-use common::{Daemon, DaemonSetup, Harness, NotifyListener};
+use common::{DaemonSetup, Harness, NotifyListener};
 use serde_json::{json, Value};
 
 const DESIRED: &str = "containersupdate/desiredstate";
@@ -20,73 +20,8 @@ const CURRENT: &str = "containersupdate/currentstate";
 const GET: &str = "containersupdate/currentstate/get";
 const LONG: Duration = Duration::from_secs(60);
 
-struct Device {
-    h: Harness,
-    setup: DaemonSetup,
-    daemon: Option<Daemon>,
-    peer: Peer,
-    api: PathBuf,
-    starts: u32,
-    // Dropped last: the daemon and the peer disconnect first.
-    _broker: Broker,
-}
-
-fn service_image(h: &Harness) -> String {
-    format!(
-        "{}/{}",
-        h.registry,
-        std::env::var("LEDA_TEST_SERVICE_IMAGE")
-            .expect("LEDA_TEST_SERVICE_IMAGE (tests/harness/run)")
-    )
-}
-
+/// The update agent's side of the conversation.
 impl Device {
-    fn start(test: &str, extra: Value) -> Device {
-        let h = Harness::get();
-        let mut setup = DaemonSetup::new(&h, test);
-        let broker = Broker::start(&h, &setup.dir);
-        setup.extra_config = json!({
-            "containers": {"insecure_registries": [h.registry]},
-            "manager": {"default_ctrs_stop_timeout": 2},
-            "update_agent": {"enable": true, "system_containers": ["sua"]},
-            "connection": {"broker_url": broker.url()},
-        });
-        common::merge(&mut setup.extra_config, extra);
-        // The peer listens before the daemon connects: it hears the initial current state.
-        let peer = Peer::connect(broker.port, &["containersupdate/#"]);
-        let api = setup.runtime_dir.join("cm.sock");
-        let mut d = Device {
-            h,
-            setup,
-            daemon: None,
-            peer,
-            api,
-            starts: 0,
-            _broker: broker,
-        };
-        d.spawn();
-        d
-    }
-
-    fn spawn(&mut self) {
-        // A listener per start: each start must say READY again.
-        self.starts += 1;
-        let dir = self.setup.dir.join(format!("start-{}", self.starts));
-        std::fs::create_dir_all(&dir).unwrap();
-        let notify = NotifyListener::new(&dir);
-        let daemon = self.setup.spawn(Some(&notify));
-        assert!(
-            notify.wait_ready(Duration::from_secs(20)),
-            "{}",
-            daemon.stderr()
-        );
-        self.daemon = Some(daemon);
-    }
-
-    fn stderr(&self) -> String {
-        self.daemon.as_ref().map(|d| d.stderr()).unwrap_or_default()
-    }
-
     fn send(&self, activity: &str, components: Value) {
         self.send_payload(
             activity,
@@ -137,71 +72,13 @@ impl Device {
             ),
         }
     }
-
-    /// Containers by name as the daemon lists them, with the task status `ctr` reports for
-    /// their IDs.
-    fn containers(&self) -> BTreeMap<String, (String, String, Value)> {
-        let out = common::kanto_cm(&self.api, &["list", "--json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-        let tasks = common::ctr_tasks(&self.setup.containerd_sock, &self.setup.namespace);
-        list.into_iter()
-            .map(|c| {
-                let id = c["container_id"].as_str().unwrap().to_string();
-                let status = tasks.get(&id).cloned().unwrap_or_else(|| "absent".into());
-                (
-                    c["container_name"].as_str().unwrap().to_string(),
-                    (id, status, c),
-                )
-            })
-            .collect()
-    }
-
-    /// Container IDs in the namespace, whatever the daemon thinks.
-    fn ctr_ids(&self) -> Vec<String> {
-        common::ctr_tasks(&self.setup.containerd_sock, &self.setup.namespace)
-            .into_keys()
-            .collect()
-    }
-
-    fn assert_running(&self, names: &[&str]) -> BTreeMap<String, (String, String, Value)> {
-        let all = self.containers();
-        let got: Vec<&str> = all.keys().map(String::as_str).collect();
-        let mut want = names.to_vec();
-        want.sort();
-        assert_eq!(got, want, "{all:#?}");
-        for (name, (id, status, _)) in &all {
-            assert_eq!(status, "RUNNING", "{name} ({id}) per ctr");
-        }
-        assert_eq!(
-            self.ctr_ids().len(),
-            names.len(),
-            "containers in containerd: {:?}",
-            self.ctr_ids()
-        );
-        all
-    }
-
-    fn kcm_ok(&self, args: &[&str]) -> String {
-        let out = common::kanto_cm(&self.api, args);
-        assert!(
-            out.status.success(),
-            "kanto-cm {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
 }
 
-impl Drop for Device {
-    fn drop(&mut self) {
-        self.daemon.take();
-        common::clean_namespace(&self.setup.containerd_sock, &self.setup.namespace);
-    }
+/// A device with the update agent on (`sua` a system container).
+fn agent_device(test: &str, extra: Value) -> Device {
+    let mut config = json!({"update_agent": {"enable": true, "system_containers": ["sua"]}});
+    common::merge(&mut config, extra);
+    Device::start(test, config, &["containersupdate/#"])
 }
 
 fn component(name: &str, image: &str, config: &[(&str, &str)]) -> Value {
@@ -265,7 +142,7 @@ fn leda_fixture(d: &Device) -> Value {
 
 #[test]
 fn the_leda_desired_state_converges_then_a_second_one_destroys_recreates_and_keeps() {
-    let d = Device::start("agent_leda", json!({}));
+    let d = agent_device("agent_leda", json!({}));
     // A system container, not in any desired state: it must survive both.
     let image = service_image(&d.h);
     d.kcm_ok(&["create", "--name", "sua", &image]);
@@ -386,7 +263,7 @@ fn the_leda_desired_state_converges_then_a_second_one_destroys_recreates_and_kee
 
 #[test]
 fn orchestrated_commands_in_order_and_out_of_order() {
-    let d = Device::start(
+    let d = agent_device(
         "agent_orch",
         json!({"update_agent": {"mode": "orchestrated"}}),
     );
@@ -448,7 +325,7 @@ fn orchestrated_commands_in_order_and_out_of_order() {
 
 #[test]
 fn a_failed_activation_rolls_back_to_the_old_container() {
-    let d = Device::start("agent_rollback", json!({}));
+    let d = agent_device("agent_rollback", json!({}));
     let image = service_image(&d.h);
     d.send(
         "v1",
@@ -510,7 +387,7 @@ fn a_failed_activation_rolls_back_to_the_old_container() {
 
 #[test]
 fn the_current_state_on_connect_on_request_and_retained() {
-    let d = Device::start("agent_current", json!({}));
+    let d = agent_device("agent_current", json!({}));
     let initial = d
         .peer
         .wait(CURRENT, Duration::from_secs(10), |j| {
@@ -543,7 +420,7 @@ fn the_current_state_on_connect_on_request_and_retained() {
                 .is_some_and(|n| n.iter().any(|n| n["id"] == "containers:late"))
         })
         .expect("a current state after the change");
-    let late = Peer::connect(d._broker.port, &[CURRENT]);
+    let late = Peer::connect(d.broker.port, &[CURRENT]);
     let retained = late
         .wait(CURRENT, Duration::from_secs(5), |_| true)
         .expect("the retained current state");
@@ -557,7 +434,7 @@ fn the_current_state_on_connect_on_request_and_retained() {
 
 #[test]
 fn a_daemon_killed_mid_apply_resumes_and_converges() {
-    let mut d = Device::start("agent_kill", json!({}));
+    let mut d = agent_device("agent_kill", json!({}));
     let image = service_image(&d.h);
     d.send(
         "v1",
@@ -629,7 +506,7 @@ fn a_daemon_killed_mid_apply_resumes_and_converges() {
 
 #[test]
 fn a_desired_state_sent_while_the_daemon_is_down_is_delivered_when_it_returns() {
-    let mut d = Device::start("agent_offline", json!({}));
+    let mut d = agent_device("agent_offline", json!({}));
     // The daemon subscribed once (persistent session), then stops.
     d.peer
         .wait(CURRENT, Duration::from_secs(10), |_| true)
@@ -645,7 +522,7 @@ fn a_desired_state_sent_while_the_daemon_is_down_is_delivered_when_it_returns() 
 
 #[test]
 fn a_newer_desired_state_supersedes_the_one_being_applied() {
-    let d = Device::start("agent_supersede", json!({}));
+    let d = agent_device("agent_supersede", json!({}));
     let image = service_image(&d.h);
     d.send(
         "first",
@@ -669,7 +546,7 @@ fn a_newer_desired_state_supersedes_the_one_being_applied() {
 
 #[test]
 fn bad_desired_states_are_reported_and_change_nothing() {
-    let d = Device::start("agent_bad", json!({}));
+    let d = agent_device("agent_bad", json!({}));
     let image = service_image(&d.h);
     let failures = |d: &Device| -> Vec<(String, String)> {
         d.peer
@@ -813,7 +690,7 @@ fn bad_desired_states_are_reported_and_change_nothing() {
 
 #[test]
 fn a_new_digest_behind_the_same_tag_recreates_the_container() {
-    let d = Device::start("agent_digest", json!({}));
+    let d = agent_device("agent_digest", json!({}));
     let layout = PathBuf::from(std::env::var("LEDA_TEST_OCI_LAYOUT").unwrap());
     let reference = format!("{}/digest-{}/app:1.0", d.h.registry, d.h.run_id);
     d.h.lib(&format!(
@@ -876,7 +753,7 @@ fn a_new_digest_behind_the_same_tag_recreates_the_container() {
 
 #[test]
 fn sigterm_mid_apply_stops_at_a_phase_boundary_and_the_apply_resumes() {
-    let mut d = Device::start("agent_term", json!({}));
+    let mut d = agent_device("agent_term", json!({}));
     d.daemon.take().unwrap().stop();
     // The download phase ends, then the apply stalls as a long step would.
     d.setup.env = vec![(

@@ -130,6 +130,10 @@ impl Runtime for Ctrd {
         self.client.task_metrics(id).await
     }
 
+    async fn all_metrics(&self) -> Result<Vec<(String, Metrics)>, RuntimeError> {
+        self.client.all_task_metrics().await
+    }
+
     async fn update_resources(
         &self,
         id: &str,

@@ -317,31 +317,47 @@ impl Client {
     }
 
     pub async fn task_metrics(&self, id: &str) -> Result<Metrics, RuntimeError> {
-        let mut list = TasksClient::new(self.channel.clone())
-            .metrics(self.req(
-                MetricsRequest {
-                    filters: vec![format!("id=={id}")],
-                },
-                None,
-            ))
+        let mut all = self
+            .metrics_where(vec![format!("id=={id}")], &task_what(id))
+            .await?;
+        all.pop()
+            .map(|(_, m)| m)
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: task_what(id),
+            })
+    }
+
+    /// Every task's metrics in one call.
+    pub async fn all_task_metrics(&self) -> Result<Vec<(String, Metrics)>, RuntimeError> {
+        self.metrics_where(Vec::new(), "tasks").await
+    }
+
+    async fn metrics_where(
+        &self,
+        filters: Vec<String>,
+        what: &str,
+    ) -> Result<Vec<(String, Metrics)>, RuntimeError> {
+        let list = TasksClient::new(self.channel.clone())
+            .metrics(self.req(MetricsRequest { filters }, None))
             .await
-            .map_err(|s| map_status("task metrics", &task_what(id), s))?
+            .map_err(|s| map_status("task metrics", what, s))?
             .into_inner()
             .metrics;
-        let metric = list.pop().ok_or_else(|| RuntimeError::NotFound {
-            what: task_what(id),
-        })?;
-        let data = metric.data.ok_or_else(|| RuntimeError::Call {
-            call: "task metrics",
-            message: "no data".into(),
-        })?;
-        let mut m =
-            metrics::decode(&data.type_url, &data.value).map_err(|e| RuntimeError::Call {
+        let mut out = Vec::with_capacity(list.len());
+        for metric in list {
+            let data = metric.data.ok_or_else(|| RuntimeError::Call {
                 call: "task metrics",
-                message: e,
+                message: "no data".into(),
             })?;
-        m.timestamp = time(&metric.timestamp);
-        Ok(m)
+            let mut m =
+                metrics::decode(&data.type_url, &data.value).map_err(|e| RuntimeError::Call {
+                    call: "task metrics",
+                    message: e,
+                })?;
+            m.timestamp = time(&metric.timestamp);
+            out.push((metric.id, m));
+        }
+        Ok(out)
     }
 
     /// New resources for the running task, and the stored spec for later starts.

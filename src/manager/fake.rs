@@ -284,6 +284,15 @@ impl Runtime for FakeRuntime {
         })
     }
 
+    async fn all_metrics(&self) -> Result<Vec<(String, Metrics)>, RuntimeError> {
+        let ids: Vec<String> = self.state().tasks.keys().cloned().collect();
+        let mut out = Vec::new();
+        for id in ids {
+            out.push((id.clone(), self.metrics(&id).await?));
+        }
+        Ok(out)
+    }
+
     async fn update_resources(
         &self,
         id: &str,

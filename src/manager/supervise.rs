@@ -290,6 +290,27 @@ impl<R: Runtime> Manager<R> {
         Ok(m)
     }
 
+    /// The metrics of every running or paused container, in one runtime call (the Metrics
+    /// feature's periodic snapshot).
+    pub async fn all_metrics(&self) -> Result<Vec<(Container, Metrics)>, ManagerError> {
+        let all = self.rt.all_metrics().await?;
+        let mut out = Vec::with_capacity(all.len());
+        for (id, mut m) in all {
+            let Ok(c) = self.get(&id) else { continue };
+            if !c.is_active() {
+                continue;
+            }
+            if c.host_config.network_mode == crate::model::NetworkMode::Bridge && c.state.pid > 0 {
+                if let Some((rx, tx)) = crate::host::net_dev(c.state.pid as u32) {
+                    m.net_rx_bytes = rx;
+                    m.net_tx_bytes = tx;
+                }
+            }
+            out.push((c, m));
+        }
+        Ok(out)
+    }
+
     /// The last `tail` log entries (all with `None`), across rotated files, and the position
     /// to follow from.
     pub async fn logs(

@@ -26,9 +26,13 @@
 //! `containers.registry_configurations.<host>.transport{root_ca, client_cert, client_key}`
 //! requires. Each distinct `transport` setting here gets its own reqwest client.
 //!
+//! [`fetch_artifact`] downloads the SoftwareUpdatable feature's artifacts (plain HTTP(S)
+//! files, not registry blobs).
+//!
 //! The pure parts (`reference`, `platform`, `auth`, `hosts`, `protocol`, `digest`) do no I/O
 //! and are unit-tested beside the code; `client` does the HTTP.
 
+mod artifact;
 mod auth;
 mod client;
 pub mod digest;
@@ -38,6 +42,7 @@ pub mod platform;
 mod protocol;
 pub mod reference;
 
+pub use artifact::{fetch_artifact, ArtifactError};
 pub use client::{BlobStream, Manifest, RegistryClient, Resolved, CONNECT_TIMEOUT, READ_TIMEOUT};
 pub use digest::{sha256_digest, DigestVerifier};
 pub use error::RegistryError;

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod device;
+pub mod http;
 pub mod mqtt;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leda-cm");
