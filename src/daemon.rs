@@ -25,6 +25,7 @@ use crate::store::{self, StoreError};
 use crate::supervisor::{Shutdown, ShutdownTrigger, Supervisor, SupervisorError, TaskResult};
 use crate::systemd;
 use crate::things::{self, Things};
+use crate::{deploy, watch};
 
 /// How long the tasks get to finish the step in hand after SIGTERM. The unit's
 /// `TimeoutStopSec=` is larger.
@@ -290,7 +291,40 @@ async fn serve(
     let (restored_tx, restored_rx) = mpsc::channel(1);
     let (reload_tx, reload_rx) = mpsc::channel(1);
 
-    sup.spawn("signals", signals(sup.trigger(), reload_tx, sup.shutdown()));
+    sup.spawn(
+        "signals",
+        signals(sup.trigger(), reload_tx.clone(), sup.shutdown()),
+    );
+    let (deploy_tx, deploy_rx) = mpsc::channel(4);
+    let deploy_tx = config.deployment.enable.then_some(deploy_tx);
+    if let Some(tx) = &deploy_tx {
+        let settings = deploy::Settings {
+            mode: config.deployment.mode,
+            dir: config.deployment.ctr_dir.clone(),
+            state_dir: paths.state_dir.clone(),
+        };
+        sup.spawn(
+            "deployment",
+            deploy::run(settings, manager.clone(), deploy_rx, sup.shutdown()),
+        );
+        let dropins = paths.state_dir.join(config::DROPIN_DIR);
+        sup.spawn(
+            "watch",
+            watch_dirs(
+                dropins,
+                Some(config.deployment.ctr_dir.clone()),
+                reload_tx,
+                Some(tx.clone()),
+                sup.shutdown(),
+            ),
+        );
+    } else {
+        let dropins = paths.state_dir.join(config::DROPIN_DIR);
+        sup.spawn(
+            "watch",
+            watch_dirs(dropins, None, reload_tx, None, sup.shutdown()),
+        );
+    }
     sup.spawn(
         "containerd-monitor",
         containerd::monitor(endpoint.clone(), ctr_tx, sup.shutdown()),
@@ -346,6 +380,7 @@ async fn serve(
         level_from_env,
         containerd_events: ctr_rx,
         reloads: reload_rx,
+        deployment: deploy_tx,
         heartbeat: liveness.register("main"),
         tick,
         shutdown: sup.shutdown(),
@@ -415,6 +450,59 @@ fn mqtt_client_id(state_dir: &Path) -> Result<String, DaemonError> {
     Ok(id)
 }
 
+/// Watches the configuration drop-ins (→ reload) and the manifests dir (→ a deployment
+/// pass). Without inotify, SIGHUP still does both.
+async fn watch_dirs(
+    dropins: PathBuf,
+    manifests: Option<PathBuf>,
+    reload: mpsc::Sender<()>,
+    deploy: Option<mpsc::Sender<()>>,
+    mut shutdown: Shutdown,
+) -> TaskResult {
+    let mut w = match watch::DirWatch::new() {
+        Ok(w) => w,
+        Err(e) => {
+            log::warn!("{e}; changes apply on SIGHUP");
+            shutdown.wait().await;
+            return Ok(());
+        }
+    };
+    if let Err(e) = store::prepare_dir(&dropins, 0o700, "config drop-in dir")
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            w.add(&dropins, watch::Watched::ConfigDropIns)
+                .map_err(|e| e.to_string())
+        })
+    {
+        log::warn!("{e}; drop-in changes apply on SIGHUP");
+    }
+    if let Some(dir) = &manifests {
+        match w.add(dir, watch::Watched::Manifests) {
+            Ok(()) => log::info!("watching {} for manifest changes", dir.display()),
+            Err(e) => log::info!("{e}; manifest changes apply on SIGHUP"),
+        }
+    }
+    loop {
+        let changed = tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            c = w.changed() => c?,
+        };
+        for which in changed {
+            match which {
+                watch::Watched::ConfigDropIns => {
+                    log::info!("configuration drop-ins changed");
+                    let _ = reload.try_send(());
+                }
+                watch::Watched::Manifests => {
+                    if let Some(tx) = &deploy {
+                        let _ = tx.try_send(());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// How often unused images are looked for.
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(3600);
 
@@ -479,6 +567,8 @@ struct MainLoop {
     level_from_env: bool,
     containerd_events: mpsc::Receiver<MonitorEvent>,
     reloads: mpsc::Receiver<()>,
+    /// Asks the deployment task for a pass (SIGHUP re-reads the manifests too).
+    deployment: Option<mpsc::Sender<()>>,
     heartbeat: Heartbeat,
     tick: Duration,
     shutdown: Shutdown,
@@ -593,6 +683,9 @@ impl MainLoop {
                     log::error!("registry settings not applied: {e}");
                 }
                 log::info!("configuration reloaded");
+                if let Some(tx) = &self.deployment {
+                    let _ = tx.try_send(());
+                }
             }
             Err(e) => log::error!("configuration not reloaded, keeping the previous one: {e}"),
         }

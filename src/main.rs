@@ -42,6 +42,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Private registry credentials: add, list, remove (applied without a restart)
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Registry {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() {
@@ -58,11 +64,14 @@ fn main() {
     let code = match name.as_str() {
         "container-management" => run_daemon(argv),
         "kanto-cm" => run_ctl(argv),
+        // Leda's registry helper.
+        "sdv-kanto-ctl" => cli::registry::sdv_kanto_ctl(argv),
         // `leda-cm daemon …` and `leda-cm ctl …` behave exactly as the Kanto names do.
         _ if argv.get(1).is_some_and(|a| a == "daemon") => {
             run_daemon(renamed(&argv, "container-management"))
         }
         _ if argv.get(1).is_some_and(|a| a == "ctl") => run_ctl(renamed(&argv, "kanto-cm")),
+        _ if argv.get(1).is_some_and(|a| a == "registry") => cli::registry::main(argv),
         _ => match LedaCm::try_parse_from(&argv) {
             // Subcommands were dispatched above; clap only prints help and version here.
             Ok(_) => 2,

@@ -507,21 +507,7 @@ async fn identify<R: Runtime>(
         }
     };
     // Tidy what an interrupted replacement left (idempotent: a resumed apply starts here).
-    for leftover in diff::leftovers(&shared.manager.list(), operation::NEXT, operation::PREV) {
-        let result = match &leftover {
-            diff::Leftover::Remove { id, name } => {
-                log::info!("removing {name} left by an interrupted update");
-                shared.manager.remove(id, true).await
-            }
-            diff::Leftover::RenameBack { id, to } => {
-                log::info!("naming container {id} {to} again after an interrupted update");
-                shared.manager.rename(id, to).await.map(|_| ())
-            }
-        };
-        if let Err(e) = result {
-            log::warn!("tidying after an interrupted update: {e}");
-        }
-    }
+    operation::tidy_leftovers(&shared.manager).await;
     let system = parsed
         .system_containers
         .clone()

@@ -635,6 +635,26 @@ pub enum Outcome {
     Superseded,
 }
 
+/// Tidies what an interrupted replacement left (`<name>.next`, `<name>.prev`): run before
+/// planning, so a resumed apply starts from what exists.
+pub async fn tidy_leftovers<R: Runtime>(manager: &Arc<Manager<R>>) {
+    for leftover in super::diff::leftovers(&manager.list(), NEXT, PREV) {
+        let result = match &leftover {
+            super::diff::Leftover::Remove { id, name } => {
+                log::info!("removing {name} left by an interrupted update");
+                manager.remove(id, true).await
+            }
+            super::diff::Leftover::RenameBack { id, to } => {
+                log::info!("naming container {id} {to} again after an interrupted update");
+                manager.rename(id, to).await.map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            log::warn!("tidying after an interrupted update: {e}");
+        }
+    }
+}
+
 /// Creates `desired` as `name` (pulling its image again first when its tag moved),
 /// replacing a leftover of that name from an interrupted run.
 async fn create_fresh<R: Runtime>(
@@ -656,8 +676,12 @@ async fn create_fresh<R: Runtime>(
             .await
             .map_err(err_text)?;
     }
+    if desired.container_name != name {
+        // A successor next to its predecessor: an ID of its own (a manifest's fixed ID is
+        // kept only when the container is first created).
+        desired.container_id.clear();
+    }
     desired.container_name = name.to_string();
-    desired.container_id.clear();
     // Keep the hostname and domain of the final name, not of the temporary one.
     ctx.manager
         .create(desired, Some(progress))

@@ -2,6 +2,7 @@
 //! output, over the local gRPC API. Flags are checked before any call; every failure exits
 //! non-zero with the daemon's message. `anyhow` is used here (and in `main`) only.
 
+pub mod registry;
 pub mod table;
 
 use std::ffi::OsString;

@@ -109,8 +109,10 @@ impl Counter {
 }
 
 impl Client {
-    async fn create_lease(&self) -> Result<String, RuntimeError> {
-        let id = format!("leda-cm-pull-{}", uuid::Uuid::new_v4());
+    /// A lease protecting what is made under it from containerd's GC until it is deleted
+    /// (or expires, after a crash).
+    pub(crate) async fn create_lease(&self) -> Result<String, RuntimeError> {
+        let id = format!("leda-cm-{}", uuid::Uuid::new_v4());
         let expire =
             humantime::format_rfc3339_seconds(SystemTime::now() + LEASE_EXPIRY).to_string();
         LeasesClient::new(self.channel.clone())
@@ -126,7 +128,7 @@ impl Client {
         Ok(id)
     }
 
-    async fn delete_lease(&self, id: &str) {
+    pub(crate) async fn delete_lease(&self, id: &str) {
         let deleted = LeasesClient::new(self.channel.clone())
             .delete(self.req(
                 DeleteLeaseRequest {

@@ -44,6 +44,15 @@ fn task_what(id: &str) -> String {
 impl Client {
     /// The container record and its writable snapshot on top of the image.
     pub async fn create_container(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
+        // The new snapshot is nobody's until the container record names it: a lease keeps
+        // containerd's GC (run when another pull ends) from taking it meanwhile.
+        let lease = self.create_lease().await?;
+        let result = self.create_container_leased(req, &lease).await;
+        self.delete_lease(&lease).await;
+        result
+    }
+
+    async fn create_container_leased(&self, req: &CreateRequest, lease: &str) -> Result<(), RuntimeError> {
         let mut snapshots = SnapshotsClient::new(self.channel.clone());
         let prepared = snapshots
             .prepare(self.req(
@@ -53,7 +62,7 @@ impl Client {
                     parent: req.parent_snapshot.clone(),
                     labels: HashMap::new(),
                 },
-                None,
+                Some(lease),
             ))
             .await;
         match prepared {
