@@ -52,7 +52,11 @@ impl Client {
         result
     }
 
-    async fn create_container_leased(&self, req: &CreateRequest, lease: &str) -> Result<(), RuntimeError> {
+    async fn create_container_leased(
+        &self,
+        req: &CreateRequest,
+        lease: &str,
+    ) -> Result<(), RuntimeError> {
         let mut snapshots = SnapshotsClient::new(self.channel.clone());
         let prepared = snapshots
             .prepare(self.req(
