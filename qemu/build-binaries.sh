@@ -24,6 +24,7 @@
 #    installed under target/cross/) as linker and C compiler. Blocked today by the source:
 #    `libc::close_range` (src/logs/driver.rs) exists in the libc crate for glibc only.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 root=$PWD
 
@@ -65,7 +66,7 @@ install_for() { # install_for LIBC ARCH
             local tmp
             tmp=$(mktemp -d "$cross.XXXXXX")
             QEMU_APT_ARCH=arm64 qemu_apt_update
-            (cd "$tmp" && QEMU_APT_ARCH=arm64 qemu_apt download -q "libstd-rust-web-dev=$ver" 2>/dev/null)
+            (cd "$tmp" && QEMU_APT_ARCH=arm64 qemu_apt download -q "libstd-rust-web-dev=$ver" >/dev/null 2>&1)
             dpkg-deb -x "$tmp"/libstd-rust-web-dev_*.deb "$sysroot"
             rm -rf "$tmp"
             [ -d "$sysroot/usr/lib/rustlib/aarch64-unknown-linux-gnu/lib" ] ||

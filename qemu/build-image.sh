@@ -11,6 +11,7 @@
 #
 # The root is read-only at run time: QEMU opens it readonly=on and the initramfs mounts it ro.
 set -euo pipefail
+shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=qemu/lib.sh
 . "$here/lib.sh"
@@ -156,19 +157,22 @@ second_stage_in_guest() {
     work=$(mktemp -d "$QEMU_CACHE/$arch/stage2.XXXXXX")
     cat >"$d/leda-second-stage" <<'EOF'
 #!/bin/sh
+# PID 1 of the guest that runs debootstrap's second stage; powers the guest off at the end.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 echo "leda-second-stage: start"
 if /debootstrap/debootstrap --second-stage; then
     rm -f /leda-second-stage
-    umount /proc /sys 2>/dev/null
+    # The result as a tar on the second disk (the host reads the raw disk as a tar file).
     tar --numeric-owner --xattrs --one-file-system -C / -cpf /dev/vdb . && echo "leda-second-stage: ok"
 else
-    echo "leda-second-stage: failed"; tail -30 /debootstrap/debootstrap.log
+    echo "leda-second-stage: failed"
+    tail -30 /debootstrap/debootstrap.log
 fi
 sync
 echo o >/proc/sysrq-trigger
+sleep 60
 EOF
     chmod +x "$d/leda-second-stage"
     local size
@@ -177,7 +181,7 @@ EOF
     truncate -s "$((size * 2))M" "$work/out.tar"
     qlog "booting the $arch guest for the debootstrap second stage (log: $work/console.log)"
     nice python3 "$here/runner.py" oneshot --arch "$arch" --kernel "$kdir/boot/$(kernel_file)" \
-        --initrd "$initrd" --append "root=/dev/vda leda.rootrw=1 leda.init=/leda-second-stage" \
+        --initrd "$initrd" --append "console=$(console) panic=-1 root=/dev/vda leda.rootrw=1 leda.init=/leda-second-stage" \
         --disk "$work/root.ext4" --disk "$work/out.tar" --log "$work/console.log" \
         --timeout 5400 --expect "leda-second-stage: ok" ||
         qdie "the second stage failed (log: $work/console.log)"
@@ -188,6 +192,7 @@ EOF
 }
 
 kernel_file() { [ "$arch" = amd64 ] && echo vmlinux || echo Image; }
+console() { [ "$arch" = amd64 ] && echo ttyS0 || echo ttyAMA0; }
 
 base() {
     qemu_install_host_packages
@@ -257,8 +262,8 @@ assemble() {
     truncate -s 4G "$out/data.img"
     mkfs.ext4 -q -F -L data "$out/data.img"
     sha256sum "$out/rootfs.ext4" | cut -d' ' -f1 >"$out/rootfs.sha256"
-    local console=ttyS0
-    [ "$arch" = arm64 ] && console=ttyAMA0
+    local console
+    console=$(console)
     cat >"$out/boot.env" <<EOF
 ARCH=$arch
 KERNEL=$KDIR/boot/$(kernel_file)

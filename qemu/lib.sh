@@ -184,7 +184,7 @@ qemu_busybox() {
     dir=$QEMU_CACHE/busybox/$a-$ver
     if [ ! -x "$dir/bin/busybox" ]; then
         tmp=$(mktemp -d "$QEMU_CACHE/busybox.XXXXXX")
-        (cd "$tmp" && QEMU_APT_ARCH=$a qemu_apt download -q "busybox-static=$ver" 2>/dev/null)
+        (cd "$tmp" && QEMU_APT_ARCH=$a qemu_apt download -q "busybox-static=$ver" >/dev/null 2>&1)
         dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/x"
         mkdir -p "$dir/bin"
         cp "$tmp/x/bin/busybox" "$dir/bin/busybox"

@@ -10,6 +10,7 @@
 # the busybox test image is in a registry the guest reaches as 10.0.2.100:5000, e.g.
 #   kanto-cm create --name web --network host 10.0.2.100:5000/leda/busybox:1.0 httpd -f -p 8080
 set -euo pipefail
+shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=qemu/lib.sh
 . "$here/lib.sh"

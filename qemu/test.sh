@@ -9,6 +9,7 @@
 # Logs (the timestamped serial console, the scenario output) stay in target/qemu-logs/;
 # the run's images are removed unless the run failed or --keep is given.
 set -euo pipefail
+shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=qemu/lib.sh
 . "$here/lib.sh"
