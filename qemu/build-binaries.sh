@@ -63,8 +63,9 @@ install_for() { # install_for LIBC ARCH
         if [ ! -f "$sysroot/done" ]; then
             say "extracting libstd-rust-web-dev:arm64 $ver into $sysroot"
             rm -rf "$sysroot"
+            mkdir -p "$sysroot"
             local tmp
-            tmp=$(mktemp -d "$cross.XXXXXX")
+            tmp=$(mktemp -d "$cross/download.XXXXXX")
             QEMU_APT_ARCH=arm64 qemu_apt_update
             (cd "$tmp" && QEMU_APT_ARCH=arm64 qemu_apt download -q "libstd-rust-web-dev=$ver" >/dev/null 2>&1)
             dpkg-deb -x "$tmp"/libstd-rust-web-dev_*.deb "$sysroot"
