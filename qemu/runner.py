@@ -452,6 +452,9 @@ def cmd_interactive(a) -> int:
     m = machine_from_image(a.image, a.workdir or os.path.join(a.image, "run"),
                            os.devnull, a.mqtt_port, a.registry_port)
     os.makedirs(m.workdir, exist_ok=True)
+    # A console for a person: the journal is not copied onto it (journalctl -f shows it).
+    m.append = m.append.replace("systemd.journald.forward_to_console=1", "").replace(
+        "loglevel=5", "loglevel=4")
     cmd = m.command(console="interactive")
     print(f"Booting the leda-cm QEMU device ({m.arch}, TCG: about a minute to the login).\n"
           f"Root logs in on the console. `poweroff` ends it cleanly; Ctrl-A X kills QEMU.\n"
