@@ -462,7 +462,7 @@ class Scenarios:
 
     def check_no_redeploy(self) -> str:  # pending: switched on with the deployment feature
         names = sorted(c.get("container_name") or c.get("name") for c in self.containers())
-        assert names.count(names[0]) == 1 if names else True
+        assert len(names) == len(set(names)), f"duplicate containers: {names}"
         for n in self.provisioned.get("manifests", []):
             assert names.count(n) == 1, f"{n} deployed twice: {names}"
         log = self.g.out("journalctl -b -u leda-cm -o cat | grep -i deploy || true")
@@ -476,6 +476,9 @@ class Scenarios:
             self.first_boot()
             if self.provisioned:
                 self.watchdog()
+            else:
+                self.r.fail("watchdog: frozen daemon restarted by systemd, containers untouched",
+                            "not run: no containers were provisioned")
             self.mqtt_update()
             self.reboot()
             self.reboot_persistence()
