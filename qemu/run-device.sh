@@ -3,7 +3,7 @@
 #
 #   qemu/run-device.sh [--arch x86_64|aarch64] [--bin LEDA_CM_BINARY] [--fresh]
 #
-# The serial console logs root in (about a minute under TCG). `poweroff` in the guest ends
+# The serial console logs root in (about 30 s under TCG). `poweroff` in the guest ends
 # it cleanly; Ctrl-A X kills QEMU (recent writes to the data disk may be lost). The data
 # disk (target/qemu-device/<arch>/data.img) is kept between runs like a device's; --fresh
 # starts from a blank one. On the host: MQTT on 127.0.0.1:${LEDA_QEMU_MQTT_PORT:-18830};

@@ -456,7 +456,7 @@ def cmd_interactive(a) -> int:
     m.append = m.append.replace("systemd.journald.forward_to_console=1", "").replace(
         "loglevel=5", "loglevel=4")
     cmd = m.command(console="interactive")
-    print(f"Booting the leda-cm QEMU device ({m.arch}, TCG: about a minute to the login).\n"
+    print(f"Booting the leda-cm QEMU device ({m.arch}, TCG: about 30 s to the login).\n"
           f"Root logs in on the console. `poweroff` ends it cleanly; Ctrl-A X kills QEMU.\n"
           + (f"MQTT: mosquitto_sub -h 127.0.0.1 -p {m.mqtt_port} -t '#' -v\n" if m.mqtt_port else "")
           + f"Guest agent socket: {m.qga_path}", flush=True)
