@@ -575,9 +575,17 @@ fn a_stale_socket_is_replaced_and_the_socket_is_removed_on_exit() {
     assert!(sock.exists());
     let notify = NotifyListener::new(&setup.dir);
     let daemon = setup.spawn(Some(&notify));
-    assert!(notify.wait_ready(Duration::from_secs(15)), "{}", daemon.stderr());
+    assert!(
+        notify.wait_ready(Duration::from_secs(15)),
+        "{}",
+        daemon.stderr()
+    );
     let out = kanto_cm(&sock, &["list", "-q"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(daemon.stop().success());
     assert!(!sock.exists(), "socket left behind");
 }
