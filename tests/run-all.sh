@@ -8,4 +8,7 @@ cd "$(dirname "$0")/.."
 . tests/harness/lib.sh
 harness_install_packages
 # fault-injection: the test-only hooks (e.g. the watchdog test's main-loop hang).
-exec tests/harness/run -- cargo test --features fault-injection "$@"
+tests/harness/run -- cargo test --features fault-injection "$@"
+
+# Cross build and QEMU (qemu/): aarch64 unit tests under user emulation, x86_64 QEMU scenarios.
+bash qemu/ci.sh
