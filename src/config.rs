@@ -409,6 +409,8 @@ pub struct NetworkConfig {
     pub home_dir: PathBuf,
     pub exec_root_dir: PathBuf,
     pub default_bridge: BridgeConfig,
+    /// leda-cm: where the CNI plugins are, searched in order (`:`-separated, like `CNI_PATH`).
+    pub cni_plugin_dir: String,
 }
 
 impl Default for NetworkConfig {
@@ -418,6 +420,7 @@ impl Default for NetworkConfig {
             home_dir: "/var/lib/container-management".into(),
             exec_root_dir: "/var/run/container-management".into(),
             default_bridge: BridgeConfig::default(),
+            cni_plugin_dir: "/usr/lib/cni:/opt/cni/bin:/usr/libexec/cni".into(),
         }
     }
 }

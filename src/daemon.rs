@@ -100,14 +100,19 @@ pub enum DaemonError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
+    #[error(transparent)]
+    Network(crate::network::NetworkError),
+    #[error("cannot keep the bridge's subnet in {path}: {source}")]
+    BridgeState { path: PathBuf, source: StoreError },
 }
 
 impl DaemonError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            DaemonError::Config(_) | DaemonError::ConfigRead(_) | DaemonError::Mqtt(_) => {
-                exit::CONFIG
-            }
+            DaemonError::Config(_)
+            | DaemonError::ConfigRead(_)
+            | DaemonError::Mqtt(_)
+            | DaemonError::Network(_) => exit::CONFIG,
             DaemonError::Dirs(_) => exit::CANT_CREATE,
             DaemonError::Lock(StoreError::AlreadyRunning { .. }) => exit::TEMP_FAIL,
             _ => exit::FAILURE,
@@ -236,8 +241,13 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
         log::info!("{note}");
     }
 
+    let bridge = resolve_bridge(&config, &paths.state_dir)?;
+
     systemd::status("preparing state and runtime dirs");
     store::prepare_dir(&paths.state_dir, 0o700, "state dir").map_err(DaemonError::Dirs)?;
+    if let Some(b) = &bridge {
+        keep_bridge(&paths.state_dir, b)?;
+    }
     store::prepare_dir(&paths.runtime_dir, 0o755, "runtime dir").map_err(DaemonError::Dirs)?;
     let lock = store::acquire_lock(&paths.lock_file).map_err(DaemonError::Lock)?;
     if let Some(path) = &paths.log_file {
@@ -264,9 +274,62 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&runtime, serve(config, paths, loader, level_from_env));
+    let result = local.block_on(
+        &runtime,
+        serve(config, paths, loader, level_from_env, bridge),
+    );
     drop(lock);
     result
+}
+
+/// Where the bridge's subnet is kept between starts (when leda-cm chose it).
+const BRIDGE_STATE: &str = "network/bridge.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptBridge {
+    version: u32,
+    name: String,
+    subnet: crate::network::Ipv4Net,
+}
+
+/// The bridge from the configuration, the host's routes and the subnet kept from the last
+/// start; `None` when bridge networking is disabled. A bad or overlapping subnet is a
+/// configuration error.
+fn resolve_bridge(
+    config: &Config,
+    state_dir: &Path,
+) -> Result<Option<crate::network::Bridge>, DaemonError> {
+    let cfg = &config.network.default_bridge;
+    if cfg.disable {
+        return Ok(None);
+    }
+    let kept = store::read_json::<KeptBridge>(&state_dir.join(BRIDGE_STATE))
+        .ok()
+        .flatten()
+        .filter(|k| k.name == cfg.name)
+        .map(|k| k.subnet);
+    let bridge = crate::network::resolve_bridge(cfg, &crate::host::routes(), kept)
+        .map_err(DaemonError::Network)?;
+    log::info!(
+        "bridge {}: subnet {}, gateway {}",
+        bridge.name,
+        bridge.subnet,
+        bridge.gateway
+    );
+    Ok(Some(bridge))
+}
+
+fn keep_bridge(state_dir: &Path, b: &crate::network::Bridge) -> Result<(), DaemonError> {
+    let path = state_dir.join(BRIDGE_STATE);
+    let dir = state_dir.join("network");
+    store::prepare_dir(&dir, 0o700, "network state dir").map_err(DaemonError::Dirs)?;
+    let kept = KeptBridge {
+        version: 1,
+        name: b.name.clone(),
+        subnet: b.subnet,
+    };
+    store::write_json_atomic(&path, &kept, 0o600)
+        .map_err(|source| DaemonError::BridgeState { path, source })
 }
 
 async fn serve(
@@ -274,6 +337,7 @@ async fn serve(
     paths: Paths,
     loader: ConfigLoader,
     level_from_env: bool,
+    bridge: Option<crate::network::Bridge>,
 ) -> Result<(), DaemonError> {
     let mut sup = Supervisor::new();
     let liveness = Liveness::new();
@@ -286,7 +350,21 @@ async fn serve(
     };
     let client = containerd::Client::lazy(&endpoint.socket, &endpoint.namespace);
     let ctrd = Ctrd::new(client, &config.containers).map_err(DaemonError::Registry)?;
-    let manager = Manager::new(ctrd, manager_settings(&config, &paths));
+    let net = bridge.map(|b| {
+        let dirs: Vec<PathBuf> = config
+            .network
+            .cni_plugin_dir
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        let cni = crate::network::cni::Cni::new(b, dirs, &paths.state_dir);
+        if let Err(e) = cni.check_plugins() {
+            log::error!("bridged containers cannot start: {e}");
+        }
+        Arc::new(cni) as Arc<dyn crate::network::Network>
+    });
+    let manager = Manager::with_network(ctrd, manager_settings(&config, &paths), net);
     let (ctr_tx, ctr_rx) = mpsc::channel(16);
     let (restored_tx, restored_rx) = mpsc::channel(1);
     let (reload_tx, reload_rx) = mpsc::channel(1);

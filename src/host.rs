@@ -168,6 +168,45 @@ pub fn resolv_conf() -> String {
     fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
 }
 
+/// The host's IPv4 routes (`/proc/net/route`); empty when it cannot be read.
+pub fn routes() -> Vec<crate::network::Route> {
+    fs::read_to_string("/proc/net/route")
+        .map(|t| crate::network::parse_routes(&t))
+        .unwrap_or_default()
+}
+
+/// The first IPv4 address of interface `name` (getifaddrs(3)).
+pub fn interface_ipv4(name: &str) -> Option<std::net::Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list freed below with freeifaddrs; every
+    // pointer read is checked for null and only used while the list lives.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut cur = list;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+                continue;
+            }
+            if i32::from((*ifa.ifa_addr).sa_family) != libc::AF_INET {
+                continue;
+            }
+            if std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != name.as_bytes() {
+                continue;
+            }
+            let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+            found = Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            break;
+        }
+        libc::freeifaddrs(list);
+        found
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

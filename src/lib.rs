@@ -19,6 +19,7 @@ pub mod logs;
 pub mod manager;
 pub mod model;
 pub mod mqtt;
+pub mod network;
 pub mod paths;
 pub mod privileges;
 pub mod registry;

@@ -150,12 +150,15 @@ pub trait Runtime: Send + Sync + 'static {
     fn remove_image(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     fn create(&self, req: &CreateRequest) -> impl Future<Output = Result<(), RuntimeError>> + Send;
-    /// Creates and starts the task; returns its PID.
-    fn start(
+    /// Creates the task (its process exists, stopped before the container's program, in its
+    /// own namespaces); returns its PID. An exited task left from before is deleted first.
+    fn create_task(
         &self,
         id: &str,
         io: &TaskIo,
     ) -> impl Future<Output = Result<u32, RuntimeError>> + Send;
+    /// Starts the created task's program; on failure the task is deleted.
+    fn start_created(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn kill(&self, id: &str, signal: u32) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Waits for the task to exit.
     fn wait(&self, id: &str) -> impl Future<Output = Result<ExitInfo, RuntimeError>> + Send;

@@ -90,8 +90,12 @@ impl Runtime for Ctrd {
         self.client.create_container(req).await
     }
 
-    async fn start(&self, id: &str, io: &TaskIo) -> Result<u32, RuntimeError> {
-        self.client.start_task(id, io).await
+    async fn create_task(&self, id: &str, io: &TaskIo) -> Result<u32, RuntimeError> {
+        self.client.create_task(id, io).await
+    }
+
+    async fn start_created(&self, id: &str) -> Result<(), RuntimeError> {
+        self.client.start_created(id).await
     }
 
     async fn kill(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {

@@ -129,7 +129,7 @@ impl Client {
         }
     }
 
-    pub async fn start_task(&self, id: &str, io: &TaskIo) -> Result<u32, RuntimeError> {
+    pub async fn create_task(&self, id: &str, io: &TaskIo) -> Result<u32, RuntimeError> {
         let mounts = SnapshotsClient::new(self.channel.clone())
             .mounts(self.req(
                 MountsRequest {
@@ -151,8 +151,7 @@ impl Client {
             }
             self.delete_task(id).await?;
         }
-        let mut tasks = TasksClient::new(self.channel.clone());
-        tasks
+        let created = TasksClient::new(self.channel.clone())
             .create(self.req(
                 CreateTaskRequest {
                     container_id: id.into(),
@@ -167,7 +166,11 @@ impl Client {
             ))
             .await
             .map_err(|s| map_status("task create", &task_what(id), s))?;
-        match tasks
+        Ok(created.into_inner().pid)
+    }
+
+    pub async fn start_created(&self, id: &str) -> Result<(), RuntimeError> {
+        match TasksClient::new(self.channel.clone())
             .start(self.req(
                 StartRequest {
                     container_id: id.into(),
@@ -177,7 +180,7 @@ impl Client {
             ))
             .await
         {
-            Ok(r) => Ok(r.into_inner().pid),
+            Ok(_) => Ok(()),
             Err(s) => {
                 let err = map_status("task start", &task_what(id), s);
                 let _ = self.delete_task(id).await;

@@ -164,20 +164,12 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn start(&self, id: &str, _io: &TaskIo) -> Result<u32, RuntimeError> {
+    async fn create_task(&self, id: &str, _io: &TaskIo) -> Result<u32, RuntimeError> {
         self.call(format!("start {id}"));
         let mut s = self.state();
         if !s.containers.contains_key(id) {
             return Err(RuntimeError::NotFound {
                 what: format!("container {id}"),
-            });
-        }
-        if s.fail_start_image.is_some()
-            && s.containers.get(id).map(|r| &r.image) == s.fail_start_image.as_ref()
-        {
-            return Err(RuntimeError::Call {
-                call: "task start",
-                message: "exec: /bin/app: no such file".into(),
             });
         }
         s.next_pid += 1;
@@ -186,12 +178,34 @@ impl Runtime for FakeRuntime {
             id.into(),
             TaskInfo {
                 pid,
-                status: TaskStatus::Running,
+                status: TaskStatus::Created,
                 exit_status: 0,
                 exited_at: None,
             },
         );
         Ok(pid)
+    }
+
+    async fn start_created(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut s = self.state();
+        if s.fail_start_image.is_some()
+            && s.containers.get(id).map(|r| &r.image) == s.fail_start_image.as_ref()
+        {
+            s.tasks.remove(id);
+            return Err(RuntimeError::Call {
+                call: "task start",
+                message: "exec: /bin/app: no such file".into(),
+            });
+        }
+        match s.tasks.get_mut(id) {
+            Some(t) => {
+                t.status = TaskStatus::Running;
+                Ok(())
+            }
+            None => Err(RuntimeError::NotFound {
+                what: format!("task {id}"),
+            }),
+        }
     }
 
     async fn kill(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
@@ -338,4 +352,158 @@ pub fn run<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// A bridge without plugins: hands out 10.0.0.2, .3, … (or the address asked for when it
+/// is free), records every call with the task's status at the time.
+pub struct FakeNetwork {
+    pub rt: FakeRuntime,
+    pub bridge: crate::network::Bridge,
+    pub calls: Mutex<Vec<String>>,
+    /// Address → container ID.
+    pub leases: Mutex<BTreeMap<String, String>>,
+    pub fail_attach: Mutex<bool>,
+}
+
+impl FakeNetwork {
+    pub fn new(rt: FakeRuntime) -> Arc<FakeNetwork> {
+        let cfg = crate::config::BridgeConfig {
+            ip4: "10.0.0.1/24".into(),
+            ..Default::default()
+        };
+        Arc::new(FakeNetwork {
+            rt,
+            bridge: crate::network::resolve_bridge(&cfg, &[], None).unwrap(),
+            calls: Mutex::new(Vec::new()),
+            leases: Mutex::new(BTreeMap::new()),
+            fail_attach: Mutex::new(false),
+        })
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl crate::network::Network for FakeNetwork {
+    fn bridge(&self) -> &crate::network::Bridge {
+        &self.bridge
+    }
+
+    fn choose_ports(
+        &self,
+        requests: &[crate::network::PortRequest],
+        taken: &[crate::network::PortEntry],
+    ) -> Result<Vec<crate::network::PortEntry>, crate::network::NetworkError> {
+        requests
+            .iter()
+            .map(|r| {
+                let port = r.host_ports.0;
+                if taken.iter().any(|t| {
+                    crate::network::ports_clash(
+                        &r.host_ip,
+                        &r.protocol,
+                        port,
+                        &t.host_ip,
+                        &t.protocol,
+                        t.host_port,
+                    )
+                }) {
+                    return Err(crate::network::NetworkError::PortInUse {
+                        port,
+                        proto: r.protocol.clone(),
+                        host_ip: r.host_ip.clone(),
+                    });
+                }
+                Ok(crate::network::PortEntry {
+                    host_port: port,
+                    container_port: r.container_port,
+                    protocol: r.protocol.clone(),
+                    host_ip: r.host_ip.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn attach(
+        &self,
+        id: &str,
+        pid: u32,
+        wanted_ip: Option<std::net::Ipv4Addr>,
+        ports: &[crate::network::PortEntry],
+    ) -> Result<crate::network::Attachment, crate::network::NetworkError> {
+        let status = self.rt.state().tasks.get(id).map(|t| t.status);
+        self.calls.lock().unwrap().push(format!(
+            "attach {id} pid {pid} wanted {wanted_ip:?} task {status:?}"
+        ));
+        if *self.fail_attach.lock().unwrap() {
+            return Err(crate::network::NetworkError::PluginMissing {
+                plugin: "bridge".into(),
+                dirs: "/nowhere".into(),
+            });
+        }
+        let mut leases = self.leases.lock().unwrap();
+        let ip = wanted_ip
+            .map(|w| w.to_string())
+            .filter(|w| !leases.contains_key(w))
+            .unwrap_or_else(|| {
+                (2..255)
+                    .map(|n| format!("10.0.0.{n}"))
+                    .find(|a| !leases.contains_key(a))
+                    .unwrap()
+            });
+        leases.insert(ip.clone(), id.to_string());
+        Ok(crate::network::Attachment {
+            network: self.bridge.name.clone(),
+            ip,
+            prefix: 24,
+            gateway: "10.0.0.1".into(),
+            mac: "02:00:00:00:00:01".into(),
+            host_veth: format!("veth{pid}"),
+            ports: ports.to_vec(),
+            result: serde_json::json!({"fake": true}),
+        })
+    }
+
+    fn hold(&self, id: &str, pid: u32) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("hold {id} pid {pid}"));
+    }
+
+    fn detach(
+        &self,
+        id: &str,
+        _att: &crate::network::Attachment,
+    ) -> Result<(), crate::network::NetworkError> {
+        self.calls.lock().unwrap().push(format!("detach {id}"));
+        self.leases.lock().unwrap().retain(|_, owner| owner != id);
+        Ok(())
+    }
+
+    fn allocations(&self) -> Vec<(String, String)> {
+        self.leases
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(ip, id)| (ip.clone(), id.clone()))
+            .collect()
+    }
+
+    fn iface_addr(&self, name: &str) -> Option<std::net::Ipv4Addr> {
+        (name == "eth0").then(|| std::net::Ipv4Addr::new(192, 168, 1, 10))
+    }
+}
+
+/// A manager on `rt` with bridge networking through `net`.
+pub fn manager_with_network(
+    rt: FakeRuntime,
+    net: Arc<FakeNetwork>,
+    dir: &Path,
+) -> Arc<super::Manager<FakeRuntime>> {
+    let m = manager(rt.clone(), dir);
+    let settings = m.settings().clone();
+    drop(m);
+    super::Manager::with_network(rt, settings, Some(net))
 }

@@ -10,6 +10,7 @@
 
 #[cfg(test)]
 pub(crate) mod fake;
+mod net;
 mod ops;
 mod supervise;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use tokio::sync::broadcast;
 use crate::host::HostError;
 use crate::model::validate::ValidationError;
 use crate::model::Container;
+use crate::network::{Network, NetworkError};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::spec::SpecError;
 use crate::store::{ContainerRecords, StoreError};
@@ -56,6 +58,8 @@ pub enum ManagerError {
     Host { id: String, source: HostError },
     #[error("container {id}: {message}")]
     Io { id: String, message: String },
+    #[error("container {id}: {source}")]
+    Network { id: String, source: NetworkError },
 }
 
 /// What changed, for the things and update-agent publishers.
@@ -125,6 +129,7 @@ pub struct Manager<R: Runtime> {
     changes: broadcast::Sender<Change>,
     /// Set once the records have been reconciled with containerd (live restore done).
     restored: tokio::sync::watch::Sender<bool>,
+    net: Option<Arc<dyn Network>>,
 }
 
 pub fn now() -> String {
@@ -134,6 +139,16 @@ pub fn now() -> String {
 impl<R: Runtime> Manager<R> {
     /// Loads the records from the state dir (containerd is not asked yet: see `reconcile`).
     pub fn new(rt: R, settings: Settings) -> Arc<Manager<R>> {
+        Manager::with_network(rt, settings, None)
+    }
+
+    /// With bridge networking (`None`: bridged containers get a namespace with loopback
+    /// only).
+    pub fn with_network(
+        rt: R,
+        settings: Settings,
+        net: Option<Arc<dyn Network>>,
+    ) -> Arc<Manager<R>> {
         let records = ContainerRecords::new(&settings.state_dir);
         let mut warnings = Vec::new();
         let loaded = records.load_all(&mut warnings);
@@ -153,6 +168,7 @@ impl<R: Runtime> Manager<R> {
             table: Mutex::new(table),
             changes,
             restored: tokio::sync::watch::Sender::new(false),
+            net,
         })
     }
 

@@ -85,6 +85,7 @@ impl<R: Runtime> Manager<R> {
         c.network_settings = Default::default();
         c.extras_mut().schema_version = crate::model::SCHEMA_VERSION;
         validate(&c)?;
+        self.check_ports(&c)?;
 
         // Reserve the ID and the name, and hold the new container's lock while creating.
         let entry = Entry::new(c.clone());
@@ -322,19 +323,32 @@ impl<R: Runtime> Manager<R> {
 
     /// Creates and starts the task; recreates the containerd container first when
     /// containerd lost it.
+    /// A bridged container joins the bridge between the two.
     pub(super) async fn start_task(&self, c: &mut Container) -> Result<u32, ManagerError> {
         let io = self.task_io(c)?;
-        match self.rt.start(&c.container_id, &io).await {
+        let id = c.container_id.clone();
+        let pid = match self.rt.create_task(&id, &io).await {
             Err(RuntimeError::NotFound { what })
                 if what.starts_with("snapshot") || what.starts_with("container") =>
             {
                 log::warn!("containerd has no {what}; creating it again");
-                self.rt.remove(&c.container_id).await?;
+                self.rt.remove(&id).await?;
                 self.create_in_runtime(c, None).await?;
-                Ok(self.rt.start(&c.container_id, &io).await?)
+                self.rt.create_task(&id, &io).await?
             }
-            other => Ok(other?),
+            other => other?,
+        };
+        if let Err(e) = self.connect(c, pid).await {
+            if let Err(e) = self.rt.delete_task(&id).await {
+                log::warn!("deleting the created task of container {id} failed: {e}");
+            }
+            return Err(e);
         }
+        if let Err(e) = self.rt.start_created(&id).await {
+            self.disconnect(c).await;
+            return Err(e.into());
+        }
+        Ok(pid)
     }
 
     pub async fn start(self: &Arc<Self>, id: &str) -> Result<Container, ManagerError> {
@@ -407,6 +421,7 @@ impl<R: Runtime> Manager<R> {
         let exit = self
             .terminate(&c, if opts.force { SIGKILL } else { signal }, timeout)
             .await?;
+        self.disconnect(&mut c).await;
         c.state = c.state.stopped(exit, &now());
         self.commit(&entry, &c)?;
         log::info!(
@@ -595,6 +610,7 @@ impl<R: Runtime> Manager<R> {
         } else {
             self.rt.delete_task(id).await?;
         }
+        self.disconnect(&mut c).await;
         self.rt.remove(id).await?;
         let custom_log_dir = !c.host_config.log_config.driver_config.root_dir.is_empty();
         if custom_log_dir {

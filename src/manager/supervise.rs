@@ -80,6 +80,7 @@ impl<R: Runtime> Manager<R> {
         if let Err(e) = self.rt.delete_task(id).await {
             log::warn!("collecting the exited task of container {id} failed: {e}");
         }
+        self.disconnect(&mut c).await;
         let oom = std::mem::take(&mut lock(&entry.control).oom);
         let ran = ran_for(&c, at);
         c.state = c.state.exited(exit_code, oom, &timestamp(at));
@@ -193,6 +194,7 @@ impl<R: Runtime> Manager<R> {
                 self.settings.namespace
             );
         }
+        self.release_stale().await;
         self.restored.send_replace(true);
         Ok(())
     }
@@ -205,7 +207,11 @@ impl<R: Runtime> Manager<R> {
     ) -> Result<(), ManagerError> {
         let id = c.container_id.clone();
         match action {
-            Action::Nothing => {}
+            Action::Nothing => {
+                if c.state.running || c.state.paused {
+                    self.hold_network(c, c.state.pid as u32);
+                }
+            }
             Action::Adopt { pid, paused } => {
                 let started = if c.state.started_at.is_empty() {
                     now()
@@ -213,15 +219,18 @@ impl<R: Runtime> Manager<R> {
                     c.state.started_at.clone()
                 };
                 c.state = c.state.running(pid, &started);
+                self.hold_network(c, pid);
                 if paused {
                     c.state = c.state.paused();
                 }
             }
             Action::DeleteTask => {
                 self.rt.delete_task(&id).await?;
+                self.disconnect(c).await;
             }
             Action::Exited { exit_code, start } => {
                 let exit = self.rt.delete_task(&id).await?;
+                self.disconnect(c).await;
                 let at = exit
                     .and_then(|e| e.exited_at)
                     .unwrap_or_else(SystemTime::now);
@@ -231,6 +240,7 @@ impl<R: Runtime> Manager<R> {
                 }
             }
             Action::Lost { start } => {
+                self.disconnect(c).await;
                 if c.is_active() {
                     let code = c.state.exit_code;
                     c.state = c.state.exited(code, false, &now());
@@ -241,6 +251,7 @@ impl<R: Runtime> Manager<R> {
                 }
             }
             Action::Recreate { start } => {
+                self.disconnect(c).await;
                 self.rt.remove(&id).await?;
                 self.create_in_runtime(c, None).await?;
                 if c.is_active() {

@@ -383,3 +383,158 @@ fn update_rename_and_image_collection() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bridged_containers_join_between_task_create_and_start_and_keep_their_address() {
+    use super::fake::{manager_with_network, FakeNetwork};
+    let dir = state_dir("network");
+    run(async {
+        let rt = FakeRuntime::new().with_image("img:1");
+        let net = FakeNetwork::new(rt.clone());
+        let m = manager_with_network(rt.clone(), net.clone(), &dir);
+        let mut web: Container = serde_json::from_value(serde_json::json!({
+            "container_name": "web",
+            "image": {"name": "img:1"},
+            "host_config": {
+                "extra_hosts": ["mosquitto:host_ip", "lan:host_ip_eth0", "db:container_db", "x:10.9.9.9"],
+                "port_mappings": [{"container_port": 80, "host_port": 8080, "host_ip": "localhost"}],
+                "restart_policy": {"type": "always"}
+            }
+        }))
+        .unwrap();
+        web.host_name = "web-host".into();
+        let db = m
+            .create(container("db", "img:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        m.start(&db).await.unwrap();
+        let id = m.create(web, None).await.unwrap().container_id;
+        // Nothing is attached at create.
+        assert!(!net.calls().iter().any(|c| c.contains(&id)));
+        let started = m.start(&id).await.unwrap();
+        let calls = net.calls();
+        assert_eq!(
+            calls.last().unwrap(),
+            &format!(
+                "attach {id} pid {} wanted None task Some(Created)",
+                started.state.pid
+            )
+        );
+        let ep = &started.network_settings.networks["kanto-cm0"];
+        assert_eq!(
+            (ep.ip_address.as_str(), ep.gateway.as_str()),
+            ("10.0.0.3", "10.0.0.1")
+        );
+        let att = started.extras().network.clone().unwrap();
+        assert_eq!(att.ports[0].host_ip, "127.0.0.1");
+        let hosts =
+            std::fs::read_to_string(dir.join("containers").join(&id).join("hosts")).unwrap();
+        for line in [
+            "10.0.0.3\tweb-host",
+            "10.0.0.1\tmosquitto",
+            "192.168.1.10\tlan",
+            "10.0.0.2\tdb",
+            "10.9.9.9\tx",
+        ] {
+            assert!(hosts.contains(line), "{line:?} missing in\n{hosts}");
+        }
+
+        // Another container may not publish the same host port.
+        let clash: Container = serde_json::from_value(serde_json::json!({
+            "container_name": "clash",
+            "image": {"name": "img:1"},
+            "host_config": {"port_mappings": [{"container_port": 81, "host_port": 8080}]}
+        }))
+        .unwrap();
+        match m.create(clash, None).await {
+            Err(e @ ManagerError::Network { .. }) => {
+                assert!(
+                    e.to_string()
+                        .ends_with("host port 8080/tcp is already in use"),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(m.find_by_name("clash").is_err());
+
+        // The task exits: the container leaves the bridge, and its restart asks for the
+        // same address.
+        let pid = rt.exit(&id, 1);
+        m.on_event(RuntimeEvent::TaskExit {
+            id: id.clone(),
+            pid,
+            exit_status: 1,
+            exited_at: None,
+        })
+        .await;
+        assert!(net.calls().contains(&format!("detach {id}")));
+        assert!(m.get(&id).unwrap().extras().network.is_none());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let back = m.get(&id).unwrap();
+        assert!(back.state.running);
+        assert!(net
+            .calls()
+            .last()
+            .unwrap()
+            .contains("wanted Some(10.0.0.3)"));
+        assert_eq!(
+            back.network_settings.networks["kanto-cm0"].ip_address,
+            "10.0.0.3"
+        );
+
+        // Stop gives it back; a failing attach leaves no task behind.
+        m.stop(&id, StopOptions::default()).await.unwrap();
+        assert_eq!(
+            net.calls()
+                .iter()
+                .filter(|c| *c == &format!("detach {id}"))
+                .count(),
+            2
+        );
+        *net.fail_attach.lock().unwrap() = true;
+        let err = m.start(&id).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("container {id}: CNI plugin bridge not found in /nowhere")
+        );
+        assert!(!rt.state().tasks.contains_key(&id));
+        *net.fail_attach.lock().unwrap() = false;
+
+        // Live restore holds the namespaces of running attached containers and gives back
+        // addresses nobody runs with.
+        net.leases
+            .lock()
+            .unwrap()
+            .insert("10.0.0.77".into(), "gone-container".into());
+        m.reconcile().await.unwrap();
+        let calls = net.calls();
+        assert!(calls.contains(&format!("hold {db} pid {}", m.get(&db).unwrap().state.pid)));
+        assert!(calls.contains(&"detach gone-container".to_string()));
+        assert!(!net.leases.lock().unwrap().contains_key("10.0.0.77"));
+
+        // Host mode never touches the bridge; remove takes a bridged one off it.
+        let host: Container = serde_json::from_value(serde_json::json!({
+            "container_name": "host",
+            "image": {"name": "img:1"},
+            "host_config": {"network_mode": "host"}
+        }))
+        .unwrap();
+        let h = m.create(host, None).await.unwrap().container_id;
+        m.start(&h).await.unwrap();
+        assert!(!net.calls().iter().any(|c| c.contains(&h)));
+        m.remove(&db, true).await.unwrap();
+        assert_eq!(net.calls().last().unwrap(), &format!("detach {db}"));
+        // Only web is left on the bridge: live restore started it again (policy always).
+        assert!(m.get(&id).unwrap().state.running);
+        let leases = net.leases.lock().unwrap().clone();
+        assert_eq!(
+            leases.into_iter().collect::<Vec<_>>(),
+            [("10.0.0.3".to_string(), id.clone())],
+            "{:?}",
+            net.calls()
+        );
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

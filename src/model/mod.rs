@@ -107,6 +107,9 @@ pub struct Extras {
     /// Where its json-file log is written.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub log_dir: String,
+    /// Its place on the bridge while its task runs (what the CNI plugins gave it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::Attachment>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

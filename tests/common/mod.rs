@@ -262,6 +262,8 @@ impl DaemonSetup {
             "grpc_server": { "address_path": self.runtime_dir.join("cm.sock") },
             "things": { "enable": false },
             "deployment": { "enable": false },
+            // Only tests/network.rs puts containers on a bridge (one of its own).
+            "network": { "default_bridge": { "disable": true } },
         });
         merge(&mut base, self.extra_config.clone());
         base

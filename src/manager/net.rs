@@ -1,0 +1,236 @@
+//! The manager's side of bridge networking: port checks at create, the container put on the
+//! bridge between task create and start, its address recorded, and taken off again when
+//! the task ends or the container goes.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::{lock, Manager, ManagerError};
+use crate::etc_files;
+use crate::model::{Container, EndpointSettings, NetworkMode};
+use crate::network::{self, Attachment, Network, NetworkError, PortEntry};
+use crate::runtime::Runtime;
+
+impl<R: Runtime> Manager<R> {
+    /// The network, when `c` is bridged and leda-cm runs the bridge.
+    fn bridged(&self, c: &Container) -> Option<Arc<dyn Network>> {
+        (c.host_config.network_mode == NetworkMode::Bridge)
+            .then(|| self.net.clone())
+            .flatten()
+    }
+
+    fn net_error(id: &str) -> impl Fn(NetworkError) -> ManagerError + '_ {
+        move |source| ManagerError::Network {
+            id: id.to_string(),
+            source,
+        }
+    }
+
+    /// What the other containers publish now.
+    fn published_by_others(&self, id: &str) -> Vec<PortEntry> {
+        lock(&self.table)
+            .values()
+            .map(|e| e.view())
+            .filter(|o| o.container_id != id)
+            .filter_map(|o| o.leda_cm.and_then(|x| x.network))
+            .flat_map(|a| a.ports)
+            .collect()
+    }
+
+    /// At create: every host port of `c` must be free now (on the host and among the
+    /// containers), so that a create that cannot run fails before anything exists.
+    pub(super) fn check_ports(&self, c: &Container) -> Result<(), ManagerError> {
+        let Some(net) = self.bridged(c) else {
+            return Ok(());
+        };
+        let requests = network::port_requests(&c.host_config.port_mappings);
+        if requests.is_empty() {
+            return Ok(());
+        }
+        net.choose_ports(&requests, &self.published_by_others(&c.container_id))
+            .map(|_| ())
+            .map_err(Self::net_error(&c.container_id))
+    }
+
+    /// Between task create and start: `c` (task `pid`) joins the bridge, asking for the
+    /// address it had; its record and `/etc/hosts` get the address.
+    pub(super) async fn connect(&self, c: &mut Container, pid: u32) -> Result<(), ManagerError> {
+        let Some(net) = self.bridged(c) else {
+            return Ok(());
+        };
+        // A leftover attachment (a crash between start and exit handling) goes first.
+        self.disconnect(c).await;
+        let id = c.container_id.clone();
+        let bridge = net.bridge().clone();
+        let wanted: Option<Ipv4Addr> = c
+            .network_settings
+            .networks
+            .get(&bridge.name)
+            .and_then(|e| e.ip_address.parse().ok());
+        let requests = network::port_requests(&c.host_config.port_mappings);
+        let taken = self.published_by_others(&id);
+        let att = {
+            let net = net.clone();
+            let id2 = id.clone();
+            tokio::task::spawn_blocking(move || {
+                let ports = net.choose_ports(&requests, &taken)?;
+                net.attach(&id2, pid, wanted, &ports)
+            })
+            .await
+            .map_err(|e| ManagerError::Io {
+                id: id.clone(),
+                message: format!("network set-up task: {e}"),
+            })?
+            .map_err(Self::net_error(&id))?
+        };
+        log::info!(
+            "container {id} ({}) has address {} on {}{}",
+            c.container_name,
+            att.ip,
+            bridge.name,
+            ports_text(&att.ports)
+        );
+        c.network_settings.networks = BTreeMap::from([(
+            bridge.name.clone(),
+            EndpointSettings {
+                id: att.host_veth.clone(),
+                gateway: att.gateway.clone(),
+                ip_address: att.ip.clone(),
+                mac_address: att.mac.clone(),
+                network_id: bridge.name.clone(),
+            },
+        )]);
+        c.network_settings.sandbox_key = format!("/proc/{pid}/ns/net");
+        c.extras_mut().network = Some(att.clone());
+        if let Err(e) = self.write_hosts(c, &net, &att) {
+            self.disconnect(c).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `/etc/hosts` with the container's own address and its `extra_hosts` resolved, written
+    /// in place: the file is already bind-mounted into the created task.
+    fn write_hosts(
+        &self,
+        c: &Container,
+        net: &Arc<dyn Network>,
+        att: &Attachment,
+    ) -> Result<(), ManagerError> {
+        let others: BTreeMap<String, Ipv4Addr> = lock(&self.table)
+            .values()
+            .map(|e| e.view())
+            .filter(|o| o.container_id != c.container_id)
+            .filter_map(|o| {
+                let ip = o.leda_cm.as_ref()?.network.as_ref()?.ip.parse().ok()?;
+                Some((o.container_name.clone(), ip))
+            })
+            .collect();
+        let gateway = net.bridge().gateway;
+        let (extra, unresolved) = network::resolve_extra_hosts(
+            &c.host_config.extra_hosts,
+            Some(gateway),
+            &|iface| net.iface_addr(iface),
+            &others,
+        );
+        for e in unresolved {
+            log::warn!(
+                "container {}: extra host {e:?} cannot be resolved now; left out of /etc/hosts",
+                c.container_id
+            );
+        }
+        let text = etc_files::hosts(&c.host_name, &c.domain_name, att.ip.parse().ok(), &extra);
+        let path = self.records.dir_of(&c.container_id).join("hosts");
+        std::fs::write(&path, text).map_err(|e| ManagerError::Io {
+            id: c.container_id.clone(),
+            message: format!("cannot write {}: {e}", path.display()),
+        })
+    }
+
+    /// Takes `c` off the bridge when it is on it (after its task ended, or before it goes).
+    pub(super) async fn disconnect(&self, c: &mut Container) {
+        let Some(net) = self.net.clone() else { return };
+        let Some(att) = c.leda_cm.as_mut().and_then(|x| x.network.take()) else {
+            return;
+        };
+        c.network_settings.sandbox_key.clear();
+        let id = c.container_id.clone();
+        let done = tokio::task::spawn_blocking(move || net.detach(&id, &att)).await;
+        match done {
+            Ok(Ok(())) => log::debug!("container {} left the bridge", c.container_id),
+            Ok(Err(e)) => log::warn!("taking container {} off the bridge: {e}", c.container_id),
+            Err(e) => log::warn!("taking container {} off the bridge: {e}", c.container_id),
+        }
+    }
+
+    /// An adopted running task keeps its place: its namespace is held again.
+    pub(super) fn hold_network(&self, c: &Container, pid: u32) {
+        if let (Some(net), true) = (
+            self.net.as_ref(),
+            c.leda_cm.as_ref().is_some_and(|x| x.network.is_some()),
+        ) {
+            net.hold(&c.container_id, pid);
+        }
+    }
+
+    /// After live restore: addresses held for containers that are not running (or no longer
+    /// exist) are given back, with their port mappings (after a crash or a reboot).
+    pub(super) async fn release_stale(&self) {
+        let Some(net) = self.net.clone() else { return };
+        let views: BTreeMap<String, Container> = lock(&self.table)
+            .values()
+            .map(|e| e.view())
+            .map(|c| (c.container_id.clone(), c))
+            .collect();
+        let stale: Vec<(String, String, Attachment)> = {
+            let net = net.clone();
+            tokio::task::spawn_blocking(move || net.allocations())
+                .await
+                .unwrap_or_default()
+        }
+        .into_iter()
+        .filter_map(|(ip, id)| {
+            let c = views.get(&id);
+            let attached_and_live = c.is_some_and(|c| {
+                c.is_active() && c.leda_cm.as_ref().is_some_and(|x| x.network.is_some())
+            });
+            if attached_and_live {
+                return None;
+            }
+            let att = c
+                .and_then(|c| c.leda_cm.as_ref()?.network.clone())
+                .unwrap_or_default();
+            Some((ip, id, att))
+        })
+        .collect();
+        for (ip, id, att) in stale {
+            log::info!("releasing address {ip} of container {id}: it is not running");
+            let net = net.clone();
+            let id2 = id.clone();
+            match tokio::task::spawn_blocking(move || net.detach(&id2, &att)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => log::warn!("releasing address {ip} of container {id}: {e}"),
+                Err(e) => log::warn!("releasing address {ip} of container {id}: {e}"),
+            }
+        }
+    }
+}
+
+fn ports_text(ports: &[PortEntry]) -> String {
+    if ports.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            let ip = if p.host_ip.is_empty() {
+                "*"
+            } else {
+                &p.host_ip
+            };
+            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
+        })
+        .collect();
+    format!(", publishing {}", list.join(" "))
+}

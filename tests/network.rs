@@ -1,0 +1,631 @@
+//! Bridge networking through the standard CNI plugins, black box: the real daemon on the
+//! harness's containerd and registry, containers on a bridge of the test's own (own name,
+//! own subnet), reached from the host over loopback and the bridge.
+//!
+//! Each test removes what it made (containers, the bridge, the CNI chains that were not there
+//! before), also when it fails (Drop). The tests run one at a time: the plugins' shared
+//! port-mapping chains would otherwise be made and removed under each other's feet.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{kanto_cm, Daemon, DaemonSetup, Harness, NotifyListener};
+use serde_json::{json, Value};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The chains of the nat and filter tables whose name starts with `CNI-`.
+fn cni_chains() -> BTreeSet<String> {
+    let mut set = BTreeSet::new();
+    for table in ["nat", "filter"] {
+        for line in sh(&format!("iptables-save -t {table}")).lines() {
+            if let Some(name) = line.strip_prefix(':') {
+                let name = name.split_whitespace().next().unwrap_or("");
+                if name.starts_with("CNI-") {
+                    set.insert(format!("{table}/{name}"));
+                }
+            }
+        }
+    }
+    set
+}
+
+struct Net {
+    h: Harness,
+    setup: DaemonSetup,
+    daemon: Option<Daemon>,
+    bridge: String,
+    /// `10.<x>.<y>` of the test's /24.
+    net3: String,
+    chains_before: BTreeSet<String>,
+    starts: u32,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Net {
+    fn new(test: &str, n: u8, extra_bridge: Value) -> Net {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let h = Harness::get();
+        let mut setup = DaemonSetup::new(&h, test);
+        let tag: String = h
+            .run_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(6)
+            .collect();
+        let bridge = format!("lcm{tag}{n}");
+        // A /24 in 10.207.0.0/16 that no route of this machine covers.
+        let routes = sh("ip -4 route show");
+        let third = (pid_byte() as u32 * 7 + n as u32 * 13) % 250 + 2;
+        let net3 = (0..250)
+            .map(|i| format!("10.207.{}", (third + i) % 250 + 2))
+            .find(|p| !routes.contains(&format!("{p}.")))
+            .expect("a free 10.207.x.0/24");
+        let mut b = json!({"disable": false, "name": bridge, "ip4": format!("{net3}.1/24")});
+        common::merge(&mut b, extra_bridge);
+        setup.extra_config = json!({
+            "containers": {"insecure_registries": [h.registry]},
+            "manager": {"default_ctrs_stop_timeout": 2},
+            "network": {"default_bridge": b},
+        });
+        Net {
+            h,
+            setup,
+            daemon: None,
+            bridge,
+            net3,
+            chains_before: cni_chains(),
+            starts: 0,
+            _serial: serial,
+        }
+    }
+
+    fn image(&self) -> String {
+        format!("{}/leda/busybox:1.0", self.h.registry)
+    }
+
+    fn start(&mut self) {
+        self.starts += 1;
+        let dir = self.setup.dir.join(format!("start-{}", self.starts));
+        std::fs::create_dir_all(&dir).unwrap();
+        let notify = NotifyListener::new(&dir);
+        let daemon = self.setup.spawn(Some(&notify));
+        assert!(
+            notify.wait_ready(Duration::from_secs(30)),
+            "{}",
+            daemon.stderr()
+        );
+        self.daemon = Some(daemon);
+    }
+
+    fn stderr(&self) -> String {
+        self.daemon.as_ref().map(|d| d.stderr()).unwrap_or_default()
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.setup.runtime_dir.join("cm.sock")
+    }
+
+    fn kcm(&self, args: &[&str]) -> std::process::Output {
+        kanto_cm(&self.sock(), args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kcm(args);
+        assert!(
+            out.status.success(),
+            "kanto-cm {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.stderr()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Creates and starts a bridged container; returns its ID.
+    fn run(&self, name: &str, flags: &[&str], cmd: &[&str]) -> String {
+        let image = self.image();
+        let mut args = vec!["create", "-n", name];
+        args.extend_from_slice(flags);
+        args.push(&image);
+        args.extend_from_slice(cmd);
+        let id = self.ok(&args).trim().to_string();
+        self.ok(&["start", &id]);
+        id
+    }
+
+    fn get(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["get", id])).unwrap()
+    }
+
+    fn ip_of(&self, id: &str) -> String {
+        let c = self.get(id);
+        c["network_settings"]["networks"][&self.bridge]["ip_address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no address on {} in {c}", self.bridge))
+            .to_string()
+    }
+
+    /// Waits for the container to exit; returns its exit code.
+    fn wait_exit(&self, id: &str, timeout: Duration) -> i64 {
+        let until = Instant::now() + timeout;
+        loop {
+            let c = self.get(id);
+            if c["state"]["status"] == json!(5) || c["state"]["status"] == json!(3) {
+                return c["state"]["exit_code"].as_i64().unwrap();
+            }
+            assert!(Instant::now() < until, "{id} still runs: {c}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn logs(&self, id: &str) -> String {
+        self.ok(&["logs", id])
+    }
+
+    fn ipam_dir(&self) -> PathBuf {
+        self.setup.state_dir.join("network/ipam").join(&self.bridge)
+    }
+
+    /// Addresses host-local holds on the test's bridge.
+    fn allocations(&self) -> Vec<String> {
+        std::fs::read_dir(self.ipam_dir())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn veths(&self) -> String {
+        sh(&format!(
+            "ip -o link show master {} 2>/dev/null",
+            self.bridge
+        ))
+    }
+}
+
+fn pid_byte() -> u8 {
+    (std::process::id() % 251) as u8
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if self.daemon.is_some() {
+            let ids = String::from_utf8_lossy(&self.kcm(&["list", "-q"]).stdout).to_string();
+            for id in ids.split_whitespace() {
+                let _ = self.kcm(&["remove", "-f", id]);
+            }
+            if let Some(d) = self.daemon.take() {
+                d.stop();
+            }
+        }
+        common::clean_namespace(&self.setup.containerd_sock, &self.setup.namespace);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        // Chains the plugins made during this test (the shared port-mapping ones included
+        // when they were not there before), with the rules that jump to them.
+        let made: Vec<String> = cni_chains()
+            .difference(&self.chains_before)
+            .cloned()
+            .collect();
+        for tc in &made {
+            let (table, chain) = tc.split_once('/').unwrap();
+            for line in sh(&format!("iptables-save -t {table}")).lines() {
+                if line.starts_with("-A ") && line.contains(&format!("-j {chain}")) {
+                    let rule = line.replacen("-A ", "-D ", 1);
+                    let _ = sh(&format!("iptables -t {table} {rule}"));
+                }
+            }
+        }
+        for tc in &made {
+            let (table, chain) = tc.split_once('/').unwrap();
+            let _ = sh(&format!(
+                "iptables -t {table} -F {chain}; iptables -t {table} -X {chain}"
+            ));
+        }
+    }
+}
+
+/// An HTTP GET over `stream`; returns the body.
+fn http_get(addr: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn retry<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Accepts one connection, reads a line and closes it (busybox nc waits for the close).
+fn read_line(server: &TcpListener) -> (String, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let (conn, peer) = server.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(&conn).read_line(&mut line);
+    (line, peer)
+}
+
+const HTTPD: &[&str] = &["httpd", "-f", "-p", "80", "-h", "/var/www"];
+
+#[test]
+fn bridged_containers_reach_each_other_the_host_and_published_ports_and_keep_their_addresses() {
+    let mut t = Net::new("net-bridge", 1, json!({}));
+    t.start();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mapping = format!("127.0.0.1:{port}:80");
+    let web = t.run("web", &["--ports", &mapping], HTTPD);
+    let web_ip = t.ip_of(&web);
+    assert!(web_ip.starts_with(&format!("{}.", t.net3)), "{web_ip}");
+    let c = t.get(&web);
+    assert_eq!(
+        c["network_settings"]["networks"][&t.bridge]["gateway"],
+        json!(format!("{}.1", t.net3))
+    );
+
+    // The published port on the host's loopback reaches httpd in the container.
+    let body = retry(Duration::from_secs(10), || {
+        http_get(&format!("127.0.0.1:{port}")).ok()
+    })
+    .unwrap_or_else(|| panic!("127.0.0.1:{port} does not answer\n{}", t.stderr()));
+    assert!(body.contains("leda-cm test image busybox"), "{body}");
+
+    // A second container reaches the first by its address.
+    let client = t.run(
+        "client",
+        &["--rp", "no"],
+        &[
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{web_ip}/index.html"),
+        ],
+    );
+    assert_eq!(
+        t.wait_exit(&client, Duration::from_secs(20)),
+        0,
+        "{}",
+        t.logs(&client)
+    );
+    assert!(
+        t.logs(&client).contains("leda-cm test image"),
+        "{}",
+        t.logs(&client)
+    );
+
+    // A server bound on the bridge's gateway, reached by the name from extra_hosts.
+    let gateway = format!("{}.1", t.net3);
+    let server = TcpListener::bind(format!("{gateway}:0")).unwrap();
+    let sport = server.local_addr().unwrap().port();
+    let talk = format!("echo hello-from-container | nc mosquitto {sport}");
+    let caller = t.run(
+        "caller",
+        &["--rp", "no", "--hosts", "mosquitto:host_ip"],
+        &["sh", "-c", &talk],
+    );
+    let (got, peer) = read_line(&server);
+    assert_eq!(got.trim(), "hello-from-container");
+    assert!(peer.ip().to_string().starts_with(&t.net3), "{peer}");
+    let hosts = std::fs::read_to_string(
+        t.setup
+            .state_dir
+            .join("containers")
+            .join(&caller)
+            .join("hosts"),
+    )
+    .unwrap();
+    assert!(hosts.contains(&format!("{gateway}\tmosquitto")), "{hosts}");
+    assert_eq!(t.wait_exit(&caller, Duration::from_secs(20)), 0);
+
+    // The masquerade rule of a container is in the plugin's chain (the name leda-cm computes
+    // to clean up after a task that ended while it was away).
+    let nat = sh("iptables-save -t nat");
+    let web_chain = leda_cm::network::masquerade_chain(&t.bridge, &web);
+    assert!(
+        nat.contains(&format!(":{web_chain} ")),
+        "no {web_chain} in\n{nat}"
+    );
+
+    // kill -9 of the daemon and a restart: the running container keeps its address and its
+    // port; nothing is allocated twice; a container that ended meanwhile gives everything
+    // back.
+    let brief = t.run("brief", &["--rp", "no"], &["sleep", "3"]);
+    let brief_chain = leda_cm::network::masquerade_chain(&t.bridge, &brief);
+    let before = t.allocations();
+    assert_eq!(before.len(), 2, "{before:?}");
+    let mut d = t.daemon.take().unwrap();
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(10)).unwrap();
+    let tasks_gone = retry(Duration::from_secs(15), || {
+        let tasks = common::ctr_tasks(&t.setup.containerd_sock, &t.setup.namespace);
+        (tasks.get(&brief).map(String::as_str) != Some("RUNNING")).then_some(())
+    });
+    assert!(tasks_gone.is_some(), "{brief} still runs");
+    t.start();
+    assert_eq!(t.wait_exit(&brief, Duration::from_secs(10)), 0);
+    let nat = sh("iptables-save -t nat");
+    assert!(!nat.contains(&brief), "a rule of {brief} is left:\n{nat}");
+    assert!(!nat.contains(&brief_chain), "{brief_chain} is left:\n{nat}");
+    assert_eq!(t.ip_of(&web), web_ip);
+    assert_eq!(t.get(&web)["state"]["running"], json!(true));
+    let after = t.allocations();
+    assert!(after.contains(&web_ip), "{after:?}");
+    // The exited containers gave their addresses back (at exit or at the restart).
+    assert_eq!(after.len(), 1, "{before:?} → {after:?}");
+    let body = http_get(&format!("127.0.0.1:{port}")).unwrap();
+    assert!(body.contains("leda-cm test image"), "{body}");
+
+    // A stop gives the address back, a start asks for it again.
+    t.ok(&["stop", &web]);
+    assert!(t.allocations().is_empty(), "{:?}", t.allocations());
+    t.ok(&["start", &web]);
+    assert_eq!(t.ip_of(&web), web_ip);
+
+    // Removing everything leaves no veth, no allocation, no rule of theirs.
+    let ids = [web.clone(), client.clone(), caller.clone(), brief.clone()];
+    for id in &ids {
+        t.ok(&["remove", "-f", id]);
+    }
+    assert_eq!(t.veths().trim(), "", "veths left on {}", t.bridge);
+    assert!(t.allocations().is_empty(), "{:?}", t.allocations());
+    let rules = sh("iptables-save");
+    for id in &ids {
+        assert!(
+            !rules.contains(id.as_str()),
+            "a rule of {id} is left:\n{rules}"
+        );
+    }
+    assert!(
+        !rules.contains(&web_ip),
+        "a rule for {web_ip} is left:\n{rules}"
+    );
+    assert!(http_get(&format!("127.0.0.1:{port}")).is_err());
+}
+
+#[test]
+fn icc_false_isolates_containers_but_not_the_host() {
+    let mut t = Net::new("net-icc", 2, json!({"icc": false}));
+    t.start();
+    let web = t.run("web", &[], HTTPD);
+    let ip = t.ip_of(&web);
+    let gateway = format!("{}.1", t.net3);
+    // The host reaches it over the bridge.
+    let body = retry(Duration::from_secs(10), || {
+        http_get(&format!("{ip}:80")).ok()
+    })
+    .unwrap_or_else(|| panic!("{ip}:80 does not answer from the host"));
+    assert!(body.contains("leda-cm test image"));
+    // Another container does not.
+    let client = t.run(
+        "client",
+        &["--rp", "no"],
+        &[
+            "wget",
+            "-q",
+            "-T",
+            "3",
+            "-O",
+            "-",
+            &format!("http://{ip}/index.html"),
+        ],
+    );
+    assert_ne!(
+        t.wait_exit(&client, Duration::from_secs(30)),
+        0,
+        "{}",
+        t.logs(&client)
+    );
+    // It still reaches the host (the gateway).
+    let server = TcpListener::bind(format!("{gateway}:0")).unwrap();
+    let sport = server.local_addr().unwrap().port();
+    let caller = t.run(
+        "caller",
+        &["--rp", "no"],
+        &["sh", "-c", &format!("echo hi | nc {gateway} {sport}")],
+    );
+    let (got, _) = read_line(&server);
+    assert_eq!(got.trim(), "hi");
+    assert_eq!(t.wait_exit(&caller, Duration::from_secs(20)), 0);
+}
+
+#[test]
+fn a_taken_host_port_fails_the_create_and_leaves_nothing() {
+    let mut t = Net::new("net-port", 3, json!({}));
+    t.start();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let image = t.image();
+    let mapping = format!("127.0.0.1:{port}:80");
+    let out = t.kcm(&["create", "-n", "clash", "--ports", &mapping, &image]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "host port {port}/tcp on 127.0.0.1 is already in use"
+        )),
+        "{err}"
+    );
+    assert_eq!(t.ok(&["list", "-q"]).trim(), "");
+    assert_eq!(
+        common::ctr(
+            &t.setup.containerd_sock,
+            &t.setup.namespace,
+            &["containers", "ls", "-q"]
+        )
+        .trim(),
+        ""
+    );
+    assert!(t.allocations().is_empty());
+
+    // Two containers cannot publish the same host port either.
+    drop(taken);
+    let first = t.run("first", &["--ports", &mapping], HTTPD);
+    let out = t.kcm(&["create", "-n", "second", "--ports", &mapping, &image]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("host port {port}/tcp")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A range takes the first free port of it.
+    let range = format!("127.0.0.1:{port}-{}:80", port + 50);
+    let third = t.run("third", &["--ports", &range], HTTPD);
+    let answering = |p: u16| {
+        http_get(&format!("127.0.0.1:{p}")).is_ok_and(|b| b.contains("leda-cm test image"))
+    };
+    let chosen = retry(Duration::from_secs(10), || {
+        (port + 1..=port + 50).find(|p| answering(*p))
+    })
+    .expect("a port of the range answers");
+    assert!(answering(port), "the first container still has {port}");
+    assert_eq!(
+        (port + 1..=port + 50).filter(|p| answering(*p)).count(),
+        1,
+        "chosen {chosen}"
+    );
+    t.ok(&["remove", "-f", &first]);
+    t.ok(&["remove", "-f", &third]);
+}
+
+#[test]
+fn a_missing_plugin_is_named_with_its_dir() {
+    let mut t = Net::new("net-noplugin", 4, json!({}));
+    let empty = t.setup.dir.join("no-plugins");
+    std::fs::create_dir_all(&empty).unwrap();
+    // host-local and bridge present, portmap missing.
+    for p in ["bridge", "host-local"] {
+        std::os::unix::fs::symlink(format!("/usr/lib/cni/{p}"), empty.join(p)).unwrap();
+    }
+    common::merge(
+        &mut t.setup.extra_config,
+        json!({"network": {"cni_plugin_dir": empty}}),
+    );
+    t.start();
+    assert!(
+        t.stderr().contains(&format!(
+            "CNI plugin portmap not found in {}",
+            empty.display()
+        )),
+        "{}",
+        t.stderr()
+    );
+    let image = t.image();
+    let id = t
+        .ok(&["create", "-n", "lonely", &image, "sleep", "60"])
+        .trim()
+        .to_string();
+    let out = t.kcm(&["start", &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "CNI plugin portmap not found in {}",
+            empty.display()
+        )),
+        "{err}"
+    );
+    // Nothing half set up: no task, no address, no veth.
+    let tasks = common::ctr_tasks(&t.setup.containerd_sock, &t.setup.namespace);
+    assert_eq!(tasks.get(&id).map(String::as_str), Some(""), "{tasks:?}");
+    assert!(t.allocations().is_empty(), "{:?}", t.allocations());
+    assert_eq!(t.veths().trim(), "");
+}
+
+#[test]
+fn an_invalid_or_overlapping_subnet_is_a_configuration_error_at_start() {
+    let h = Harness::get();
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // A bridge of the test's own with an address, so that a route exists to overlap.
+    let tag: String = h
+        .run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(6)
+        .collect();
+    let own = format!("lcmo{tag}");
+    struct Link(String);
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+        }
+    }
+    let _link = Link(own.clone());
+    let routes = sh("ip -4 route show");
+    let net2 = (100..200)
+        .map(|b| format!("10.{b}"))
+        .find(|p| !routes.contains(&format!("{p}.")))
+        .unwrap();
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ip link add {own} type bridge && ip addr add {net2}.9.1/24 dev {own} && ip link set {own} up"
+        ))
+        .status()
+        .unwrap()
+        .success());
+    let cases = [
+        (
+            json!({"name": "lcmx", "ip4": format!("{net2}.0.1/16")}),
+            format!("bridge subnet {net2}.0.0/16 overlaps the route {net2}.9.0/24 of interface {own}"),
+        ),
+        (
+            json!({"name": "lcmx", "ip4": "10.1.2.3/40"}),
+            "invalid network.default_bridge.ip4 \"10.1.2.3/40\": prefix length \"40\" is not between 1 and 30".to_string(),
+        ),
+        (
+            json!({"name": "lcmx", "ip4": "10.1.2.1/24", "fcidr4": "10.9.0.0/24"}),
+            "invalid network.default_bridge.fcidr4 \"10.9.0.0/24\": not inside the bridge subnet 10.1.2.0/24".to_string(),
+        ),
+    ];
+    for (bridge, message) in cases {
+        let mut setup = DaemonSetup::new(&h, "net-subnet");
+        let b = json!({"network": {"default_bridge": merge_disable(bridge)}});
+        setup.extra_config = b;
+        let mut d = setup.spawn(None);
+        let status = d
+            .wait_exit(Duration::from_secs(20))
+            .expect("the daemon exits");
+        assert_eq!(status.code(), Some(78), "{}", d.stderr());
+        assert!(d.stderr().contains(&message), "{message}\n{}", d.stderr());
+        // Nothing was written.
+        assert!(!setup.state_dir.join("network").exists());
+    }
+}
+
+fn merge_disable(mut b: Value) -> Value {
+    b["disable"] = json!(false);
+    b
+}
