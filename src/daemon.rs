@@ -300,6 +300,9 @@ fn resolve_bridge(
     state_dir: &Path,
 ) -> Result<Option<crate::network::Bridge>, DaemonError> {
     let cfg = &config.network.default_bridge;
+    for w in crate::network::unsupported_settings(cfg) {
+        log::warn!("{w}");
+    }
     if cfg.disable {
         return Ok(None);
     }

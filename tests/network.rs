@@ -543,8 +543,18 @@ fn a_missing_plugin_is_named_with_its_dir() {
         t.stderr()
     );
     let image = t.image();
+    // The bridge plugin runs first; portmap (needed for the port mapping) is missing: what
+    // bridge did is undone.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mapping = format!("127.0.0.1:{port}:80");
     let id = t
-        .ok(&["create", "-n", "lonely", &image, "sleep", "60"])
+        .ok(&[
+            "create", "-n", "lonely", "--ports", &mapping, &image, "sleep", "60",
+        ])
         .trim()
         .to_string();
     let out = t.kcm(&["start", &id]);

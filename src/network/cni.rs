@@ -22,7 +22,8 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::{
-    parse_result, plugin_input, plugins, Attachment, Bridge, NetworkError, PortEntry, PortRequest,
+    chain_for, parse_result, plugin_input, plugins, Attachment, Bridge, NetworkError, PortEntry,
+    PortRequest,
 };
 
 /// The interface name inside the container.
@@ -253,7 +254,12 @@ impl Cni {
         ports: &[PortEntry],
     ) -> Result<Value, NetworkError> {
         let ipam_dir = self.ipam_dir.display().to_string();
-        let chain = plugins(&self.bridge, &ipam_dir);
+        let chain = chain_for(&self.bridge, &ipam_dir, ports);
+        // Every plugin is there before the first one changes anything.
+        for p in &chain {
+            self.find_plugin(p["type"].as_str().unwrap_or(""))?;
+        }
+        self.find_plugin("host-local")?;
         let mut prev: Option<Value> = None;
         for (i, p) in chain.iter().enumerate() {
             let input = plugin_input(&self.bridge.name, p, prev.as_ref(), ports);
@@ -285,7 +291,7 @@ impl Cni {
         let ipam_dir = self.ipam_dir.display().to_string();
         let prev = (!result.is_null()).then_some(result);
         let mut first_err = None;
-        for p in plugins(&self.bridge, &ipam_dir).iter().rev() {
+        for p in chain_for(&self.bridge, &ipam_dir, ports).iter().rev() {
             let input = plugin_input(&self.bridge.name, p, prev, ports);
             if let Err(e) = self.exec(p, "DEL", id, netns, "", &input) {
                 first_err.get_or_insert(e);

@@ -289,6 +289,30 @@ pub fn resolve_bridge(
     })
 }
 
+/// Settings of `network.default_bridge` that the CNI plugins cannot honour, as warnings.
+pub fn unsupported_settings(cfg: &BridgeConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if !cfg.disable && !cfg.ip_forward {
+        out.push(
+            "network.default_bridge.ip_forward false is not honoured: the bridge plugin turns IPv4 forwarding on for a gateway bridge"
+                .to_string(),
+        );
+    }
+    if cfg.enable_ip6 {
+        out.push(
+            "network.default_bridge.enable_ip6 is not supported: containers get IPv4 only"
+                .to_string(),
+        );
+    }
+    if cfg.userland_proxy {
+        out.push(
+            "network.default_bridge.userland_proxy is not supported: port mappings are iptables rules (portmap)"
+                .to_string(),
+        );
+    }
+    out
+}
+
 /// `/proc/net/route`: `Iface Destination Gateway Flags … Mask …` in little-endian hex.
 pub fn parse_routes(text: &str) -> Vec<Route> {
     text.lines()
@@ -306,6 +330,15 @@ pub fn parse_routes(text: &str) -> Vec<Route> {
                 dest: Ipv4Net::new(dest, mask.count_ones() as u8),
             })
         })
+        .collect()
+}
+
+/// The plugins of the chain a container with `ports` needs: `portmap` does nothing without
+/// port mappings (ADD and DEL alike), so it is not run then.
+pub fn chain_for(bridge: &Bridge, ipam_dir: &str, ports: &[PortEntry]) -> Vec<Value> {
+    plugins(bridge, ipam_dir)
+        .into_iter()
+        .filter(|p| !ports.is_empty() || p["capabilities"]["portMappings"] != json!(true))
         .collect()
 }
 
@@ -645,6 +678,19 @@ mod tests {
     }
 
     #[test]
+    fn settings_the_plugins_cannot_honour_are_named() {
+        assert!(unsupported_settings(&cfg(json!({}))).is_empty());
+        let w = unsupported_settings(&cfg(
+            json!({"ip_forward": false, "enable_ip6": true, "userland_proxy": true}),
+        ));
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("network.default_bridge.ip_forward false is not honoured"));
+        assert!(
+            unsupported_settings(&cfg(json!({"disable": true, "ip_forward": false}))).is_empty()
+        );
+    }
+
+    #[test]
     fn every_default_subnet_routed() {
         let routes: Vec<Route> = (17..=31)
             .map(|b| route("x", &format!("172.{b}.0.0/16")))
@@ -711,6 +757,9 @@ mod tests {
             second["runtimeConfig"]["portMappings"],
             json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}])
         );
+        // portmap only runs for a container with port mappings.
+        assert_eq!(chain_for(&b, "/d", &[]).len(), 1);
+        assert_eq!(chain_for(&b, "/d", &ports).len(), 2);
         // Without iptables: no masquerade and no portmap.
         let b = resolve_bridge(&cfg(json!({"ip_tables": false})), &[], None).unwrap();
         let p = plugins(&b, "/d");

@@ -110,6 +110,8 @@ def main():
             "containers": {"address_path": SOCK, "default_ns": ns, "insecure_registries": [REG]},
             "grpc_server": {"address_path": os.path.join(rundir, "cm.sock")},
             "things": {"enable": False}, "deployment": {"enable": False},
+            # Containers in a namespace of their own, no bridge: tests/bench/network.py measures that.
+            "network": {"default_bridge": {"disable": True}},
             "update_agent": {"enable": True},
             "connection": {"broker_url": f"tcp://{BROKER_HOST}:{BROKER_PORT}"},
             "log": {"log_level": H.get("BENCH_LOG", "WARN")},

@@ -66,6 +66,8 @@ def main():
             "containers": {"address_path": SOCK, "default_ns": ns, "insecure_registries": [REG]},
             "grpc_server": {"address_path": api},
             "things": {"enable": False}, "deployment": {"enable": False},
+            # Containers in a namespace of their own, no bridge: tests/bench/network.py measures that.
+            "network": {"default_bridge": {"disable": True}},
             "log": {"log_level": "WARN"},
         }, f)
     notify = os.path.join(work, "notify.sock")

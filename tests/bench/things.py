@@ -104,6 +104,8 @@ def main():
             "containers": {"address_path": SOCK, "default_ns": ns, "insecure_registries": [REG]},
             "grpc_server": {"address_path": os.path.join(rundir, "cm.sock")},
             "things": {"enable": True}, "deployment": {"enable": False},
+            # Containers in a namespace of their own, no bridge: tests/bench/network.py measures that.
+            "network": {"default_bridge": {"disable": True}},
             "connection": {"broker_url": f"tcp://{BROKER_HOST}:{BROKER_PORT}"},
             "log": {"log_level": "WARN"},
         }, f)
