@@ -516,6 +516,28 @@ fn a_taken_host_port_fails_the_create_and_leaves_nothing() {
         1,
         "chosen {chosen}"
     );
+    // udp: the test image's busybox has no UDP server, so the DNAT rule portmap made is what
+    // is checked (protocol, host address and port, the container's address and port).
+    let uport = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let umap = format!("127.0.0.1:{uport}:5353/udp");
+    let listener = t.run("udp", &["--ports", &umap], &["sleep", "600"]);
+    let uip = t.ip_of(&listener);
+    let nat = sh("iptables-save -t nat");
+    let rule = nat
+        .lines()
+        .find(|l| l.contains(&format!("--to-destination {uip}:5353")))
+        .unwrap_or_else(|| panic!("no DNAT to {uip}:5353 in\n{nat}"));
+    assert!(
+        rule.contains("-p udp") && rule.contains(&format!("--dport {uport}")),
+        "{rule}"
+    );
+    assert!(nat.contains("-d 127.0.0.1/32 -p udp"), "{nat}");
+    t.ok(&["remove", "-f", &listener]);
+    assert!(!sh("iptables-save -t nat").contains(&format!("{uip}:5353")));
     t.ok(&["remove", "-f", &first]);
     t.ok(&["remove", "-f", &third]);
 }
