@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::device::service_image;
-use common::{Daemon, DaemonSetup, Harness, NotifyListener};
+use common::{Daemon, DaemonSetup, Harness};
 use serde_json::{json, Value};
 
 struct Node {
@@ -43,16 +43,7 @@ impl Node {
 
     fn start(&mut self) {
         self.starts += 1;
-        let dir = self.setup.dir.join(format!("start-{}", self.starts));
-        std::fs::create_dir_all(&dir).unwrap();
-        let notify = NotifyListener::new(&dir);
-        let daemon = self.setup.spawn(Some(&notify));
-        assert!(
-            notify.wait_ready(Duration::from_secs(20)),
-            "{}",
-            daemon.stderr()
-        );
-        self.daemon = Some(daemon);
+        self.daemon = Some(self.setup.spawn_ready(self.starts, Duration::from_secs(20)));
     }
 
     fn stop(&mut self) {

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{kanto_cm, Daemon, DaemonSetup, Harness, NotifyListener};
+use common::{kanto_cm, Daemon, DaemonSetup, Harness};
 use serde_json::{json, Value};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -59,12 +59,7 @@ impl Net {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let h = Harness::get();
         let mut setup = DaemonSetup::new(&h, test);
-        let tag: String = h
-            .run_id
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(6)
-            .collect();
+        let tag = run_tag(&h);
         let bridge = format!("lcm{tag}{n}");
         // A /24 in 10.207.0.0/16 that no route of this machine covers.
         let routes = sh("ip -4 route show");
@@ -98,16 +93,7 @@ impl Net {
 
     fn start(&mut self) {
         self.starts += 1;
-        let dir = self.setup.dir.join(format!("start-{}", self.starts));
-        std::fs::create_dir_all(&dir).unwrap();
-        let notify = NotifyListener::new(&dir);
-        let daemon = self.setup.spawn(Some(&notify));
-        assert!(
-            notify.wait_ready(Duration::from_secs(30)),
-            "{}",
-            daemon.stderr()
-        );
-        self.daemon = Some(daemon);
+        self.daemon = Some(self.setup.spawn_ready(self.starts, Duration::from_secs(30)));
     }
 
     fn stderr(&self) -> String {
@@ -198,6 +184,25 @@ impl Net {
     }
 }
 
+/// A free port of the host's loopback and the mapping `127.0.0.1:<port>:80` to it.
+fn free_mapping() -> (u16, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, format!("127.0.0.1:{port}:80"))
+}
+
+/// Six characters of the harness run, for names of this run's interfaces.
+fn run_tag(h: &Harness) -> String {
+    h.run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(6)
+        .collect()
+}
+
 fn pid_byte() -> u8 {
     (std::process::id() % 251) as u8
 }
@@ -280,12 +285,7 @@ const HTTPD: &[&str] = &["httpd", "-f", "-p", "80", "-h", "/var/www"];
 fn bridged_containers_reach_each_other_the_host_and_published_ports_and_keep_their_addresses() {
     let mut t = Net::new("net-bridge", 1, json!({}));
     t.start();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mapping = format!("127.0.0.1:{port}:80");
+    let (port, mapping) = free_mapping();
     let web = t.run("web", &["--ports", &mapping], HTTPD);
     let web_ip = t.ip_of(&web);
     assert!(web_ip.starts_with(&format!("{}.", t.net3)), "{web_ip}");
@@ -578,12 +578,7 @@ fn a_missing_plugin_is_named_with_its_dir() {
     let image = t.image();
     // The bridge plugin runs first; portmap (needed for the port mapping) is missing: what
     // bridge did is undone.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mapping = format!("127.0.0.1:{port}:80");
+    let (_, mapping) = free_mapping();
     let id = t
         .ok(&[
             "create", "-n", "lonely", "--ports", &mapping, &image, "sleep", "60",
@@ -612,12 +607,7 @@ fn an_invalid_or_overlapping_subnet_is_a_configuration_error_at_start() {
     let h = Harness::get();
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     // A bridge of the test's own with an address, so that a route exists to overlap.
-    let tag: String = h
-        .run_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(6)
-        .collect();
+    let tag = run_tag(&h);
     let own = format!("lcmo{tag}");
     struct Link(String);
     impl Drop for Link {

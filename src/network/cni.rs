@@ -53,10 +53,6 @@ impl Cni {
         }
     }
 
-    pub fn bridge(&self) -> &Bridge {
-        &self.bridge
-    }
-
     fn dirs_text(&self) -> String {
         self.plugin_dirs
             .iter()
@@ -140,112 +136,6 @@ impl Cni {
         Ok(stdout)
     }
 
-    /// Picks the host port of every request (the first free one of a range) and fails
-    /// naming the port when a single port is taken on the host or by another container.
-    pub fn choose_ports(
-        &self,
-        requests: &[PortRequest],
-        taken: &[PortEntry],
-    ) -> Result<Vec<PortEntry>, NetworkError> {
-        requests
-            .iter()
-            .map(|r| {
-                let (start, end) = r.host_ports;
-                let clash = |p: u16| {
-                    taken.iter().any(|t| {
-                        super::ports_clash(
-                            &r.host_ip,
-                            &r.protocol,
-                            p,
-                            &t.host_ip,
-                            &t.protocol,
-                            t.host_port,
-                        )
-                    })
-                };
-                let free =
-                    (start..=end).find(|p| !clash(*p) && port_free(&r.host_ip, *p, &r.protocol));
-                match free {
-                    Some(port) => Ok(PortEntry {
-                        host_port: port,
-                        container_port: r.container_port,
-                        protocol: r.protocol.clone(),
-                        host_ip: r.host_ip.clone(),
-                    }),
-                    None if start == end => Err(NetworkError::PortInUse {
-                        port: start,
-                        proto: r.protocol.clone(),
-                        host_ip: r.host_ip.clone(),
-                    }),
-                    None => Err(NetworkError::NoFreePort {
-                        start,
-                        end,
-                        proto: r.protocol.clone(),
-                    }),
-                }
-            })
-            .collect()
-    }
-
-    /// Adds the container whose task has PID `pid` to the bridge: ADD through the chain,
-    /// asking for `wanted_ip` first (the address it had), with `ports` published. On failure
-    /// whatever was added is deleted again.
-    pub fn attach(
-        &self,
-        id: &str,
-        pid: u32,
-        wanted_ip: Option<Ipv4Addr>,
-        ports: &[PortEntry],
-    ) -> Result<Attachment, NetworkError> {
-        let netns = format!("/proc/{pid}/ns/net");
-        let file = File::open(&netns).map_err(|e| NetworkError::Namespace {
-            id: id.to_string(),
-            message: format!("{netns}: {e}"),
-        })?;
-        std::fs::create_dir_all(&self.ipam_dir).map_err(|e| NetworkError::State {
-            path: self.ipam_dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let attempt = |ip: Option<Ipv4Addr>| {
-            let args = match ip {
-                Some(ip) => format!("IgnoreUnknown=1;IP={ip}"),
-                None => String::new(),
-            };
-            self.add_chain(id, &netns, &args, ports)
-        };
-        let result = match wanted_ip {
-            Some(ip) => attempt(Some(ip)).or_else(|e| {
-                log::warn!(
-                    "container {id} cannot have its address {ip} again ({e}); taking another"
-                );
-                attempt(None)
-            }),
-            None => attempt(None),
-        }?;
-        let mut att = parse_result(&self.bridge.name, &result).ok_or_else(|| {
-            let _ = self.del_chain(id, &netns, &result, ports);
-            NetworkError::NoAddress {
-                plugin: "bridge".into(),
-                id: id.to_string(),
-            }
-        })?;
-        att.ports = ports.to_vec();
-        if !self.bridge.icc && !att.host_veth.is_empty() {
-            // No plugin isolates bridge ports: the kernel's per-port flag does (Linux ≥ 4.18);
-            // isolated ports reach the host and the outside, not each other.
-            let flag = format!("/sys/class/net/{}/brport/isolated", att.host_veth);
-            if let Err(e) = std::fs::write(&flag, "1") {
-                let _ = self.del_chain(id, &netns, &result, ports);
-                return Err(NetworkError::Namespace {
-                    id: id.to_string(),
-                    message: format!("cannot isolate {} (icc false): {flag}: {e}", att.host_veth),
-                });
-            }
-        }
-        lock(&self.held).insert(id.to_string(), file);
-        Ok(att)
-    }
-
     fn add_chain(
         &self,
         id: &str,
@@ -298,32 +188,6 @@ impl Cni {
             }
         }
         first_err.map_or(Ok(()), Err)
-    }
-
-    /// Keeps the namespace of an adopted, attached container open (after a daemon restart).
-    pub fn hold(&self, id: &str, pid: u32) {
-        match File::open(format!("/proc/{pid}/ns/net")) {
-            Ok(f) => {
-                lock(&self.held).insert(id.to_string(), f);
-            }
-            Err(e) => log::warn!("cannot hold the network namespace of container {id}: {e}"),
-        }
-    }
-
-    /// Removes the container from the bridge (DEL through the chain in reverse: port
-    /// mappings, masquerade rule, veth, address) and lets its namespace go.
-    pub fn detach(&self, id: &str, att: &Attachment) -> Result<(), NetworkError> {
-        let held = lock(&self.held).remove(id);
-        let netns = held
-            .as_ref()
-            .map(|f| format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()))
-            .unwrap_or_default();
-        let r = self.del_chain(id, &netns, &att.result, &att.ports);
-        drop(held);
-        if netns.is_empty() && self.bridge.ip_masq {
-            self.remove_masquerade_leftover(id);
-        }
-        r
     }
 
     /// The bridge plugin (1.1) removes a container's masquerade rule only while the
@@ -380,9 +244,147 @@ impl Cni {
             log::info!("removed the masquerade rule that container {id} left behind");
         }
     }
+}
+
+impl super::Network for Cni {
+    fn bridge(&self) -> &Bridge {
+        &self.bridge
+    }
+
+    /// Picks the host port of every request (the first free one of a range) and fails
+    /// naming the port when a single port is taken on the host or by another container.
+    fn choose_ports(
+        &self,
+        requests: &[PortRequest],
+        taken: &[PortEntry],
+    ) -> Result<Vec<PortEntry>, NetworkError> {
+        requests
+            .iter()
+            .map(|r| {
+                let (start, end) = r.host_ports;
+                let clash = |p: u16| {
+                    taken.iter().any(|t| {
+                        super::ports_clash(
+                            &r.host_ip,
+                            &r.protocol,
+                            p,
+                            &t.host_ip,
+                            &t.protocol,
+                            t.host_port,
+                        )
+                    })
+                };
+                let free =
+                    (start..=end).find(|p| !clash(*p) && port_free(&r.host_ip, *p, &r.protocol));
+                match free {
+                    Some(port) => Ok(PortEntry {
+                        host_port: port,
+                        container_port: r.container_port,
+                        protocol: r.protocol.clone(),
+                        host_ip: r.host_ip.clone(),
+                    }),
+                    None if start == end => Err(NetworkError::PortInUse {
+                        port: start,
+                        proto: r.protocol.clone(),
+                        host_ip: r.host_ip.clone(),
+                    }),
+                    None => Err(NetworkError::NoFreePort {
+                        start,
+                        end,
+                        proto: r.protocol.clone(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Adds the container whose task has PID `pid` to the bridge: ADD through the chain,
+    /// asking for `wanted_ip` first (the address it had), with `ports` published. On failure
+    /// whatever was added is deleted again.
+    fn attach(
+        &self,
+        id: &str,
+        pid: u32,
+        wanted_ip: Option<Ipv4Addr>,
+        ports: &[PortEntry],
+    ) -> Result<Attachment, NetworkError> {
+        let netns = format!("/proc/{pid}/ns/net");
+        let file = File::open(&netns).map_err(|e| NetworkError::Namespace {
+            id: id.to_string(),
+            message: format!("{netns}: {e}"),
+        })?;
+        std::fs::create_dir_all(&self.ipam_dir).map_err(|e| NetworkError::State {
+            path: self.ipam_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let attempt = |ip: Option<Ipv4Addr>| {
+            let args = match ip {
+                Some(ip) => format!("IgnoreUnknown=1;IP={ip}"),
+                None => String::new(),
+            };
+            self.add_chain(id, &netns, &args, ports)
+        };
+        let result = match wanted_ip {
+            Some(ip) => attempt(Some(ip)).or_else(|e| {
+                log::warn!(
+                    "container {id} cannot have its address {ip} again ({e}); taking another"
+                );
+                attempt(None)
+            }),
+            None => attempt(None),
+        }?;
+        let mut att = parse_result(&self.bridge.name, &result).ok_or_else(|| {
+            let _ = self.del_chain(id, &netns, &result, ports);
+            NetworkError::NoAddress {
+                plugin: "bridge".into(),
+                id: id.to_string(),
+            }
+        })?;
+        att.ports = ports.to_vec();
+        if !self.bridge.icc && !att.host_veth.is_empty() {
+            // No plugin isolates bridge ports: the kernel's per-port flag does (Linux ≥ 4.18);
+            // isolated ports reach the host and the outside, not each other.
+            let flag = format!("/sys/class/net/{}/brport/isolated", att.host_veth);
+            if let Err(e) = std::fs::write(&flag, "1") {
+                let _ = self.del_chain(id, &netns, &result, ports);
+                return Err(NetworkError::Namespace {
+                    id: id.to_string(),
+                    message: format!("cannot isolate {} (icc false): {flag}: {e}", att.host_veth),
+                });
+            }
+        }
+        lock(&self.held).insert(id.to_string(), file);
+        Ok(att)
+    }
+
+    /// Keeps the namespace of an adopted, attached container open (after a daemon restart).
+    fn hold(&self, id: &str, pid: u32) {
+        match File::open(format!("/proc/{pid}/ns/net")) {
+            Ok(f) => {
+                lock(&self.held).insert(id.to_string(), f);
+            }
+            Err(e) => log::warn!("cannot hold the network namespace of container {id}: {e}"),
+        }
+    }
+
+    /// Removes the container from the bridge (DEL through the chain in reverse: port
+    /// mappings, masquerade rule, veth, address) and lets its namespace go.
+    fn detach(&self, id: &str, att: &Attachment) -> Result<(), NetworkError> {
+        let held = lock(&self.held).remove(id);
+        let netns = held
+            .as_ref()
+            .map(|f| format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd()))
+            .unwrap_or_default();
+        let r = self.del_chain(id, &netns, &att.result, &att.ports);
+        drop(held);
+        if netns.is_empty() && self.bridge.ip_masq {
+            self.remove_masquerade_leftover(id);
+        }
+        r
+    }
 
     /// The address allocations of host-local on this bridge: (address, container ID).
-    pub fn allocations(&self) -> Vec<(String, String)> {
+    fn allocations(&self) -> Vec<(String, String)> {
         let dir = self.ipam_dir.join(&self.bridge.name);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Vec::new();
@@ -400,37 +402,7 @@ impl Cni {
         out.sort();
         out
     }
-}
 
-impl super::Network for Cni {
-    fn bridge(&self) -> &Bridge {
-        Cni::bridge(self)
-    }
-    fn choose_ports(
-        &self,
-        requests: &[PortRequest],
-        taken: &[PortEntry],
-    ) -> Result<Vec<PortEntry>, NetworkError> {
-        Cni::choose_ports(self, requests, taken)
-    }
-    fn attach(
-        &self,
-        id: &str,
-        pid: u32,
-        wanted_ip: Option<Ipv4Addr>,
-        ports: &[PortEntry],
-    ) -> Result<Attachment, NetworkError> {
-        Cni::attach(self, id, pid, wanted_ip, ports)
-    }
-    fn hold(&self, id: &str, pid: u32) {
-        Cni::hold(self, id, pid)
-    }
-    fn detach(&self, id: &str, att: &Attachment) -> Result<(), NetworkError> {
-        Cni::detach(self, id, att)
-    }
-    fn allocations(&self) -> Vec<(String, String)> {
-        Cni::allocations(self)
-    }
     fn iface_addr(&self, name: &str) -> Option<Ipv4Addr> {
         crate::host::interface_ipv4(name)
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::mqtt::{Broker, Peer};
-use super::{Daemon, DaemonSetup, Harness, NotifyListener};
+use super::{Daemon, DaemonSetup, Harness};
 
 pub struct Device {
     pub h: Harness,
@@ -60,18 +60,8 @@ impl Device {
     }
 
     pub fn spawn(&mut self) {
-        // A listener per start: each start must say READY again.
         self.starts += 1;
-        let dir = self.setup.dir.join(format!("start-{}", self.starts));
-        std::fs::create_dir_all(&dir).unwrap();
-        let notify = NotifyListener::new(&dir);
-        let daemon = self.setup.spawn(Some(&notify));
-        assert!(
-            notify.wait_ready(Duration::from_secs(20)),
-            "{}",
-            daemon.stderr()
-        );
-        self.daemon = Some(daemon);
+        self.daemon = Some(self.setup.spawn_ready(self.starts, Duration::from_secs(20)));
     }
 
     pub fn stderr(&self) -> String {

@@ -285,6 +285,17 @@ impl DaemonSetup {
         self.spawn_with_args(notify, &["--cfg-file".into(), cfg.display().to_string()])
     }
 
+    /// Start number `n` of this setup (a notify listener of its own: each start must say
+    /// READY again); waits for READY.
+    pub fn spawn_ready(&self, n: u32, timeout: Duration) -> Daemon {
+        let dir = self.dir.join(format!("start-{n}"));
+        fs::create_dir_all(&dir).unwrap();
+        let notify = NotifyListener::new(&dir);
+        let daemon = self.spawn(Some(&notify));
+        assert!(notify.wait_ready(timeout), "{}", daemon.stderr());
+        daemon
+    }
+
     pub fn spawn_with_args(&self, notify: Option<&NotifyListener>, args: &[String]) -> Daemon {
         static N: AtomicU32 = AtomicU32::new(0);
         let log = self
