@@ -31,6 +31,11 @@ ROOTFS_MODULE_DIRS=(kernel/arch kernel/block kernel/crypto kernel/fs kernel/lib 
     kernel/net kernel/virt kernel/drivers/virtio kernel/drivers/block kernel/drivers/char
     kernel/drivers/watchdog kernel/drivers/acpi kernel/drivers/input kernel/drivers/pci)
 
+# The manifest set of recipes/ installed into the image, and the host registry's address as
+# the guest sees it (qemu/runner.py's guestfwd).
+MANIFEST_SET=${LEDA_QEMU_MANIFESTS:-demo}
+GUEST_REGISTRY=10.0.2.100:5000
+
 arch=amd64
 while (($#)); do
     case $1 in
@@ -232,10 +237,17 @@ assemble() {
     ln -sf leda-cm "$stage/usr/bin/container-management"
     ln -sf leda-cm "$stage/usr/bin/kanto-cm"
     install -m 0644 "$unit" "$stage/usr/lib/systemd/system/leda-cm.service"
-    mkdir -p "$stage/etc/container-management/containers"
-    if [ -d "$QEMU_ROOT/recipes" ]; then
-        find "$QEMU_ROOT/recipes" -maxdepth 1 -name '*.json' -exec cp {} "$stage/etc/container-management/containers/" \;
-    fi
+    # The manifests leda-cm deploys at start (deployment.ctr_dir): a set of recipes/, its
+    # images pulled from the host's registry (10.0.2.100:5000 in the guest) instead of the
+    # device's localhost:5000.
+    local f mdir=$stage/etc/container-management/containers
+    mkdir -p "$mdir"
+    [ -d "$QEMU_ROOT/recipes/$MANIFEST_SET" ] || qdie "no manifest set recipes/$MANIFEST_SET"
+    for f in "$QEMU_ROOT/recipes/$MANIFEST_SET"/*.json; do
+        [ -f "$f" ] || continue
+        sed "s|\"localhost:5000/|\"$GUEST_REGISTRY/|g" "$f" >"$mdir/$(basename "$f")"
+    done
+    ls "$mdir"/*.json >/dev/null 2>&1 || qdie "recipes/$MANIFEST_SET has no *.json manifest"
     # The board's identity: fixed for this image (the root is read-only).
     od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$stage/etc/machine-id"
     echo >>"$stage/etc/machine-id"

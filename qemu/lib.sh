@@ -169,6 +169,28 @@ qemu_build_image() {
     umoci config --image "$d/oci:$tag" --os linux --architecture "$arch" --config.env PATH=/bin "${args[@]}"
 }
 
+# qemu_push_test_images DIR ARCH REGISTRY_PORT: builds the busybox test images for ARCH and
+# pushes them to the host registry: leda/busybox:1.0 and leda/service:1.0 (the images of
+# recipes/demo), leda/busybox:2.0 (the update scenario's).
+qemu_push_test_images() {
+    local d=$1 a=$2 port=$3 bb
+    mkdir -p "$d"
+    local svc='trap "exit 0" TERM; while :; do sleep 1 & wait $!; done'
+    if [ "$a" = "$(dpkg --print-architecture)" ]; then
+        harness_build_image "$d" busybox "$a" /bin/sh >/dev/null
+        harness_build_image "$d" service "$a" /bin/sh -c "$svc" >/dev/null
+        harness_build_image "$d" busybox2 "$a" /bin/sh -c 'echo version 2; sleep 100000' >/dev/null
+    else
+        bb=$(qemu_busybox "$a")
+        qemu_build_image "$d" busybox "$a" "$bb" /bin/sh >/dev/null
+        qemu_build_image "$d" service "$a" "$bb" /bin/sh -c "$svc" >/dev/null
+        qemu_build_image "$d" busybox2 "$a" "$bb" /bin/sh -c 'echo version 2; sleep 100000' >/dev/null
+    fi
+    harness_push "$d" busybox "127.0.0.1:$port/leda/busybox:1.0"
+    harness_push "$d" service "127.0.0.1:$port/leda/service:1.0"
+    harness_push "$d" busybox2 "127.0.0.1:$port/leda/busybox:2.0"
+}
+
 uname_of() { [ "$1" = arm64 ] && echo aarch64 || echo x86_64; }
 
 # The static busybox of Debian's busybox-static for ARCH (the host's own for the host arch).

@@ -7,7 +7,9 @@
 # it cleanly; Ctrl-A X kills QEMU (recent writes to the data disk may be lost). The data
 # disk (target/qemu-device/<arch>/data.img) is kept between runs like a device's; --fresh
 # starts from a blank one. On the host: MQTT on 127.0.0.1:${LEDA_QEMU_MQTT_PORT:-18830};
-# the busybox test image is in a registry the guest reaches as 10.0.2.100:5000, e.g.
+# the test images (leda/busybox:1.0 and :2.0, leda/service:1.0) are in a registry the guest
+# reaches as 10.0.2.100:5000; the demo manifests of recipes/demo are deployed from it at the
+# first boot. E.g.
 #   kanto-cm create --name web --network host 10.0.2.100:5000/leda/busybox:1.0 httpd -f -p 8080
 set -euo pipefail
 shopt -s inherit_errexit
@@ -43,13 +45,7 @@ reg_port=$(free_port)
 trap '[ -f "$dev/registry/registry.pid" ] && kill_pid "$(cat "$dev/registry/registry.pid")"' EXIT
 rm -rf "$dev/registry" "$dev/images"
 harness_start_registry "$dev/registry" "$reg_port"
-mkdir -p "$dev/images"
-if [ "$arch" = "$(dpkg --print-architecture)" ]; then
-    harness_build_image "$dev/images" busybox "$arch" /bin/sh >/dev/null
-else
-    qemu_build_image "$dev/images" busybox "$arch" "$(qemu_busybox "$arch")" /bin/sh >/dev/null
-fi
-harness_push "$dev/images" busybox "127.0.0.1:$reg_port/leda/busybox:1.0"
+qemu_push_test_images "$dev/images" "$arch" "$reg_port"
 
 python3 "$here/runner.py" interactive --image "$dev" --workdir "$dev/run" \
     --mqtt-port "${LEDA_QEMU_MQTT_PORT:-18830}" --registry-port "$reg_port"

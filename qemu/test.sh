@@ -54,17 +54,7 @@ trap 'exit 130' INT TERM
 reg_port=$(free_port)
 harness_start_registry "$work/registry" "$reg_port"
 qlog "building the busybox test images for $arch"
-mkdir -p "$work/images"
-if [ "$arch" = "$(dpkg --print-architecture)" ]; then
-    harness_build_image "$work/images" busybox "$arch" /bin/sh
-    harness_build_image "$work/images" busybox2 "$arch" /bin/sh -c 'echo version 2; sleep 100000'
-else
-    bb=$(qemu_busybox "$arch")
-    qemu_build_image "$work/images" busybox "$arch" "$bb" /bin/sh
-    qemu_build_image "$work/images" busybox2 "$arch" "$bb" /bin/sh -c 'echo version 2; sleep 100000'
-fi
-harness_push "$work/images" busybox "127.0.0.1:$reg_port/leda/busybox:1.0"
-harness_push "$work/images" busybox2 "127.0.0.1:$reg_port/leda/busybox:2.0"
+qemu_push_test_images "$work/images" "$arch" "$reg_port"
 
 t=$SECONDS
 bash "$here/build-image.sh" --arch "$arch" assemble --bin "$bin" --out "$work/image"
