@@ -243,7 +243,25 @@ class Scenarios:
         self.provisioned["manifests"] = {name: {"id": cs[name]["container_id"],
                                                 "created": cs[name]["created"]}
                                          for name in manifests}
-        return f"{summaries[0]}; running: {sorted(running)}"
+        web = self.check_demo_web()
+        self.provisioned["demo_web_ip"] = web
+        return f"{summaries[0]}; running: {sorted(running)}; demo-web {web} answers on 127.0.0.1:30080"
+
+    def check_demo_web(self) -> str:
+        """demo-web (bridge mode) is on kanto-cm0 and its port mapping 127.0.0.1:30080 -> 8080
+        reaches its httpd; returns its address."""
+        deadline = time.monotonic() + 60
+        page = ""
+        while "leda-cm test image" not in page:
+            assert time.monotonic() < deadline, f"demo-web does not answer on 127.0.0.1:30080: {page!r}"
+            time.sleep(2)
+            page = self.http_get(30080, "/index.html")
+        web = self.by_name()["demo-web"]
+        ip = web["network_settings"]["networks"]["kanto-cm0"]["ip_address"]
+        assert ip.startswith("172."), f"demo-web's address on kanto-cm0: {ip!r}"
+        bridge = self.g.out("ip -4 -o addr show kanto-cm0")
+        assert " 172." in bridge, f"kanto-cm0: {bridge}"
+        return ip
 
     def provision(self) -> str:
         g = self.g
@@ -468,8 +486,11 @@ class Scenarios:
             time.sleep(2)
             page = self.http_get(8088, "/index.html")
         new_pids = {n: tasks[i][0] for n, i in p["ids"].items()}
+        ip = self.check_demo_web()
+        assert ip == p["demo_web_ip"], f"demo-web's address changed over the reboot: {p['demo_web_ip']} -> {ip}"
         return (f"{len(want)} containers with the same ids and creation times running again "
-                f"(restart policies), kanto-cm's pids {p['pids']} -> {new_pids}; qemu-host serves")
+                f"(restart policies), kanto-cm's pids {p['pids']} -> {new_pids}; qemu-host serves; "
+                f"demo-web answers on 127.0.0.1:30080 with its address {ip} again")
 
     def check_no_redeploy(self) -> str:
         manifests = self.provisioned.get("manifests")

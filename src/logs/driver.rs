@@ -92,7 +92,15 @@ fn run(args: &[OsString]) -> Result<(), DriverError> {
     // Whatever else containerd and the shim let through (seen: fds their own parents leaked)
     // is not the driver's to keep open for the container's lifetime.
     // SAFETY: no fd above READY_FD is owned by anything in this process yet.
-    unsafe { libc::close_range(READY_FD as libc::c_uint + 1, libc::c_uint::MAX, 0) };
+    // (The raw system call: musl's libc has no close_range wrapper.)
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            READY_FD as libc::c_uint + 1,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    };
     privileges::drop_to(&[])?;
     let opts = DriverOptions::from_args(args.get(1..).unwrap_or_default())?;
     // Before any thread exists, so that every thread has them blocked.
