@@ -5,15 +5,16 @@
 #      from crates.io with a checksum, or the generator fails);
 #   3. the layer's structure: README (maintainer, patches, email), LAYERSERIES_COMPAT and
 #      LAYERDEPENDS set, bbappends only under dynamic-layers/, no AUTOREV, no network during
-#      a task, LIC_FILES_CHKSUM matching LICENSE, SRCREV a commit of this repository, the
-#      kas files valid for kas;
+#      a task, LIC_FILES_CHKSUM matching LICENSE, SRCREV a commit in the history of HEAD,
+#      the kas files valid for kas;
 #   4. the systemd unit, with and without the state-dir drop-in, passes
 #      `systemd-analyze verify` without a word, and the tmpfiles.d entry makes the dir;
 #   5. the crate list is complete: exactly the crates it names (checked against their
 #      sha256), unpacked as a cargo directory source, build leda-cm with
 #      `cargo build --frozen --offline` as cargo.bbclass runs it (from outside the source
 #      tree, with --target); the config.json the recipe installs is then accepted by that
-#      binary without a warning.
+#      binary without a warning, and the recipe's LEDA_CM_RUST_MIN is the newest
+#      rust-version among Cargo.toml and those crates.
 # Installs what it needs when missing (Debian packages; oelint-adv into a venv under
 # target/layer-check). Work files stay under target/layer-check.
 set -euo pipefail
@@ -100,8 +101,14 @@ spec.loader.exec_module(g)
 sys.exit(g.render(sys.stdin.read()) != pathlib.Path(sys.argv[2]).read_text())' "$layer/scripts/gen-crates-inc.py" "$inc"; then
         echo "   note: Cargo.lock at SRCREV ${srcrev:0:12} differs from the working tree's: bump SRCREV at the next release"
     fi
+    # BitBake fetches SRCREV from branch main: it has to be in the history this tree
+    # comes from (a later main contains it too).
+    git merge-base --is-ancestor "$srcrev" HEAD ||
+        fail "SRCREV ${srcrev:0:12} in $src_inc is not an ancestor of HEAD"
+elif [ "$(git rev-parse --is-shallow-repository)" = true ]; then
+    echo "   note: SRCREV ${srcrev:0:12} is not in this shallow clone: not checked"
 else
-    echo "   note: SRCREV ${srcrev:0:12} is not in this clone (shallow?)"
+    fail "SRCREV $srcrev in $src_inc names no commit of this repository"
 fi
 # The kas files: kas's own schema, and their includes (paths from the repository's top).
 "$venv/bin/python" - "$repo" "$layer"/kas/*.yml <<'EOF'
@@ -207,6 +214,25 @@ bin=$work/target/$host/debug/leda-cm
 [ -x "$bin" ] || fail "no $bin"
 echo "   $ncrates crates, leda-cm built"
 elapsed "$t"
+
+step "LEDA_CM_RUST_MIN is the newest rust-version of leda-cm and its crates"
+need=$(python3 - "$repo/Cargo.toml" "$vendor" <<'EOF'
+import glob, os, sys, tomllib
+found = []
+for f in [sys.argv[1]] + glob.glob(os.path.join(sys.argv[2], "*", "Cargo.toml")):
+    pkg = tomllib.load(open(f, "rb")).get("package", {})
+    v = pkg.get("rust-version")
+    if isinstance(v, str):
+        found.append((tuple(int(x) for x in v.split(".")), v, pkg.get("name", "?")))
+key, v, name = max(found)
+print(".".join(str(x) for x in (key + (0, 0))[:2]), name, v)
+EOF
+)
+read -r rust_min rust_min_crate rust_min_declared <<<"$need"
+have=$(sed -n 's/^LEDA_CM_RUST_MIN = "\(.*\)"$/\1/p' "$recipe_dir/leda-cm.inc")
+[ "$have" = "$rust_min" ] ||
+    fail "LEDA_CM_RUST_MIN = \"$have\" in leda-cm.inc, but $rust_min_crate asks for Rust $rust_min_declared: set \"$rust_min\" (and the README)"
+echo "   Rust $rust_min ($rust_min_crate asks for $rust_min_declared)"
 
 step "config.json accepted by leda-cm"
 sed -e "s|@LEDA_CM_STATE_DIR@|/var/lib/container-management|" -e 's|@LEDA_CM_LOG_FILE@||' \

@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# Checks meta-leda-cm with real BitBake, offline (BB_NO_NETWORK = "1"), for each machine:
+#   bitbake -p; bitbake -e leda-cm; bitbake -g leda-cm; bitbake -c unpack leda-cm (against a
+#   download dir seeded from this git repository and a local cargo registry cache);
+#   bitbake -e and -c unpack leda-cm-system-containers (the sets core and examples of the
+#   repository's recipes/ at SRCREV); each recipe's do_install run as
+#   `bitbake -e` expands it, on the unpacked sources with the cargo output faked (the shell
+#   logic, not a build: that needs Rust >= 1.89 and the downloads of the whole toolchain),
+#   also with leda-cm's state moved to /data; and that the dynamic-layers bbappend on
+#   Leda's packagegroup-sdv-core changes nothing unless DISTRO_FEATURES has "leda-cm"
+#   (against a stub meta-leda-components layer written into the build dir).
+#
+#   bitbake-check.sh [options] CORE META_OPENEMBEDDED META_VIRTUALIZATION [META_RASPBERRYPI]
+#
+# CORE is a poky checkout, or an openembedded-core checkout together with --bitbake DIR
+# (whinlatter and later have no poky branch). All checkouts must be of the same release.
+# Options:
+#   --bitbake DIR       BitBake checkout (when CORE is openembedded-core)
+#   --build DIR         build directory: conf, TMPDIR, DL_DIR, sstate, logs
+#                       (default: ${XDG_CACHE_HOME:-~/.cache}/leda-cm-bitbake-check)
+#   --machines "M ..."  default: qemux86-64 qemuarm64, plus raspberrypi4-64 when
+#                       META_RASPBERRYPI is given
+#   --crates DIR        directory holding NAME-VERSION.crate files
+#                       (default: $CARGO_HOME/registry/cache/*/, else ~/.cargo/registry/cache/*/)
+#   --layer DIR         an extra layer (repeatable), e.g. a Rust mixin layer
+# Runs as a non-root user (BitBake refuses root) with an en_US.UTF-8 locale. Exits non-zero
+# when any check fails; the summary is printed and kept in BUILD/summary.txt.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+layer=$(dirname "$here")
+repo=$(git -C "$layer" rev-parse --show-toplevel)
+build=${XDG_CACHE_HOME:-$HOME/.cache}/leda-cm-bitbake-check
+bitbake_dir=""
+machines=""
+crates=""
+extra_layers=()
+
+die() { echo "error: $*" >&2; exit 2; }
+
+while (($#)); do
+    case $1 in
+    --bitbake) bitbake_dir=$(realpath "$2"); shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --machines) machines=$2; shift 2 ;;
+    --crates) crates=$2; shift 2 ;;
+    --layer) extra_layers+=("$(realpath "$2")"); shift 2 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown option $1" ;;
+    *) break ;;
+    esac
+done
+(($# == 3 || $# == 4)) || die "usage: $0 [options] CORE META_OPENEMBEDDED META_VIRTUALIZATION [META_RASPBERRYPI]"
+core=$(realpath "$1")
+meta_oe=$(realpath "$2")
+meta_virt=$(realpath "$3")
+meta_rpi=${4:+$(realpath "$4")}
+[ "$(id -u)" != 0 ] || die "BitBake refuses to run as root: run this as an ordinary user"
+[ -n "$machines" ] || machines="qemux86-64 qemuarm64${meta_rpi:+ raspberrypi4-64}"
+
+if [ -d "$core/meta-poky" ]; then
+    distro=poky
+    [ -n "$bitbake_dir" ] || bitbake_dir=$core/bitbake
+else
+    distro=nodistro
+    [ -n "$bitbake_dir" ] || die "$core is not poky: give --bitbake DIR"
+fi
+[ -x "$bitbake_dir/bin/bitbake" ] || die "no BitBake in $bitbake_dir"
+[ -f "$core/meta/conf/layer.conf" ] || die "$core holds no meta/ layer"
+release=$(sed -n 's/^LAYERSERIES_CORENAMES = "\(.*\)"/\1/p' "$core/meta/conf/layer.conf")
+
+if [ -z "$crates" ]; then
+    for c in "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/; do crates=$c; done
+fi
+[ -d "$crates" ] || die "no crate cache found: give --crates DIR"
+
+mkdir -p "$build"
+build=$(realpath "$build")
+downloads=$build/downloads
+mkdir -p "$downloads" "$build/logs"
+
+# --- the download dir: a bare mirror of this repository and the crates --------------------
+inc=$layer/recipes-containers/leda-cm/leda-cm-src.inc
+srcrev=$(sed -n 's/^SRCREV = "\([0-9a-f]*\)"/\1/p' "$inc")
+[ -n "$srcrev" ] || die "no SRCREV in $inc"
+mirror=$downloads/git2/github.com.eclipse-leda.leda-cm.git
+rm -rf "$mirror"
+git clone --quiet --bare --no-local "$repo" "$mirror"
+git -C "$mirror" cat-file -e "$srcrev^{commit}" || die "SRCREV $srcrev is not in $repo"
+# The recipes take SRCREV from branch main (BitBake checks that main contains it). A clone
+# without a local main (CI checkouts are often detached) gets main at SRCREV.
+if ! git -C "$mirror" merge-base --is-ancestor "$srcrev" refs/heads/main 2>/dev/null; then
+    git -C "$mirror" update-ref refs/heads/main "$srcrev"
+fi
+# The manifests leda-cm-system-containers should install for "core examples": the *.json
+# files of those sets at SRCREV.
+manifests=$(git -C "$mirror" ls-tree --name-only "$srcrev" recipes/core/ recipes/examples/ |
+    sed -n 's,^recipes/[^/]*/\([^/]*\.json\)$,\1,p' | sort)
+[ -n "$manifests" ] || die "SRCREV $srcrev holds no recipes/core or recipes/examples manifests"
+export MANIFESTS=$manifests
+
+ncrates=0
+while read -r name version; do
+    f=$name-$version.crate
+    [ -f "$crates/$f" ] || die "$f is not in $crates"
+    cp -f "$crates/$f" "$downloads/$f"
+    : >"$downloads/$f.done"
+    ncrates=$((ncrates + 1))
+done < <(sed -n 's,^ *crate://crates.io/\([^/]*\)/\([^ ]*\) \\$,\1 \2,p' \
+    "$layer/recipes-containers/leda-cm/leda-cm-crates.inc")
+
+# --- a stub of Leda's meta-leda-components (the dynamic-layers bbappend's target) ----------
+stub=$build/stub-meta-leda-components
+mkdir -p "$stub/conf" "$stub/recipes-sdv/packagegroups"
+cat >"$stub/conf/layer.conf" <<EOF
+BBPATH .= ":\${LAYERDIR}"
+BBFILES += "\${LAYERDIR}/recipes-*/*/*.bb"
+BBFILE_COLLECTIONS += "meta-leda-components"
+BBFILE_PATTERN_meta-leda-components := "^\${LAYERDIR}/"
+BBFILE_PRIORITY_meta-leda-components = "7"
+LAYERSERIES_COMPAT_meta-leda-components = "$release"
+EOF
+cat >"$stub/recipes-sdv/packagegroups/packagegroup-sdv-core.bb" <<'EOF'
+SUMMARY = "Stub of Eclipse Leda's packagegroup-sdv-core (bitbake-check only)"
+LICENSE = "MIT"
+inherit packagegroup
+RDEPENDS:${PN} = "mosquitto container-management kanto-auto-deployer"
+EOF
+for pn in container-management kanto-auto-deployer; do
+    mkdir -p "$stub/recipes-sdv/$pn"
+    cat >"$stub/recipes-sdv/$pn/$pn.bb" <<'EOF'
+SUMMARY = "Stub of a Kanto/Leda package (bitbake-check only)"
+LICENSE = "MIT"
+INHIBIT_DEFAULT_DEPS = "1"
+ALLOW_EMPTY:${PN} = "1"
+EOF
+done
+
+# --- configuration ------------------------------------------------------------------------
+mkdir -p "$build/conf"
+layers=("$core/meta")
+[ "$distro" = poky ] && layers+=("$core/meta-poky")
+layers+=("$meta_oe/meta-oe" "$meta_oe/meta-python" "$meta_oe/meta-networking"
+    "$meta_oe/meta-filesystems" "$meta_virt")
+[ -n "$meta_rpi" ] && layers+=("$meta_rpi")
+layers+=("${extra_layers[@]}" "$layer" "$stub")
+{
+    echo 'BBPATH = "${TOPDIR}"'
+    echo 'BBFILES ?= ""'
+    echo 'BBLAYERS = " \'
+    printf '    %s \\\n' "${layers[@]}"
+    echo '"'
+} >"$build/conf/bblayers.conf"
+cat >"$build/conf/local.conf" <<EOF
+DISTRO = "$distro"
+BB_NO_NETWORK = "1"
+# uninative is a download; offline, the build tools are the host's.
+INHERIT:remove = "uninative"
+DL_DIR = "$downloads"
+SSTATE_DIR = "$build/sstate-cache"
+TMPDIR = "$build/tmp"
+BB_SIGNATURE_HANDLER = "OEBasicHash"
+BB_HASHSERVE = ""
+BB_NUMBER_THREADS = "2"
+BB_NUMBER_PARSE_THREADS = "2"
+PARALLEL_MAKE = "-j 2"
+INIT_MANAGER = "systemd"
+DISTRO_FEATURES:append = " virtualization systemd usrmerge"
+PACKAGE_CLASSES = "package_rpm"
+LEDA_CM_CONTAINER_SETS:pn-leda-cm-system-containers = "core examples"
+EOF
+# Leda's distro ("leda" in DISTROOVERRIDES) with the feature, and leda-cm's state on /data,
+# read after local.conf (-R).
+printf '%s\n' 'DISTRO_FEATURES:append = " leda-cm"' 'DISTROOVERRIDES .= ":leda"' \
+    'LEDA_CM_STATE_DIR = "/data/leda-cm"' >"$build/conf/leda-cm-feature.conf"
+
+# --- the checks -----------------------------------------------------------------------------
+export LANG=en_US.UTF-8 LC_ALL=en_US.UTF-8
+export PATH="$bitbake_dir/bin:$core/scripts:$PATH"
+export BBPATH=$build
+export BUILDDIR=$build
+export BB_ENV_PASSTHROUGH_ADDITIONS="MACHINE"
+cd "$build"
+
+summary=$build/summary.txt
+: >"$summary"
+failed=0
+note() { echo "$*" | tee -a "$summary"; }
+note "meta-leda-cm bitbake-check: release $release ($distro), $(git -C "$core" log -1 --format=%h "HEAD") core"
+note "layers: $(for l in "${layers[@]}"; do printf '%s@%s ' "$(basename "$l")" "$(git -C "$l" log -1 --format=%h HEAD 2>/dev/null || echo -)"; done)"
+note "download dir: mirror of $repo (SRCREV $srcrev), $ncrates crates"
+
+# run NAME CHECK COMMAND...: runs COMMAND (log in logs/), then the shell snippet CHECK on it.
+run() {
+    local name=$1 check=$2; shift 2
+    local logf=$build/logs/$MACHINE-$name.log start end shown=$*
+    # sh -c 'SCRIPT' LOG: show the script, without its redirection into the log.
+    [ "$1" != sh ] || shown=$(echo "$3" | sed 's/ >"\$0\.env"//')
+    start=$(date +%s)
+    if nice "$@" >"$logf" 2>&1 && LOG=$logf bash -euo pipefail -c "$check" >>"$logf" 2>&1; then
+        end=$(date +%s)
+        note "  pass  $(printf '%-26s %4ss' "$name" $((end - start)))  $shown"
+    else
+        end=$(date +%s)
+        failed=$((failed + 1))
+        note "  FAIL  $(printf '%-26s %4ss' "$name" $((end - start)))  $shown  (log: $logf)"
+        tail -n 15 "$logf" | sed 's/^/        /' | tee -a "$summary"
+    fi
+}
+
+envvar() { # envvar LOG VAR: the value of VAR in a `bitbake -e` log
+    sed -n "s/^\(export \)\{0,1\}$2=\"\(.*\)\"\$/\2/p" "$1"
+}
+has() { echo " $1 " | grep -q " $2 "; }   # has LIST WORD
+lacks() { ! has "$@"; }
+built() { grep -qx "$1" pn-buildlist; }   # after bitbake -g
+not_built() { ! built "$1"; }
+# try_install LOG: runs do_install as `bitbake -e` expanded it in LOG, after unpack, with the
+# cargo build's output faked (an empty executable): the recipe's shell logic, not a build.
+# It writes only to the recipe's own image dir ${D}.
+try_install() {
+    local log=$1 d b bin
+    d=$(envvar "$log" D)
+    b=$(envvar "$log" B)
+    bin=$(envvar "$log" CARGO_TARGET_SUBDIR)
+    rm -rf "$d" && mkdir -p "$d" "$b"
+    if [ -n "$bin" ]; then
+        mkdir -p "$b/target/$bin" && printf '#!/bin/sh\n' >"$b/target/$bin/leda-cm"
+        chmod +x "$b/target/$bin/leda-cm"
+    fi
+    {
+        echo 'bbnote() { :; }; bbwarn() { echo "WARNING: $*"; }'
+        echo 'bbfatal() { echo "FATAL: $*"; exit 1; }; die() { bbfatal "$@"; }'
+        awk '/^[a-z_]+\(\) \{$/ { f = substr($1, 1, length($1) - 2); keep = (f == "do_install" || f == "cargo_do_install") }
+             keep { print } /^\}$/ { keep = 0 }' "$log"
+        echo do_install
+    } >"$log.install.sh"
+    (cd "$b" && bash -e "$log.install.sh")
+}
+json() { python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+export -f envvar has lacks built not_built try_install json
+
+for MACHINE in $machines; do
+    export MACHINE
+    note "machine $MACHINE:"
+    run parse 'true' bitbake -p
+    run env-leda-cm '
+        test "$(envvar "$LOG" SRCREV)" = '"$srcrev"'
+        test "$(envvar "$LOG" BB_NO_NETWORK)" = 1
+        has "$(envvar "$LOG" RDEPENDS:leda-cm)" virtual-containerd
+        has "$(envvar "$LOG" RPROVIDES:leda-cm)" container-management
+        has "$(envvar "$LOG" RREPLACES:leda-cm)" container-management
+        has "$(envvar "$LOG" RCONFLICTS:leda-cm)" container-management
+        test "$(envvar "$LOG" SYSTEMD_SERVICE:leda-cm)" = leda-cm.service
+        test -n "$(envvar "$LOG" LEDA_CM_RUST_MIN)"
+        has "$(envvar "$LOG" DEPENDS)" protobuf-native
+        test "$(envvar "$LOG" SRC_URI | grep -o "crate://" | wc -l)" = '"$ncrates"'
+        test -z "$(envvar "$LOG" PREFERRED_RPROVIDER_container-management)"
+        grep -qx "export CARGO_PROFILE_RELEASE_STRIP=\"false\"" "$LOG"
+    ' bitbake -e leda-cm
+    run graph-leda-cm '
+        test -s task-depends.dot
+        built leda-cm
+        built protobuf-native
+        built cargo-native
+        built rust-native
+    ' bitbake -g leda-cm
+    run unpack-leda-cm '
+        s=$(envvar "$LOG.env" S)
+        w=$(envvar "$LOG.env" CARGO_VENDORING_DIRECTORY)
+        test -f "$s/Cargo.lock" && test -f "$s/build.rs"
+        test "$(ls "$w"/*/.cargo-checksum.json | wc -l)" = '"$ncrates"'
+        # the fetcher verified each seeded crate against its sha256 and recorded it
+        test -z "$(find "'"$downloads"'" -maxdepth 1 -name "*.crate.done" -empty)"
+        # do_install (shell logic; faked binary)
+        try_install "$LOG.env"
+        d=$(envvar "$LOG.env" D)
+        u=$d$(envvar "$LOG.env" systemd_system_unitdir)
+        test -x "$d/usr/bin/leda-cm"
+        test "$(readlink "$d/usr/bin/container-management")" = leda-cm
+        test "$(readlink "$d/usr/bin/kanto-cm")" = leda-cm
+        cmp "$u/leda-cm.service" '"$layer"'/recipes-containers/leda-cm/files/leda-cm.service
+        grep -qx "Alias=container-management.service" "$u/leda-cm.service"
+        test ! -e "$u/leda-cm.service.d"
+        c=$d/etc/container-management/config.json
+        test "$(json "$c" "c[\"manager\"][\"home_dir\"]")" = /var/lib/container-management
+        test "$(json "$c" "c[\"deployment\"][\"ctr_dir\"]")" = /etc/container-management/containers
+        test "$(json "$c" "c[\"things\"][\"enable\"]")" = True
+        test "$(json "$c" "c[\"update_agent\"][\"system_containers\"] == [\"sua\"]")" = True
+    ' sh -c 'bitbake -e leda-cm >"$0.env" && bitbake -c clean leda-cm && bitbake -c unpack leda-cm' "$build/logs/$MACHINE-unpack-leda-cm.log"
+    run env-system-containers '
+        test "$(envvar "$LOG" LEDA_CM_MANIFESTS_DIR)" = /etc/container-management/containers
+        test "$(envvar "$LOG" PACKAGE_ARCH)" = all
+        test "$(envvar "$LOG" LEDA_CM_CONTAINER_SETS)" = "core examples"
+    ' bitbake -e leda-cm-system-containers
+    run unpack-system-containers '
+        s=$(envvar "$LOG.env" S)
+        test -d "$s/recipes/core" && test -d "$s/recipes/examples"
+        try_install "$LOG.env"
+        d=$(envvar "$LOG.env" D)/etc/container-management/containers
+        test "$(ls "$d" | sort)" = "$MANIFESTS"
+    ' sh -c 'bitbake -e leda-cm-system-containers >"$0.env" && bitbake -c clean leda-cm-system-containers && bitbake -c unpack leda-cm-system-containers' "$build/logs/$MACHINE-unpack-system-containers.log"
+    run env-packagegroup-leda-cm '
+        r=$(envvar "$LOG" RDEPENDS:packagegroup-leda-cm)
+        for p in leda-cm leda-cm-system-containers virtual-containerd virtual-runc cni mosquitto; do has "$r" $p; done
+    ' bitbake -e packagegroup-leda-cm
+    run sdv-core-without-feature '
+        r=$(envvar "$LOG.env" RDEPENDS:packagegroup-sdv-core)
+        has "$r" container-management
+        has "$r" kanto-auto-deployer
+        lacks "$r" leda-cm
+        built container-management
+        built kanto-auto-deployer
+        not_built leda-cm
+    ' sh -c 'bitbake -e packagegroup-sdv-core >"$0.env" && bitbake -g packagegroup-sdv-core' "$build/logs/$MACHINE-sdv-core-without-feature.log"
+    run sdv-core-with-feature '
+        r=$(envvar "$LOG.env" RDEPENDS:packagegroup-sdv-core)
+        has "$r" leda-cm
+        has "$r" mosquitto
+        lacks "$r" container-management
+        lacks "$r" kanto-auto-deployer
+        test "$(envvar "$LOG.env" PREFERRED_RPROVIDER_container-management)" = leda-cm
+        built leda-cm
+        not_built container-management
+        not_built kanto-auto-deployer
+    ' sh -c 'bitbake -R conf/leda-cm-feature.conf -e packagegroup-sdv-core >"$0.env" && bitbake -R conf/leda-cm-feature.conf -g packagegroup-sdv-core' "$build/logs/$MACHINE-sdv-core-with-feature.log"
+    # The feature configuration also moves leda-cm's state to /data/leda-cm (as for a
+    # read-only root): the drop-in and tmpfiles.d entry.
+    run install-state-dir '
+        try_install "$LOG"
+        d=$(envvar "$LOG" D)
+        u=$d$(envvar "$LOG" systemd_system_unitdir)
+        grep -qx "StateDirectory=" "$u/leda-cm.service.d/10-state-dir.conf"
+        grep -qx "ReadWritePaths=/data/leda-cm" "$u/leda-cm.service.d/10-state-dir.conf"
+        grep -qx "RequiresMountsFor=/data/leda-cm" "$u/leda-cm.service.d/10-state-dir.conf"
+        grep -qx "d /data/leda-cm 0700 root root -" "$d$(envvar "$LOG" nonarch_libdir)/tmpfiles.d/leda-cm.conf"
+        test "$(json "$d/etc/container-management/config.json" "c[\"manager\"][\"home_dir\"]")" = /data/leda-cm
+    ' bitbake -R conf/leda-cm-feature.conf -e leda-cm
+done
+
+if ((failed)); then
+    note "$failed check(s) failed"
+    exit 1
+fi
+note "all checks passed"
