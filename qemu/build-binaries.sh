@@ -21,8 +21,7 @@
 #    private sysroot under target/cross/, and gcc-aarch64-linux-gnu as the linker (its
 #    libc6-dev-arm64-cross has libc.a). Stable flags only.
 #  musl: rust-web-src + `-Z build-std` (RUSTC_BOOTSTRAP=1) with `zig cc` (PyPI ziglang,
-#    installed under target/cross/) as linker and C compiler. Blocked today by the source:
-#    `libc::close_range` (src/logs/driver.rs) exists in the libc crate for glibc only.
+#    installed under target/cross/) as linker and C compiler.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
