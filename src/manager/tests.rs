@@ -7,6 +7,16 @@ use super::{Change, ManagerError, StopOptions, UpdateOptions};
 use crate::model::{Container, Resources, RestartPolicy, RestartPolicyType, Status};
 use crate::runtime::RuntimeEvent;
 
+/// containerd's word that the task `pid` of `id` exited with `code`.
+fn exit_event(id: &str, pid: u32, code: u32) -> RuntimeEvent {
+    RuntimeEvent::TaskExit {
+        id: id.to_string(),
+        pid,
+        exit_status: code,
+        exited_at: None,
+    }
+}
+
 fn container(name: &str, image: &str) -> Container {
     serde_json::from_value(serde_json::json!({"container_name": name, "image": {"name": image}}))
         .unwrap()
@@ -186,13 +196,7 @@ fn on_failure_with_max_three_restarts_exactly_three_times() {
         m.start(&id).await.unwrap();
         for round in 0..4 {
             let pid = rt.exit(&id, 1);
-            m.on_event(RuntimeEvent::TaskExit {
-                id: id.clone(),
-                pid,
-                exit_status: 1,
-                exited_at: None,
-            })
-            .await;
+            m.on_event(exit_event(&id, pid, 1)).await;
             // Back-off 100, 200, 400 ms: let it pass.
             tokio::time::sleep(Duration::from_secs(1)).await;
             let now = m.get(&id).unwrap();
@@ -225,26 +229,14 @@ fn unless_stopped_restarts_but_not_after_a_manual_stop_and_stale_exits_are_ignor
         m.start(&id).await.unwrap();
         let pid = rt.exit(&id, 0);
         m.on_event(RuntimeEvent::TaskOom { id: id.clone() }).await;
-        m.on_event(RuntimeEvent::TaskExit {
-            id: id.clone(),
-            pid,
-            exit_status: 137,
-            exited_at: None,
-        })
-        .await;
+        m.on_event(exit_event(&id, pid, 137)).await;
         let exited = m.get(&id).unwrap();
         assert!(exited.state.oom_killed && exited.state.restarting);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let back = m.get(&id).unwrap();
         assert!(back.state.running);
         // An exit of the old pid changes nothing.
-        m.on_event(RuntimeEvent::TaskExit {
-            id: id.clone(),
-            pid,
-            exit_status: 1,
-            exited_at: None,
-        })
-        .await;
+        m.on_event(exit_event(&id, pid, 1)).await;
         assert!(m.get(&id).unwrap().state.running);
 
         m.stop(&id, StopOptions::default()).await.unwrap();
@@ -462,13 +454,7 @@ fn bridged_containers_join_between_task_create_and_start_and_keep_their_address(
         // The task exits: the container leaves the bridge, and its restart asks for the
         // same address.
         let pid = rt.exit(&id, 1);
-        m.on_event(RuntimeEvent::TaskExit {
-            id: id.clone(),
-            pid,
-            exit_status: 1,
-            exited_at: None,
-        })
-        .await;
+        m.on_event(exit_event(&id, pid, 1)).await;
         assert!(net.calls().contains(&format!("detach {id}")));
         assert!(m.get(&id).unwrap().extras().network.is_none());
         tokio::time::sleep(Duration::from_secs(1)).await;
