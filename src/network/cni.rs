@@ -74,12 +74,15 @@ impl Cni {
 
     /// Checks that every plugin of the chain is installed (at start, for a clear message).
     pub fn check_plugins(&self) -> Result<(), NetworkError> {
-        let ipam_dir = self.ipam_dir.display().to_string();
-        for p in plugins(&self.bridge, &ipam_dir) {
+        self.find_chain(&plugins(&self.bridge, &self.ipam_dir.display().to_string()))
+    }
+
+    /// Every plugin of `chain`, and the IPAM plugin the bridge runs, is installed.
+    fn find_chain(&self, chain: &[Value]) -> Result<(), NetworkError> {
+        for p in chain {
             self.find_plugin(p["type"].as_str().unwrap_or(""))?;
         }
-        self.find_plugin("host-local")?;
-        Ok(())
+        self.find_plugin("host-local").map(|_| ())
     }
 
     fn exec(
@@ -146,10 +149,7 @@ impl Cni {
         let ipam_dir = self.ipam_dir.display().to_string();
         let chain = chain_for(&self.bridge, &ipam_dir, ports);
         // Every plugin is there before the first one changes anything.
-        for p in &chain {
-            self.find_plugin(p["type"].as_str().unwrap_or(""))?;
-        }
-        self.find_plugin("host-local")?;
+        self.find_chain(&chain)?;
         let mut prev: Option<Value> = None;
         for (i, p) in chain.iter().enumerate() {
             let input = plugin_input(&self.bridge.name, p, prev.as_ref(), ports);

@@ -527,14 +527,11 @@ pub fn parse_result(network: &str, result: &Value) -> Option<Attachment> {
             .iter()
             .find(|i| i["sandbox"].as_str().is_some_and(|s| !s.is_empty()))
     });
+    // The bridge plugin lists the bridge first, then the host side of the veth pair.
     let host_veth = ifaces
         .iter()
-        .find(|i| {
-            i["sandbox"].as_str().unwrap_or("").is_empty()
-                && i["name"]
-                    .as_str()
-                    .is_some_and(|n| n != network_bridge_name(result, network))
-        })
+        .skip(1)
+        .find(|i| i["sandbox"].as_str().unwrap_or("").is_empty())
         .and_then(|i| i["name"].as_str())
         .unwrap_or("")
         .to_string();
@@ -551,11 +548,6 @@ pub fn parse_result(network: &str, result: &Value) -> Option<Attachment> {
         ports: Vec::new(),
         result: result.clone(),
     })
-}
-
-/// The bridge is the first interface of the bridge plugin's result.
-fn network_bridge_name<'a>(result: &'a Value, fallback: &'a str) -> &'a str {
-    result["interfaces"][0]["name"].as_str().unwrap_or(fallback)
 }
 
 fn parse_cidr_any(text: &str) -> Option<(Ipv4Addr, u8)> {
