@@ -130,7 +130,7 @@ while read -r name version; do
     ncrates=$((ncrates + 1))
 done < <(sed -n 's,^ *crate://crates.io/\([^/]*\)/\([^ ]*\) \\$,\1 \2,p' "$crates_inc")
 
-# Does this release's BitBake verify crate:// checksums? From langdale on, its crate fetcher
+# Does this release's BitBake verify crate:// checksums? From mickledore on, its crate fetcher
 # names each crate NAME-VERSION and so reads SRC_URI[NAME-VERSION.sha256sum]; kirkstone's
 # names it NAME, finds no checksum and, as it does not ask for one, checks nothing.
 if grep -Eq "parm\['name'\] = ('%s-%s' % \(name, version\)|f['\"]\{name\}-\{version\}['\"])" \
