@@ -242,6 +242,10 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
     }
 
     let bridge = resolve_bridge(&config, &paths.state_dir)?;
+    // Every configuration value is checked before anything is written.
+    if config.update_agent.enable || config.things.enable {
+        Mqtt::check(&config.connection)?;
+    }
 
     systemd::status("preparing state and runtime dirs");
     store::prepare_dir(&paths.state_dir, 0o700, "state dir").map_err(DaemonError::Dirs)?;
@@ -250,6 +254,10 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
     }
     store::prepare_dir(&paths.runtime_dir, 0o755, "runtime dir").map_err(DaemonError::Dirs)?;
     let lock = store::acquire_lock(&paths.lock_file).map_err(DaemonError::Lock)?;
+    // Under the lock no other daemon writes here: temp files of killed writers go.
+    for path in store::remove_stale_temp_files(&paths.state_dir, 3) {
+        log::info!("removed {}, left by an interrupted write", path.display());
+    }
     if let Some(path) = &paths.log_file {
         let file = RotatingFile::open(
             path,
