@@ -232,6 +232,14 @@ EOF
         echo "$v = \"0000000000000000000000000000000000000000\""
     done >>"$build/conf/local.conf"
     printf '%s\n' 'DISTRO_FEATURES:append = " leda-cm"' >"$build/conf/leda-cm-feature.conf"
+    # Leda's sdv-rauc-bundle.inc names its bundles after `git describe --always --tags` run
+    # in TOPDIR, and fails to parse when that is no git work tree (Leda's own builds live
+    # inside the meta-leda checkout): the build dir becomes one, with one empty commit.
+    if ! git -C "$build" rev-parse --git-dir >/dev/null 2>&1; then
+        git -C "$build" init --quiet
+        git -C "$build" -c user.name=bitbake-check -c user.email=bitbake-check@localhost \
+            commit --quiet --allow-empty -m "bitbake-check build directory"
+    fi
 else
     # Leda's distro ("leda" in DISTROOVERRIDES) with the feature, and leda-cm's state on
     # /data, read after local.conf (-R).
