@@ -121,6 +121,8 @@ manifests=$(git -C "$mirror" ls-tree --name-only "$srcrev" recipes/core/ recipes
 export MANIFESTS=$manifests
 
 crates_inc=$layer/recipes-containers/leda-cm/leda-cm-crates.inc
+rust_min=$(sed -n 's/^LEDA_CM_RUST_MIN = "\(.*\)"$/\1/p' "$layer/recipes-containers/leda-cm/leda-cm.inc")
+[ -n "$rust_min" ] || die "no LEDA_CM_RUST_MIN in leda-cm.inc"
 ncrates=0
 while read -r name version; do
     f=$name-$version.crate
@@ -350,9 +352,23 @@ try_install() {
     } >"$log.install.sh"
     (cd "$b" && bash -e "$log.install.sh")
 }
+# graph_version PN: the version of recipe PN in task-depends.dot (after bitbake -g)
+graph_version() {
+    sed -n "s/^\"$1\.do_compile\" \[label=\"[^\\]*\\\\n:\([^\\]*\)\\\\n.*/\1/p" task-depends.dot | head -n1
+}
+# version_ge A B: A >= B (sort -V)
+version_ge() { [ "$(printf '%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+# rust_in_graph: the Rust and cargo that would build leda-cm (after bitbake -g) are at least
+# LEDA_CM_RUST_MIN, so do_compile's version check passes.
+rust_in_graph() {
+    local r c
+    r=$(graph_version rust-native) c=$(graph_version cargo-native)
+    echo "rust-native $r, cargo-native $c in the graph (LEDA_CM_RUST_MIN $RUST_MIN)"
+    test -n "$r" && test -n "$c" && version_ge "${r%%-*}" "$RUST_MIN" && version_ge "${c%%-*}" "$RUST_MIN"
+}
 json() { python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
-export CRATES_INC=$crates_inc BITBAKE_CHECKS_CRATES=$bitbake_checks_crates
-export -f envvar has lacks built not_built crate_sums try_install json
+export CRATES_INC=$crates_inc BITBAKE_CHECKS_CRATES=$bitbake_checks_crates RUST_MIN=$rust_min
+export -f envvar has lacks built not_built crate_sums graph_version version_ge rust_in_graph try_install json
 
 # The crates seeded into the download dir, checked here whatever BitBake does.
 MACHINE=any run crate-checksums 'crate_sums "'"$downloads"'"' true
@@ -368,7 +384,7 @@ check_recipes() {
         has "$(envvar "$LOG" RREPLACES:leda-cm)" container-management
         has "$(envvar "$LOG" RCONFLICTS:leda-cm)" container-management
         test "$(envvar "$LOG" SYSTEMD_SERVICE:leda-cm)" = leda-cm.service
-        test "$(envvar "$LOG" LEDA_CM_RUST_MIN)" = 1.75
+        test "$(envvar "$LOG" LEDA_CM_RUST_MIN)" = '"$rust_min"'
         has "$(envvar "$LOG" DEPENDS)" protobuf-native
         # protoc and the well-known types of the native sysroot
         test "$(envvar "$LOG" PROTOC)" = "$(envvar "$LOG" STAGING_BINDIR_NATIVE)/protoc"
@@ -384,7 +400,9 @@ check_recipes() {
         built protobuf-native
         built cargo-native
         built rust-native
+        rust_in_graph
     ' bitbake -g leda-cm
+    note "        $(grep "in the graph" "$build/logs/$MACHINE-graph-leda-cm.log" || true)"
     run unpack-leda-cm '
         s=$(envvar "$LOG.env" S)
         w=$(envvar "$LOG.env" CARGO_VENDORING_DIRECTORY)
@@ -469,7 +487,7 @@ check_leda() {
         test "$(envvar "$LOG" DISTRO)" = leda
         has "$(envvar "$LOG" DISTROOVERRIDES | tr : " ")" leda
         test "$(envvar "$LOG" SRCREV)" = '"$srcrev"'
-        test "$(envvar "$LOG" LEDA_CM_RUST_MIN)" = 1.75
+        test "$(envvar "$LOG" LEDA_CM_RUST_MIN)" = '"$rust_min"'
         test "$(envvar "$LOG" PROTOC)" = "$(envvar "$LOG" STAGING_BINDIR_NATIVE)/protoc"
         test "$(envvar "$LOG" LEDA_CM_MANIFESTS_DIR)" = /data/var/containers/manifests
         test -z "$(envvar "$LOG" PREFERRED_RPROVIDER_container-management)"
@@ -496,7 +514,9 @@ check_leda() {
         not_built kanto-auto-deployer
         ! grep -q "^\"container-management\.do_" task-depends.dot
         ! grep -q "^\"kanto-auto-deployer\.do_" task-depends.dot
+        rust_in_graph
     ' sh -c 'bitbake -R conf/leda-cm-feature.conf -e packagegroup-sdv-core >"$0.env" && bitbake -R conf/leda-cm-feature.conf -g sdv-image-full' "$build/logs/$MACHINE-image-with-feature.log"
+    note "        $(grep "in the graph" "$build/logs/$MACHINE-image-with-feature.log" || true)"
 }
 
 for MACHINE in $machines; do
