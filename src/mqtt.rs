@@ -386,7 +386,7 @@ impl Mqtt {
     /// Hands a message to the consumers whose filter matches, never waiting for them. A
     /// message nobody can take now stays unacknowledged: the broker delivers it again on the
     /// next connection.
-    async fn route(&self, publish: Publish) {
+    fn route(&self, publish: Publish) {
         let topic = publish.topic.clone();
         let to: Vec<_> = lock(&self.routes)
             .iter()
@@ -394,8 +394,11 @@ impl Mqtt {
             .map(|r| r.to.clone())
             .collect();
         if to.is_empty() {
-            // Nobody wants it (e.g. an old subscription of the persistent session).
-            let _ = self.client.ack(&publish).await;
+            // Nobody wants it (e.g. an old subscription of the persistent session). Never
+            // `ack().await` here: the request queue it waits on is drained by this very loop.
+            if let Err(e) = self.client.try_ack(&publish) {
+                log::warn!("mqtt ack on {topic} not queued: {e}");
+            }
             return;
         }
         let message = Message {
@@ -464,7 +467,7 @@ impl Mqtt {
                         session_present: ack.session_present,
                     });
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => self.route(p).await,
+                Ok(Event::Incoming(Packet::Publish(p))) => self.route(p),
                 Ok(_) => {}
                 Err(e) => {
                     if connected {
