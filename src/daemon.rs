@@ -368,6 +368,7 @@ async fn serve(
         crate::api::server::serve(listener, manager.clone(), sup.shutdown()),
     );
     sup.spawn("image-gc", image_gc(manager.clone(), sup.shutdown()));
+    sup.spawn("drift-check", drift_check(manager.clone(), sup.shutdown()));
     if config.update_agent.enable || config.things.enable {
         // One connection serves both; consumers register before its first ConnAck.
         let client_id = mqtt_client_id(&paths.state_dir)?;
@@ -552,6 +553,34 @@ async fn image_gc(manager: Arc<Manager<Ctrd>>, mut shutdown: Shutdown) -> TaskRe
             }
             Ok(_) => {}
             Err(e) => log::warn!("image clean-up failed: {e}"),
+        }
+    }
+}
+
+/// How often the records are compared with what containerd runs (drift behind leda-cm's
+/// back, e.g. `ctr` deleting a container).
+const DRIFT_PERIOD: Duration = Duration::from_secs(30);
+
+async fn drift_check(manager: Arc<Manager<Ctrd>>, mut shutdown: Shutdown) -> TaskResult {
+    let mut timer =
+        tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_PERIOD, DRIFT_PERIOD);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            _ = timer.tick() => {}
+        }
+        // Only once live restore has run (it does the same at start-up).
+        if !manager.is_restored() {
+            continue;
+        }
+        match manager.check_drift().await {
+            Ok(0) => {}
+            Ok(n) => {
+                log::warn!("drift check: {n} container(s) brought back in line with their records")
+            }
+            // containerd away: the monitor reconciles when it is back.
+            Err(e) => log::debug!("drift check skipped: {e}"),
         }
     }
 }
