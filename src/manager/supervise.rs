@@ -204,14 +204,17 @@ impl<R: Runtime> Manager<R> {
         let mut fixed = 0;
         for entry in entries {
             let view = entry.view();
+            // Being created, or exited with its restart scheduled (the back-off applies):
+            // the manager knows; not drift.
             if view.state.status == crate::model::Status::Creating
+                || view.state.restarting
                 || reconcile::decide(&view, &seen_in(&observed, &view.container_id))
                     == Action::Nothing
             {
                 continue;
             }
             let mut c = entry.op.lock().await;
-            if lock(&entry.control).removed {
+            if lock(&entry.control).removed || c.state.restarting {
                 continue;
             }
             let id = c.container_id.clone();

@@ -691,6 +691,14 @@ fn drift_behind_the_managers_back_is_found_and_fixed_and_operations_in_hand_are_
         drop(held);
         assert_eq!(check.await.unwrap().unwrap(), 0);
         assert_eq!(m.get(&kept).unwrap().state.pid, kept_pid);
+
+        // The exit event arrives: a restart is scheduled with its back-off; the task is
+        // gone meanwhile, which is not drift either.
+        m.on_event(exit_event(&kept, kept_pid as u32, 1)).await;
+        assert!(m.get(&kept).unwrap().state.restarting);
+        let starts = rt.calls(&format!("start {kept}"));
+        assert_eq!(m.check_drift().await.unwrap(), 0);
+        assert_eq!(rt.calls(&format!("start {kept}")), starts);
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
