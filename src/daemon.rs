@@ -22,7 +22,9 @@ use crate::mqtt::Mqtt;
 use crate::paths::Paths;
 use crate::privileges::{self, PrivilegeError};
 use crate::store::{self, StoreError};
-use crate::supervisor::{Shutdown, ShutdownTrigger, Supervisor, SupervisorError, TaskResult};
+use crate::supervisor::{
+    Pulse, Shutdown, ShutdownTrigger, Supervisor, SupervisorError, TaskResult,
+};
 use crate::systemd;
 use crate::things::{self, Things};
 use crate::{deploy, watch};
@@ -356,7 +358,12 @@ async fn serve(
     }
     sup.spawn(
         "containerd-monitor",
-        containerd::monitor(endpoint.clone(), ctr_tx, sup.shutdown()),
+        containerd::monitor(
+            endpoint.clone(),
+            ctr_tx,
+            sup.shutdown(),
+            Pulse::new(&liveness, "containerd-monitor", tick),
+        ),
     );
     let listener = crate::api::server::bind(
         &config.grpc_server.protocol,
@@ -367,8 +374,22 @@ async fn serve(
         "grpc",
         crate::api::server::serve(listener, manager.clone(), sup.shutdown()),
     );
-    sup.spawn("image-gc", image_gc(manager.clone(), sup.shutdown()));
-    sup.spawn("drift-check", drift_check(manager.clone(), sup.shutdown()));
+    sup.spawn(
+        "image-gc",
+        image_gc(
+            manager.clone(),
+            sup.shutdown(),
+            Pulse::new(&liveness, "image-gc", tick),
+        ),
+    );
+    sup.spawn(
+        "drift-check",
+        drift_check(
+            manager.clone(),
+            sup.shutdown(),
+            Pulse::new(&liveness, "drift-check", tick),
+        ),
+    );
     if config.update_agent.enable || config.things.enable {
         // One connection serves both; consumers register before its first ConnAck.
         let client_id = mqtt_client_id(&paths.state_dir)?;
@@ -379,7 +400,10 @@ async fn serve(
                 manager.clone(),
                 mqtt.clone(),
             );
-            sup.spawn("update-agent", agent.run(sup.shutdown()));
+            sup.spawn(
+                "update-agent",
+                agent.run(sup.shutdown(), Pulse::new(&liveness, "update-agent", tick)),
+            );
         }
         if config.things.enable {
             let (features, unknown) = things::Features::from_names(&config.things.features);
@@ -393,11 +417,19 @@ async fn serve(
                 state_dir: paths.state_dir.clone(),
             };
             let twin = Things::new(settings, manager.clone(), mqtt.clone());
-            sup.spawn("things", twin.run(sup.shutdown()));
+            sup.spawn(
+                "things",
+                twin.run(sup.shutdown(), Pulse::new(&liveness, "things", tick)),
+            );
         }
         sup.spawn(
             "mqtt",
-            mqtt.event_loop(events, config.connection.broker_url.clone(), sup.shutdown()),
+            mqtt.event_loop(
+                events,
+                config.connection.broker_url.clone(),
+                sup.shutdown(),
+                Pulse::new(&liveness, "mqtt", tick),
+            ),
         );
     }
     let main = MainLoop {
@@ -537,14 +569,23 @@ async fn watch_dirs(
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(3600);
 
 /// Removes images unused for `containers.image_expiry`, every hour.
-async fn image_gc(manager: Arc<Manager<Ctrd>>, mut shutdown: Shutdown) -> TaskResult {
+async fn image_gc(
+    manager: Arc<Manager<Ctrd>>,
+    mut shutdown: Shutdown,
+    mut pulse: Pulse,
+) -> TaskResult {
     let mut timer = tokio::time::interval_at(
         tokio::time::Instant::now() + IMAGE_GC_PERIOD,
         IMAGE_GC_PERIOD,
     );
     loop {
+        pulse.beat();
         tokio::select! {
             _ = shutdown.wait() => return Ok(()),
+            p = pulse.wait() => {
+                pulse.handle(p).await;
+                continue;
+            }
             _ = timer.tick() => {}
         }
         match manager.collect_images(std::time::SystemTime::now()).await {
@@ -561,13 +602,22 @@ async fn image_gc(manager: Arc<Manager<Ctrd>>, mut shutdown: Shutdown) -> TaskRe
 /// back, e.g. `ctr` deleting a container).
 const DRIFT_PERIOD: Duration = Duration::from_secs(30);
 
-async fn drift_check(manager: Arc<Manager<Ctrd>>, mut shutdown: Shutdown) -> TaskResult {
+async fn drift_check(
+    manager: Arc<Manager<Ctrd>>,
+    mut shutdown: Shutdown,
+    mut pulse: Pulse,
+) -> TaskResult {
     let mut timer =
         tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_PERIOD, DRIFT_PERIOD);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        pulse.beat();
         tokio::select! {
             _ = shutdown.wait() => return Ok(()),
+            p = pulse.wait() => {
+                pulse.handle(p).await;
+                continue;
+            }
             _ = timer.tick() => {}
         }
         // Only once live restore has run (it does the same at start-up).
@@ -639,7 +689,7 @@ impl MainLoop {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = self.shutdown.clone();
-        let mut hang = crate::fault::main_loop_hang();
+        let mut hang = crate::fault::loop_hang("main");
         loop {
             self.heartbeat.beat();
             tokio::select! {

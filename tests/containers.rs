@@ -101,7 +101,9 @@ async fn pump_events(env: &Env, manager: Arc<Manager<Ctrd>>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let (trigger, shutdown) = leda_cm::supervisor::shutdown_channel();
     tokio::spawn(async move {
-        let _ = leda_cm::containerd::monitor(endpoint, tx, shutdown).await;
+        let liveness = leda_cm::liveness::Liveness::new();
+        let pulse = leda_cm::supervisor::Pulse::new(&liveness, "monitor", Duration::from_secs(1));
+        let _ = leda_cm::containerd::monitor(endpoint, tx, shutdown, pulse).await;
         drop(trigger);
     });
     // Wait until subscribed, then forward in the background.

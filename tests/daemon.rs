@@ -77,6 +77,84 @@ fn ready_status_and_watchdog_pings_that_stop_when_the_main_loop_hangs() {
     assert!(daemon.stderr().contains("withholding watchdog pings"));
 }
 
+/// Every long-lived loop feeds the watchdog: hang any one of them (test-only hook) and the
+/// pings stop, so systemd restarts the daemon.
+#[test]
+fn watchdog_pings_stop_when_any_loop_hangs() {
+    let h = Harness::get();
+    for name in [
+        "mqtt",
+        "update-agent",
+        "things",
+        "containerd-monitor",
+        "image-gc",
+        "drift-check",
+    ] {
+        let mut setup = DaemonSetup::new(&h, &format!("watchdog-{name}"));
+        let broker = common::mqtt::Broker::start(&h, &setup.dir);
+        setup.extra_config = serde_json::json!({
+            "update_agent": {"enable": true},
+            "things": {"enable": true},
+            "connection": {"broker_url": broker.url()},
+        });
+        setup.env.push(("WATCHDOG_USEC".into(), "400000".into()));
+        setup
+            .env
+            .push(("LEDA_CM_FAULT_HANG_LOOP".into(), name.into()));
+        let notify = NotifyListener::new(&setup.dir);
+        let daemon = setup.spawn(Some(&notify));
+        assert!(
+            notify.wait_ready(READY_TIMEOUT),
+            "{name}: {}",
+            daemon.stderr()
+        );
+        let pings = || {
+            notify
+                .lines()
+                .into_iter()
+                .filter(|(_, l)| l == "WATCHDOG=1")
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pings() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no pings before the hang"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon.signal(libc::SIGUSR2);
+        assert!(
+            daemon.wait_log(
+                &format!("the {name} loop hangs now"),
+                Duration::from_secs(5)
+            ),
+            "{name}: the hook did not fire\n{}",
+            daemon.stderr()
+        );
+        // The watchdog task names the stale loop when it starts withholding.
+        assert!(
+            daemon.wait_log(
+                &format!("loop {name} has not beaten"),
+                Duration::from_secs(5)
+            ),
+            "{name}: pings were not withheld\n{}",
+            daemon.stderr()
+        );
+        // Timing under test: over five watchdog periods (200 ms) after that, no ping.
+        let cut = Instant::now() + Duration::from_millis(50);
+        std::thread::sleep(Duration::from_millis(1000));
+        let late = notify
+            .lines()
+            .into_iter()
+            .filter(|(at, l)| l == "WATCHDOG=1" && *at > cut)
+            .count();
+        assert_eq!(late, 0, "{name}: {late} pings after the hang");
+        drop(daemon);
+        drop(broker);
+    }
+}
+
 #[test]
 fn capabilities_are_reduced_to_the_documented_set_with_no_new_privs() {
     let h = Harness::get();

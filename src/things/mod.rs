@@ -35,7 +35,7 @@ use crate::model::Container;
 use crate::mqtt::{Consumer, Incoming, Mqtt};
 use crate::runtime::Runtime;
 use crate::store;
-use crate::supervisor::{Shutdown, TaskResult};
+use crate::supervisor::{Pulse, Shutdown, TaskResult};
 use ditto::{Identity, Request, Thing, ThingError};
 use software::{status as su, Install, OperationStatus, Remove};
 
@@ -219,7 +219,7 @@ impl<R: Runtime> Things<R> {
     }
 
     /// The twin task.
-    pub async fn run(mut self, mut shutdown: Shutdown) -> TaskResult {
+    pub async fn run(mut self, mut shutdown: Shutdown, mut pulse: Pulse) -> TaskResult {
         let shared = self.shared.clone();
         let manager = shared.manager.clone();
         let mut restored = Box::pin(manager.wait_restored());
@@ -230,8 +230,10 @@ impl<R: Runtime> Things<R> {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            pulse.beat();
             tokio::select! {
                 _ = shutdown.wait() => break,
+                p = pulse.wait() => pulse.handle(p).await,
                 () = &mut restored, if !is_restored => {
                     is_restored = true;
                     if shared.thing().is_some() {
