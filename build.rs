@@ -1,5 +1,7 @@
 //! Generates the gRPC code of the local API (Kanto container-management's `containers` and
-//! `sysinfo` services) from `src/api/proto`. Needs `protoc` (Debian: protobuf-compiler).
+//! `sysinfo` services) from `src/api/proto`. Needs `protoc` (Debian: protobuf-compiler; Yocto:
+//! protobuf-native) and no system include directory: the only well-known type imported,
+//! `google/protobuf/empty.proto`, is in `src/api/proto`.
 
 fn main() {
     let root = "src/api/proto";

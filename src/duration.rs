@@ -60,8 +60,8 @@ pub fn format_go_duration(d: Duration) -> String {
         return "0s".into();
     }
     let nanos = d.as_nanos();
-    if !nanos.is_multiple_of(1_000_000_000) {
-        if nanos.is_multiple_of(1_000_000) {
+    if nanos % 1_000_000_000 != 0 {
+        if nanos % 1_000_000 == 0 {
             return format!("{}ms", nanos / 1_000_000);
         }
         return format!("{nanos}ns");

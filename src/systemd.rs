@@ -10,7 +10,8 @@ use crate::liveness::{self, Liveness, WatchdogAction};
 use crate::supervisor::{Shutdown, TaskResult};
 
 fn send(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
+    // false: keep $NOTIFY_SOCKET, every later notification needs it.
+    if let Err(e) = sd_notify::notify(false, states) {
         log::debug!("sd_notify failed: {e}");
     }
 }
@@ -37,7 +38,9 @@ pub fn reloading(status: &str) {
 
 /// `WATCHDOG_USEC` when the watchdog is armed for this process.
 pub fn watchdog_usec() -> Option<Duration> {
-    sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
+    let mut usec = 0;
+    // false: keep $WATCHDOG_USEC/$WATCHDOG_PID (the value is read again after a re-exec).
+    (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// Pings every `period` while the loops registered in `liveness` are fresh (see

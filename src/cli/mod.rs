@@ -806,14 +806,14 @@ pub fn filter(containers: Vec<Container>, filters: &[String]) -> anyhow::Result<
         .filter(|c| {
             status
                 .as_ref()
-                .is_none_or(|s| c.state.status.name().eq_ignore_ascii_case(s))
+                .map_or(true, |s| c.state.status.name().eq_ignore_ascii_case(s))
         })
         .filter(|c| {
             image
                 .as_ref()
-                .is_none_or(|i| c.image.name.eq_ignore_ascii_case(i))
+                .map_or(true, |i| c.image.name.eq_ignore_ascii_case(i))
         })
-        .filter(|c| exit.is_none_or(|e| c.state.exit_code == e))
+        .filter(|c| exit.map_or(true, |e| c.state.exit_code == e))
         .collect())
 }
 

@@ -85,8 +85,19 @@ pub fn encode(out: &mut Vec<u8>, stream: Stream, line: &[u8], time: SystemTime) 
 fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // (`<[u8]>::utf8_chunks` needs Rust 1.79; this is the same walk for 1.75.)
+        let (valid, invalid) = match std::str::from_utf8(rest) {
+            Ok(s) => (s, 0),
+            Err(e) => {
+                let n = e.valid_up_to();
+                let bad = e.error_len().unwrap_or(rest.len() - n);
+                (std::str::from_utf8(&rest[..n]).unwrap_or_default(), bad)
+            }
+        };
+        rest = &rest[valid.len() + invalid..];
+        for c in valid.chars() {
             match c {
                 '"' => out.extend_from_slice(b"\\\""),
                 '\\' => out.extend_from_slice(b"\\\\"),
@@ -108,7 +119,7 @@ fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
             }
         }
         // Docker writes one replacement character per invalid byte.
-        for _ in chunk.invalid() {
+        for _ in 0..invalid {
             out.extend_from_slice(b"\\ufffd");
         }
     }

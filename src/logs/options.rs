@@ -79,7 +79,7 @@ pub fn is_driver_invocation(argv: &[OsString]) -> bool {
         .and_then(|a| Path::new(a).file_name())
         .is_some_and(|n| n == "kanto-cm")
         || args.first().is_some_and(|a| a == "ctl" || a == "daemon");
-    !client && args.len().is_multiple_of(2) && args.iter().step_by(2).any(|k| k == DRIVER_KEY)
+    !client && args.len() % 2 == 0 && args.iter().step_by(2).any(|k| k == DRIVER_KEY)
 }
 
 impl DriverOptions {
@@ -95,7 +95,7 @@ impl DriverOptions {
 
     /// Parses the `KEY VALUE` pairs after the program name, in any order.
     pub fn from_args(args: &[OsString]) -> Result<DriverOptions, OptionsError> {
-        if !args.len().is_multiple_of(2) {
+        if args.len() % 2 != 0 {
             return Err(OptionsError::Odd { count: args.len() });
         }
         let mut seen: Vec<&OsStr> = Vec::new();

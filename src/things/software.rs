@@ -255,7 +255,7 @@ pub fn validate_remove(r: &Remove) -> Result<(), ThingError> {
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     let hex = hex.trim();
-    if hex.is_empty() || !hex.len().is_multiple_of(2) {
+    if hex.is_empty() || hex.len() % 2 != 0 {
         return None;
     }
     (0..hex.len())
