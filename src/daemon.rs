@@ -13,13 +13,13 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::agent::{self, Agent, Settings as AgentSettings};
-use crate::config::{self, Config, ConfigError, Loaded, Source, DEFAULT_CONFIG_FILE};
+use crate::config::{self, Config, ConfigError, Source};
 use crate::containerd::{self, Ctrd, Endpoint, MonitorEvent};
 use crate::liveness::{self, Heartbeat, Liveness};
 use crate::logging::{self, LoggingError, RotatingFile};
 use crate::manager::{Manager, Settings as ManagerSettings};
 use crate::mqtt::Mqtt;
-use crate::paths::{self, Paths};
+use crate::paths::Paths;
 use crate::privileges::{self, PrivilegeError};
 use crate::store::{self, StoreError};
 use crate::supervisor::{Shutdown, ShutdownTrigger, Supervisor, SupervisorError, TaskResult};
@@ -31,16 +31,9 @@ use crate::{deploy, watch};
 /// `TimeoutStopSec=` is larger.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Exit codes (sysexits.h). The unit lists USAGE and CONFIG in `RestartPreventExitStatus=`:
-/// restarting cannot fix them.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILURE: i32 = 1;
-    pub const USAGE: i32 = 64;
-    pub const CANT_CREATE: i32 = 73;
-    pub const TEMP_FAIL: i32 = 75;
-    pub const CONFIG: i32 = 78;
-}
+pub use crate::exit;
+pub use crate::loader::ConfigLoader;
+use crate::loader::FLAGS_SOURCE;
 
 /// The daemon's command line: Kanto's `container-management` flags that matter on a device.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -81,6 +74,8 @@ pub enum DaemonError {
     #[error(transparent)]
     ConfigRead(StoreError),
     #[error(transparent)]
+    Load(#[from] crate::loader::LoadError),
+    #[error(transparent)]
     Dirs(StoreError),
     #[error(transparent)]
     Lock(StoreError),
@@ -111,6 +106,7 @@ impl DaemonError {
         match self {
             DaemonError::Config(_)
             | DaemonError::ConfigRead(_)
+            | DaemonError::Load(_)
             | DaemonError::Mqtt(_)
             | DaemonError::Network(_) => exit::CONFIG,
             DaemonError::Dirs(_) => exit::CANT_CREATE,
@@ -118,62 +114,6 @@ impl DaemonError {
             _ => exit::FAILURE,
         }
     }
-}
-
-/// Loads the configuration the same way for the daemon and for the CLI commands that edit
-/// drop-ins: the main file, then `<state dir>/config.d/*.json`, then command-line flags.
-#[derive(Debug, Clone)]
-pub struct ConfigLoader {
-    main_file: PathBuf,
-    main_required: bool,
-    flags: Option<Source>,
-}
-
-impl ConfigLoader {
-    pub fn new(cfg_file: Option<&Path>, flags: Option<Source>) -> ConfigLoader {
-        ConfigLoader {
-            main_file: cfg_file
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE)),
-            main_required: cfg_file.is_some(),
-            flags,
-        }
-    }
-
-    /// Reads and parses everything; returns the configuration, the paths derived from it, and
-    /// warnings to log.
-    pub fn load(&self) -> Result<(Loaded, Paths), DaemonError> {
-        let main = store::read_main_config(&self.main_file, self.main_required)
-            .map_err(DaemonError::ConfigRead)?;
-        let mut primary: Vec<Source> = main.into_iter().collect();
-        primary.extend(self.flags.clone());
-        // The state dir (hence the drop-in dir) comes from the main file and the flags only.
-        let first = config::parse(&primary)?;
-        let state_env = std::env::var("STATE_DIRECTORY").ok();
-        let runtime_env = std::env::var("RUNTIME_DIRECTORY").ok();
-        let paths = paths::resolve(&first.config, state_env.as_deref(), runtime_env.as_deref());
-        let mut warnings = Vec::new();
-        let dropins = store::read_dropins(&paths.dropin_dir, &mut warnings)
-            .map_err(DaemonError::ConfigRead)?;
-        if dropins.is_empty() {
-            let mut loaded = first;
-            loaded.warnings.extend(warnings);
-            return Ok((loaded, paths));
-        }
-        let mut all: Vec<Source> = primary.iter().filter(|s| !is_flags(s)).cloned().collect();
-        all.extend(dropins);
-        all.extend(self.flags.clone());
-        let mut loaded = config::parse(&all)?;
-        loaded.warnings.extend(warnings);
-        let paths = paths::resolve(&loaded.config, state_env.as_deref(), runtime_env.as_deref());
-        Ok((loaded, paths))
-    }
-}
-
-const FLAGS_SOURCE: &str = "command-line flags";
-
-fn is_flags(s: &Source) -> bool {
-    s.name == FLAGS_SOURCE
 }
 
 /// The flags as a configuration fragment, so they are checked and merged like a file.
@@ -242,6 +182,10 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
     }
 
     let bridge = resolve_bridge(&config, &paths.state_dir)?;
+    // Every configuration value is checked before anything is written.
+    if config.update_agent.enable || config.things.enable {
+        Mqtt::check(&config.connection)?;
+    }
 
     systemd::status("preparing state and runtime dirs");
     store::prepare_dir(&paths.state_dir, 0o700, "state dir").map_err(DaemonError::Dirs)?;
@@ -250,6 +194,10 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
     }
     store::prepare_dir(&paths.runtime_dir, 0o755, "runtime dir").map_err(DaemonError::Dirs)?;
     let lock = store::acquire_lock(&paths.lock_file).map_err(DaemonError::Lock)?;
+    // Under the lock no other daemon writes here: temp files of killed writers go.
+    for path in store::remove_stale_temp_files(&paths.state_dir, 3) {
+        log::info!("removed {}, left by an interrupted write", path.display());
+    }
     if let Some(path) = &paths.log_file {
         let file = RotatingFile::open(
             path,

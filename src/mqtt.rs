@@ -9,7 +9,7 @@
 //!   (manual acks), so a desired state is not lost to a crash between receipt and persisting.
 //! - Reconnects with back-off; subscriptions are made again on every ConnAck.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +38,9 @@ pub enum MqttError {
     #[error("publishing to {topic} failed: {reason}")]
     Publish { topic: String, reason: String },
 }
+
+/// The largest MQTT packet (the remaining-length field's limit, MQTT 3.1.1 §2.2.3).
+pub const MAX_INCOMING_PACKET: usize = 268_435_455;
 
 /// An incoming message, with what acknowledges it.
 #[derive(Debug, Clone)]
@@ -124,6 +127,22 @@ pub struct Mqtt {
     /// Consumers that hear connection changes without subscribing.
     listeners: Arc<Mutex<Vec<mpsc::Sender<Incoming>>>>,
     connected: Arc<AtomicBool>,
+    /// Consumers that still publish after shutdown began (`publisher`): the event loop
+    /// keeps the connection up for them, within `DRAIN`.
+    publishers: Arc<(AtomicUsize, tokio::sync::Notify)>,
+}
+
+/// How long the connection stays up after shutdown began, for what publishers still send.
+const DRAIN: Duration = Duration::from_secs(8);
+
+/// Held by a consumer that may still publish during shutdown (see `Mqtt::publisher`).
+pub struct Publisher(Arc<(AtomicUsize, tokio::sync::Notify)>);
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -131,8 +150,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Mqtt {
+    /// Checks the connection settings (URL, TLS files, credentials) without connecting or
+    /// writing anything: the daemon calls it before it makes any directory.
+    pub fn check(config: &ConnectionConfig) -> Result<(), MqttError> {
+        Self::options(config, "leda-cm-check").map(drop)
+    }
+
     /// A connection as configured; `event_loop` must then run (as a supervised task).
     pub fn new(config: &ConnectionConfig, client_id: &str) -> Result<(Mqtt, EventLoop), MqttError> {
+        let options = Self::options(config, client_id)?;
+        let (client, mut event_loop) = AsyncClient::new(options, 64);
+        // Feedback is a burst of small packets: no Nagle delay (40 ms per burst on loopback).
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        event_loop.set_network_options(network);
+        Ok((
+            Mqtt {
+                client,
+                routes: Arc::default(),
+                listeners: Arc::default(),
+                connected: Arc::default(),
+                publishers: Arc::default(),
+            },
+            event_loop,
+        ))
+    }
+
+    /// The client options for `config`; reads the TLS files it names.
+    fn options(config: &ConnectionConfig, client_id: &str) -> Result<MqttOptions, MqttError> {
         let (host, port, tls) = parse_broker_url(&config.broker_url)?;
         let mut options = MqttOptions::new(client_id, host, port);
         let keep_alive = config.keep_alive.0.max(Duration::from_secs(1));
@@ -140,7 +185,12 @@ impl Mqtt {
             .set_keep_alive(keep_alive)
             .set_clean_session(false)
             .set_manual_acks(true)
-            .set_max_packet_size(1 << 20, 1 << 20);
+            // Incoming: MQTT's own limit. rumqttc drops the connection on a larger packet
+            // without acknowledging it, and the broker then delivers it again on every
+            // reconnect (the device would be offline for good); so every message the broker
+            // accepts is read, and its consumer rejects (and acknowledges) what is too large
+            // for it. The broker's `max_packet_size` bounds the memory this can take.
+            .set_max_packet_size(MAX_INCOMING_PACKET, 1 << 20);
         if !config.client_username.is_empty() {
             options.set_credentials(
                 config.client_username.clone(),
@@ -177,20 +227,7 @@ impl Mqtt {
                 client_auth,
             }));
         }
-        let (client, mut event_loop) = AsyncClient::new(options, 64);
-        // Feedback is a burst of small packets: no Nagle delay (40 ms per burst on loopback).
-        let mut network = NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-        event_loop.set_network_options(network);
-        Ok((
-            Mqtt {
-                client,
-                routes: Arc::default(),
-                listeners: Arc::default(),
-                connected: Arc::default(),
-            },
-            event_loop,
-        ))
+        Ok(options)
     }
 
     /// A consumer: it hears connection changes at once, and the messages of the filters it
@@ -232,6 +269,51 @@ impl Mqtt {
             self.subscribe(&consumer, f);
         }
         rx
+    }
+
+    /// While the returned guard lives, the event loop does not disconnect at shutdown
+    /// (within `DRAIN`): what its holder publishes meanwhile still goes out.
+    pub fn publisher(&self) -> Publisher {
+        self.publishers.0.fetch_add(1, Ordering::SeqCst);
+        Publisher(self.publishers.clone())
+    }
+
+    /// At shutdown: keeps polling while publishers remain (within `DRAIN`), then
+    /// disconnects after what they queued, so their last messages reach the broker.
+    async fn drain(&self, events: &mut EventLoop) {
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        let (count, changed) = &*self.publishers;
+        loop {
+            let waiting = changed.notified();
+            if count.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::select! {
+                () = waiting => {}
+                e = events.poll() => if e.is_err() {
+                    // Nothing can be sent now; the broker keeps the session.
+                    return;
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    log::warn!("mqtt: publishers still busy {DRAIN:?} after shutdown began; disconnecting");
+                    break;
+                }
+            }
+        }
+        // The DISCONNECT goes out after every publish queued before it.
+        if self.client.try_disconnect().is_err() {
+            return;
+        }
+        let bound = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                e = events.poll() => match e {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                () = tokio::time::sleep_until(bound) => return,
+            }
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -304,7 +386,7 @@ impl Mqtt {
     /// Hands a message to the consumers whose filter matches, never waiting for them. A
     /// message nobody can take now stays unacknowledged: the broker delivers it again on the
     /// next connection.
-    async fn route(&self, publish: Publish) {
+    fn route(&self, publish: Publish) {
         let topic = publish.topic.clone();
         let to: Vec<_> = lock(&self.routes)
             .iter()
@@ -312,8 +394,11 @@ impl Mqtt {
             .map(|r| r.to.clone())
             .collect();
         if to.is_empty() {
-            // Nobody wants it (e.g. an old subscription of the persistent session).
-            let _ = self.client.ack(&publish).await;
+            // Nobody wants it (e.g. an old subscription of the persistent session). Never
+            // `ack().await` here: the request queue it waits on is drained by this very loop.
+            if let Err(e) = self.client.try_ack(&publish) {
+                log::warn!("mqtt ack on {topic} not queued: {e}");
+            }
             return;
         }
         let message = Message {
@@ -353,7 +438,9 @@ impl Mqtt {
         loop {
             let event = tokio::select! {
                 _ = shutdown.wait() => {
-                    let _ = tokio::time::timeout(Duration::from_millis(250), self.client.disconnect()).await;
+                    if connected {
+                        self.drain(&mut events).await;
+                    }
                     return Ok(());
                 }
                 e = events.poll() => e,
@@ -380,7 +467,7 @@ impl Mqtt {
                         session_present: ack.session_present,
                     });
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => self.route(p).await,
+                Ok(Event::Incoming(Packet::Publish(p))) => self.route(p),
                 Ok(_) => {}
                 Err(e) => {
                     if connected {

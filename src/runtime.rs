@@ -87,12 +87,17 @@ pub struct ExitInfo {
     pub exited_at: Option<SystemTime>,
 }
 
+/// The containerd label leda-cm puts on every container it creates (value: the name).
+pub const MANAGED_LABEL: &str = "io.leda-cm.name";
+
 /// A container record in containerd's namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeContainer {
     pub id: String,
     pub image: String,
     pub task: Option<TaskInfo>,
+    /// The value of `MANAGED_LABEL`, when leda-cm created it.
+    pub managed_name: Option<String>,
 }
 
 /// Raw counters of one container at one moment (rates are computed by consumers).

@@ -153,7 +153,7 @@ pub fn acquire_lock(path: &Path) -> Result<InstanceLock, StoreError> {
             path: path.to_path_buf(),
             source,
         })?;
-    // flock(2) rather than File::try_lock, which needs Rust 1.89 (the crate supports 1.88).
+    // flock(2) rather than File::try_lock, which needs Rust 1.89 (leda-cm's MSRV is 1.75).
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let source = io::Error::last_os_error();
@@ -209,6 +209,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(err)
+}
+
+/// Removes the temp files (`.NAME.tmp-PID`, see `write_atomic`) that a writer killed before
+/// its rename left under `dir` (down to `depth` levels of subdirectories), when the process
+/// that wrote them is gone. Returns the paths removed. Called at start-up, under the lock.
+pub fn remove_stale_temp_files(dir: &Path, depth: u32) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            if depth > 0 {
+                removed.extend(remove_stale_temp_files(&path, depth - 1));
+            }
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(pid) = temp_file_writer(&name.to_string_lossy()) else {
+            continue;
+        };
+        let alive = pid != 0 && Path::new(&format!("/proc/{pid}")).exists();
+        if (!alive || pid == std::process::id()) && fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// The PID in a `write_atomic` temp file name (`.NAME.tmp-PID`).
+fn temp_file_writer(file_name: &str) -> Option<u32> {
+    let rest = file_name.strip_prefix('.')?;
+    let (_, pid) = rest.rsplit_once(".tmp-")?;
+    pid.parse().ok()
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.
@@ -285,7 +323,16 @@ impl ContainerRecords {
                         path.display()
                     )),
                 },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // A directory without a record belongs to no container: what a create
+                    // or a removal cut short by a crash left (generated /etc files, logs).
+                    if entry.path().is_dir() && fs::remove_dir_all(entry.path()).is_ok() {
+                        warnings.push(format!(
+                            "removed {}: no container record in it",
+                            entry.path().display()
+                        ));
+                    }
+                }
                 Err(e) => warnings.push(format!(
                     "cannot read container record {}: {e}",
                     path.display()
@@ -381,6 +428,47 @@ mod tests {
         remove_durably(&p).unwrap();
         remove_durably(&p).unwrap();
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn stale_temp_files_and_recordless_dirs_are_cleaned() {
+        let d = tmpdir("stale");
+        let records = ContainerRecords::new(&d);
+        let c = crate::model::Container {
+            container_id: "kept".into(),
+            ..Default::default()
+        };
+        records.save(&c).unwrap();
+        // A writer that died (no such PID), one that still runs (us: at start-up no other
+        // writer of ours exists), and a live foreign one (PID 1) whose file is left alone.
+        let dead = d.join("containers/kept/.config.json.tmp-4000000000");
+        let ours = d.join(format!(".client-id.tmp-{}", std::process::id()));
+        let live = d.join(".registries.json.tmp-1");
+        for f in [&dead, &ours, &live] {
+            fs::write(f, b"partial").unwrap();
+        }
+        fs::create_dir_all(d.join("containers/empty")).unwrap();
+        fs::create_dir_all(d.join("containers/half/etc")).unwrap();
+        fs::write(d.join("containers/half/hosts"), b"127.0.0.1 localhost\n").unwrap();
+
+        let mut removed = remove_stale_temp_files(&d, 3);
+        removed.sort();
+        let mut want = vec![dead.clone(), ours.clone()];
+        want.sort();
+        assert_eq!(removed, want);
+        assert!(live.exists());
+
+        let mut warnings = Vec::new();
+        let loaded = records.load_all(&mut warnings);
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].container_id, "kept");
+        assert!(!d.join("containers/empty").exists());
+        assert!(!d.join("containers/half").exists());
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(d.join("containers/kept/config.json").exists());
+        assert_eq!(temp_file_writer(".x.json.tmp-12"), Some(12));
+        assert_eq!(temp_file_writer("x.json.tmp-12"), None);
+        assert_eq!(temp_file_writer(".x.json.tmp-abc"), None);
     }
 
     #[test]

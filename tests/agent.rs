@@ -680,9 +680,63 @@ fn bad_desired_states_are_reported_and_change_nothing() {
         "component bad: key memory: invalid value \"lots\"",
     );
 
+    // Holes once open: a relative mount source (it resolved against the shim's bundle
+    // directory), an empty component id.
+    expect(
+        &d,
+        &|| d.send("relative", json!([kv("mount", "../../etc:/hostetc")])),
+        "relative",
+        "../../etc is not an absolute path",
+    );
+    expect(
+        &d,
+        &|| d.send("noid", json!([component("", &image, &[])])),
+        "noid",
+        "a component has an empty id",
+    );
+    // 8 MiB, sent with mosquitto's own client: once it made the daemon's MQTT client drop
+    // the connection unacknowledged and the broker deliver it again on every reconnect.
+    let big = d.setup.dir.join("big-desired-state.json");
+    let filler = "x".repeat(8 << 20);
+    std::fs::write(
+        &big,
+        serde_json::to_vec(&json!({"activityId": "big", "timestamp": 1, "payload": {"domains": [
+            {"id": "containers", "components": [component("app", &image, &[("env", &format!("A={filler}"))])]}
+        ]}}))
+        .unwrap(),
+    )
+    .unwrap();
+    expect(
+        &d,
+        &|| {
+            let out = std::process::Command::new("mosquitto_pub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &d.broker.port.to_string(),
+                    "-q",
+                    "1",
+                ])
+                .args(["-t", DESIRED, "-f"])
+                .arg(&big)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "mosquitto_pub: {out:?}");
+        },
+        "big",
+        "more than the 1048576 this device accepts",
+    );
+
     assert!(d.containers().is_empty(), "nothing applied");
     assert!(d.ctr_ids().is_empty());
-    // Still alive and working.
+    // Still alive and working, on the same connection: the big message was acknowledged
+    // (a redelivery would have made the daemon reconnect).
+    assert!(
+        !d.stderr().contains("mqtt connection to"),
+        "the mqtt connection dropped:\n{}",
+        d.stderr()
+    );
     d.send("good", json!([component("good", &image, &[])]));
     d.wait_status("good", "COMPLETED", LONG);
     d.assert_running(&["good"]);

@@ -542,6 +542,61 @@ fn bad_requests_get_their_errors_and_change_nothing() {
     );
     ok(d.call(&f, "remove", json!(true)), 204);
 
+    // Extreme values: a Metrics period of 1e19 s once overflowed the timer and aborted the
+    // daemon (the answer came first, so the next call is what shows it survived).
+    error(
+        d.call("Metrics", "request", json!({"frequency": 1e19})),
+        400,
+        "messages:parameter.invalid",
+        "more than the longest period",
+    );
+    error(
+        d.call("Metrics", "request", json!({"frequency": "2562047h"})),
+        400,
+        "messages:parameter.invalid",
+        "more than the longest period",
+    );
+    // A command over the size limit (sent by mosquitto's own client: 2 MiB) is answered
+    // 413 where it asked to be answered, and the connection stays.
+    let big = d.setup.dir.join("big-command.json");
+    std::fs::write(
+        &big,
+        serde_json::to_vec(&json!({
+            "topic": format!("{DITTO}/things/live/messages/create"),
+            "headers": {"correlation-id": "corr-big", "response-required": true},
+            "path": "/features/ContainerFactory/inbox/messages/create",
+            "value": {"imageRef": "x".repeat(2 << 20)}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &d.broker.port.to_string(),
+            "-q",
+            "1",
+        ])
+        .args(["-t", &format!("command//{THING}/req/big-1/create"), "-f"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mosquitto_pub: {out:?}");
+    let answer = d.answer(THING, "big-1");
+    assert_eq!(
+        answer.1["headers"]["correlation-id"], "corr-big",
+        "{:#}",
+        answer.1
+    );
+    error(
+        answer,
+        413,
+        "messages:payload.toolarge",
+        "more than the 1048576",
+    );
+
     // A create whose start fails leaves nothing behind.
     let broken = json!({"imageRef": image, "name": "broken", "start": true, "config": {"cmd": ["/no/such/binary"]}});
     error(
@@ -559,6 +614,11 @@ fn bad_requests_get_their_errors_and_change_nothing() {
     assert!(
         d.stderr().contains("digital twin request"),
         "errors are logged"
+    );
+    assert!(
+        !d.stderr().contains("mqtt connection to"),
+        "the mqtt connection dropped:\n{}",
+        d.stderr()
     );
 }
 

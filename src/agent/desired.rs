@@ -63,6 +63,10 @@ pub fn parse_desired(ds: &DesiredState, domain: &str) -> Result<Parsed, String> 
     let mut errors = Vec::new();
     let mut containers = Vec::new();
     for component in &d.components {
+        if component.id.trim().is_empty() {
+            errors.push("a component has an empty id".to_string());
+            continue;
+        }
         match component_container(component) {
             Ok(c) => containers.push((
                 ComponentRef {
@@ -408,6 +412,12 @@ mod tests {
         assert!(parse_desired(&dup, "containers")
             .unwrap_err()
             .contains("component databroker: given twice"));
+        let mut nameless = fixture();
+        nameless.domains[0].components[1].id = " ".into();
+        assert_eq!(
+            parse_desired(&nameless, "containers").unwrap_err(),
+            "a component has an empty id"
+        );
         let mut bad = fixture();
         bad.domains[0].components[1].config.push(KeyValue {
             key: "port".into(),

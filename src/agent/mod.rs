@@ -90,6 +90,13 @@ enum Job {
     },
 }
 
+/// What the runner hands the publishing loop, in order.
+enum Out {
+    Feedback(String, Feedback),
+    /// The operation (activity, generation) has sent its last feedback.
+    Finished(String, u64),
+}
+
 struct Shared<R: Runtime> {
     settings: Settings,
     manager: Arc<Manager<R>>,
@@ -100,7 +107,7 @@ struct Shared<R: Runtime> {
     /// Set at shutdown: the apply in hand stops at the next phase boundary and stays
     /// persisted, to be resumed at the next start.
     stopping: AtomicBool,
-    feedback: mpsc::UnboundedSender<(String, Feedback)>,
+    feedback: mpsc::UnboundedSender<Out>,
 }
 
 impl<R: Runtime> Shared<R> {
@@ -108,7 +115,12 @@ impl<R: Runtime> Shared<R> {
         self.settings.state_dir.join(PENDING_FILE)
     }
 
-    fn persist(&self, activity_id: &str, generation: u64, desired: &DesiredState) {
+    fn persist(
+        &self,
+        activity_id: &str,
+        generation: u64,
+        desired: &DesiredState,
+    ) -> Result<(), store::StoreError> {
         let path = self.pending_path();
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -119,12 +131,20 @@ impl<R: Runtime> Shared<R> {
             generation,
             desired_state: desired.clone(),
         };
-        if let Err(e) = store::write_json_atomic(&path, &p, 0o600) {
-            log::error!("cannot persist the desired state {activity_id}: {e}");
-        }
+        store::write_json_atomic(&path, &p, 0o600)
     }
 
+    /// The operation ended: its desired state is un-persisted once every feedback before
+    /// this has been handed to the broker connection (in order, by the publishing loop), so
+    /// a crash or SIGTERM before that resumes it at the next start and the final feedback
+    /// is sent then.
     fn finished(&self, activity_id: &str, generation: u64) {
+        let _ = self
+            .feedback
+            .send(Out::Finished(activity_id.to_string(), generation));
+    }
+
+    fn unpersist(&self, activity_id: &str, generation: u64) {
         let path = self.pending_path();
         if let Ok(Some(p)) = store::read_json::<Pending>(&path) {
             if p.activity_id == activity_id && p.generation == generation {
@@ -134,7 +154,17 @@ impl<R: Runtime> Shared<R> {
     }
 
     fn send(&self, activity_id: &str, fb: Feedback) {
-        let _ = self.feedback.send((activity_id.to_string(), fb));
+        let _ = self
+            .feedback
+            .send(Out::Feedback(activity_id.to_string(), fb));
+    }
+
+    /// Publishes a feedback, or un-persists a finished operation (in the order sent).
+    async fn deliver(&self, out: Out) {
+        match out {
+            Out::Feedback(activity, fb) => self.publish_feedback(&activity, fb).await,
+            Out::Finished(activity, generation) => self.unpersist(&activity, generation),
+        }
     }
 
     async fn publish_feedback(&self, activity_id: &str, fb: Feedback) {
@@ -182,13 +212,13 @@ impl<R: Runtime> Shared<R> {
 pub struct Agent<R: Runtime> {
     shared: Arc<Shared<R>>,
     inbound: mpsc::Receiver<Incoming>,
-    feedback: mpsc::UnboundedReceiver<(String, Feedback)>,
+    feedback: mpsc::UnboundedReceiver<Out>,
 }
 
 impl<R: Runtime> Agent<R> {
     pub fn new(settings: Settings, manager: Arc<Manager<R>>, mqtt: Mqtt) -> Agent<R> {
         let topics = Topics::for_domain(&settings.domain);
-        let (fb_tx, feedback) = mpsc::unbounded_channel::<(String, Feedback)>();
+        let (fb_tx, feedback) = mpsc::unbounded_channel::<Out>();
         let inbound = mqtt.routes(
             &[
                 &topics.desired_state,
@@ -222,6 +252,8 @@ impl<R: Runtime> Agent<R> {
             mut inbound,
             feedback: mut fb_rx,
         } = self;
+        // Held until the last feedback is handed over: the connection stays up for it.
+        let publishing = shared.mqtt.publisher();
         let topics = shared.topics.clone();
         let manager = shared.manager.clone();
         let (job_tx, job_rx) = mpsc::unbounded_channel::<Job>();
@@ -254,7 +286,7 @@ impl<R: Runtime> Agent<R> {
                         shared.publish_current_state(&activity).await;
                     }
                 }
-                Some((activity, fb)) = fb_rx.recv() => shared.publish_feedback(&activity, fb).await,
+                Some(out) = fb_rx.recv() => shared.deliver(out).await,
                 Some(incoming) = inbound.recv() => match incoming {
                     Incoming::Connected { .. } => {
                         let activity = format!("initial-current-state-{}", now_ms());
@@ -268,6 +300,12 @@ impl<R: Runtime> Agent<R> {
                     Incoming::Message(m) => {
                         if m.topic == topics.desired_state {
                             accept_desired_state(&shared, &job_tx, &m.payload);
+                        } else if m.payload.len() > MAX_MESSAGE_BYTES {
+                            log::warn!(
+                                "ignoring a message of {} bytes on {} (at most {MAX_MESSAGE_BYTES})",
+                                m.payload.len(),
+                                m.topic
+                            );
                         } else if m.topic == topics.desired_state_command {
                             match serde_json::from_slice::<Envelope<DesiredStateCommand>>(&m.payload) {
                                 Ok(env) => {
@@ -304,23 +342,46 @@ impl<R: Runtime> Agent<R> {
         // The apply in hand finishes its step and stays persisted; queued jobs are left.
         shared.stopping.store(true, Ordering::SeqCst);
         drop(job_tx);
-        if tokio::time::timeout(RUNNER_STOP, runner).await.is_err() {
-            log::warn!("the update agent did not finish its step within {RUNNER_STOP:?}");
+        // Meanwhile, and after it, the feedback of that step is still published (the mqtt
+        // task waits for this publisher before it disconnects).
+        let deadline = tokio::time::Instant::now() + RUNNER_STOP;
+        let mut runner = runner;
+        let mut runner_done = false;
+        while !runner_done {
+            tokio::select! {
+                _ = &mut runner => runner_done = true,
+                Some(out) = fb_rx.recv() => shared.deliver(out).await,
+                () = tokio::time::sleep_until(deadline) => {
+                    log::warn!("the update agent did not finish its step within {RUNNER_STOP:?}");
+                    break;
+                }
+            }
         }
+        while let Ok(out) = fb_rx.try_recv() {
+            shared.deliver(out).await;
+        }
+        drop(publishing);
         Ok(())
     }
 }
 
-/// The `activityId` of a message, or "" when it has none.
+/// The largest desired state (or other message) the agent reads: Leda's desired states
+/// are a few KiB. A larger one is answered IDENTIFICATION_FAILED, acknowledged and dropped.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The `activityId` of a message, or "" when it has none; reads nothing else of it.
 fn activity_of(payload: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(payload)
-        .ok()
-        .and_then(|v| {
-            v.get("activityId")
-                .and_then(|a| a.as_str())
-                .map(String::from)
-        })
-        .unwrap_or_default()
+    #[derive(serde::Deserialize)]
+    struct Activity {
+        #[serde(default, rename = "activityId")]
+        activity_id: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Activity>(payload) {
+        Ok(Activity {
+            activity_id: Some(serde_json::Value::String(a)),
+        }) => a,
+        _ => String::new(),
+    }
 }
 
 /// Parses and persists a desired state, then hands it to the runner. A message that is not
@@ -330,6 +391,20 @@ fn accept_desired_state<R: Runtime>(
     jobs: &mpsc::UnboundedSender<Job>,
     payload: &[u8],
 ) {
+    if payload.len() > MAX_MESSAGE_BYTES {
+        let activity = activity_of(payload);
+        let fb = Feedback {
+            status: status::IDENTIFICATION_FAILED.into(),
+            message: format!(
+                "the desired state has {} bytes, more than the {MAX_MESSAGE_BYTES} this device accepts",
+                payload.len()
+            ),
+            ..Default::default()
+        };
+        log::warn!("desired state {activity:?} rejected: {}", fb.message);
+        shared.send(&activity, fb);
+        return;
+    }
     let env = match serde_json::from_slice::<Envelope<DesiredState>>(payload) {
         Ok(env) => env,
         Err(e) => {
@@ -356,8 +431,24 @@ fn enqueue<R: Runtime>(
     desired: DesiredState,
     resumed: bool,
 ) {
-    let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
-    shared.persist(&activity_id, generation, &desired);
+    // Persist, then act: a desired state that a crash would lose is refused and changes
+    // nothing (the apply in hand goes on: the generation moves only once it is saved).
+    let generation = shared.generation.load(Ordering::SeqCst) + 1;
+    if let Err(e) = shared.persist(&activity_id, generation, &desired) {
+        log::error!("cannot persist the desired state {activity_id}: {e}");
+        if !resumed {
+            shared.send(
+                &activity_id,
+                Feedback {
+                    status: status::IDENTIFICATION_FAILED.into(),
+                    message: format!("the desired state could not be saved: {e}"),
+                    ..Default::default()
+                },
+            );
+            return;
+        }
+    }
+    shared.generation.store(generation, Ordering::SeqCst);
     let _ = jobs.send(Job::Apply {
         activity_id,
         desired,
@@ -574,7 +665,7 @@ async fn identify<R: Runtime>(
     };
     let feedback = shared.feedback.clone();
     let sink: Sink = Arc::new(move |activity: &str, fb: Feedback| {
-        let _ = feedback.send((activity.to_string(), fb));
+        let _ = feedback.send(Out::Feedback(activity.to_string(), fb));
     });
     let mut op = Operation::new(
         activity_id,

@@ -326,6 +326,7 @@ impl Client {
                     .iter()
                     .find(|t| t.container_id == c.id || t.id == c.id)
                     .map(task_info),
+                managed_name: c.labels.get(crate::runtime::MANAGED_LABEL).cloned(),
                 id: c.id,
                 image: c.image,
             })

@@ -287,6 +287,11 @@ impl Runtime for FakeRuntime {
                 id: c.id.clone(),
                 image: c.image.clone(),
                 task: s.tasks.get(&c.id).cloned(),
+                managed_name: c
+                    .labels
+                    .iter()
+                    .find(|(k, _)| k == crate::runtime::MANAGED_LABEL)
+                    .map(|(_, v)| v.clone()),
             })
             .collect())
     }

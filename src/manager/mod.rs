@@ -93,6 +93,9 @@ struct Control {
     backoff: Duration,
     /// An OOM event arrived for the live task.
     oom: bool,
+    /// The container was removed: nothing may write its record or tell of it again (an
+    /// exit handler or a pending restart that took the entry before the removal).
+    removed: bool,
 }
 
 struct Entry {
@@ -225,14 +228,20 @@ impl<R: Runtime> Manager<R> {
             .ok_or_else(|| ManagerError::NotFound(id.to_string()))
     }
 
-    /// Persists `c`, publishes it as the committed view and tells subscribers.
+    /// Persists `c`, then publishes it as the committed view, then tells subscribers
+    /// (persist, acknowledge, broadcast): a change that could not be saved is neither shown
+    /// nor told. A removed container is never written again (`NotFound`).
     fn commit(&self, entry: &Entry, c: &Container) -> Result<(), ManagerError> {
-        *lock(&entry.view) = c.clone();
-        let _ = self.changes.send(Change::Updated(Box::new(c.clone())));
+        if lock(&entry.control).removed {
+            return Err(ManagerError::NotFound(c.container_id.clone()));
+        }
         self.records.save(c).map_err(|source| ManagerError::Store {
             id: c.container_id.clone(),
             source,
-        })
+        })?;
+        *lock(&entry.view) = c.clone();
+        let _ = self.changes.send(Change::Updated(Box::new(c.clone())));
+        Ok(())
     }
 
     /// Whether `name` belongs to a system container (never removed by a desired state,

@@ -112,9 +112,6 @@ impl<R: Runtime> Manager<R> {
         }
         match self.create_in_runtime(&mut c, progress).await {
             Ok(()) => {
-                *guard = c.clone();
-                *lock(&entry.view) = c.clone();
-                let _ = self.changes.send(Change::Created(Box::new(c.clone())));
                 if let Err(e) = self.records.save(&c) {
                     // Without a record the container would be unknown after a restart.
                     self.discard(&c.container_id).await;
@@ -123,6 +120,9 @@ impl<R: Runtime> Manager<R> {
                         source: e,
                     });
                 }
+                *guard = c.clone();
+                *lock(&entry.view) = c.clone();
+                let _ = self.changes.send(Change::Created(Box::new(c.clone())));
                 log::info!(
                     "created container {} ({}) from {}",
                     c.container_id,
@@ -174,7 +174,10 @@ impl<R: Runtime> Manager<R> {
             spec,
             runtime: c.host_config.runtime.clone(),
             parent_snapshot: image.top_layer.clone(),
-            labels: vec![("io.leda-cm.name".into(), c.container_name.clone())],
+            labels: vec![(
+                crate::runtime::MANAGED_LABEL.into(),
+                c.container_name.clone(),
+            )],
         };
         self.rt.create(&req).await?;
         Ok(())
@@ -622,6 +625,9 @@ impl<R: Runtime> Manager<R> {
                 id: id.to_string(),
                 source,
             })?;
+        // Still under the container's lock: an exit handler or restart waiting for it sees
+        // the removal and neither writes the record again nor tells of the container.
+        lock(&entry.control).removed = true;
         lock(&self.table).remove(id);
         self.note_image_released(&c.image.name, SystemTime::now());
         let _ = self.changes.send(Change::Removed(Box::new(c.clone())));

@@ -74,7 +74,8 @@ impl<R: Runtime> Manager<R> {
         let Ok(entry) = self.entry(id) else { return };
         let mut c = entry.op.lock().await;
         // A stop or remove already handled it, or it is an old task's exit.
-        if !c.is_active() || (pid != 0 && c.state.pid != pid as i64) {
+        if lock(&entry.control).removed || !c.is_active() || (pid != 0 && c.state.pid != pid as i64)
+        {
             return;
         }
         if let Err(e) = self.rt.delete_task(id).await {
@@ -133,7 +134,8 @@ impl<R: Runtime> Manager<R> {
     async fn restart_after_exit(self: &Arc<Self>, id: &str, generation: u64) {
         let Ok(entry) = self.entry(id) else { return };
         let mut c = entry.op.lock().await;
-        if lock(&entry.control).generation != generation
+        if lock(&entry.control).removed
+            || lock(&entry.control).generation != generation
             || !c.state.restarting
             || c.manually_stopped
         {
@@ -162,6 +164,25 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
+    /// Removes a container leda-cm created but has no record of (task, container, snapshot).
+    async fn remove_orphan(&self, id: &str, name: &str, has_task: bool) {
+        log::warn!(
+            "container {id} ({name}) has no record (a create or removal was cut short); removing it"
+        );
+        if has_task {
+            if let Err(e) = self.rt.kill(id, 9).await {
+                log::debug!("killing the task of orphan {id}: {e}");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.rt.wait(id)).await;
+            if let Err(e) = self.rt.delete_task(id).await {
+                log::warn!("deleting the task of orphan container {id} failed: {e}");
+            }
+        }
+        if let Err(e) = self.rt.remove(id).await {
+            log::warn!("removing orphan container {id} failed: {e}");
+        }
+    }
+
     /// Live restore: brings every record in line with what containerd has, adopting live
     /// tasks without restarting them. Runs at start-up and whenever containerd returns.
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), ManagerError> {
@@ -169,6 +190,9 @@ impl<R: Runtime> Manager<R> {
         let entries: Vec<_> = lock(&self.table).values().cloned().collect();
         for entry in entries {
             let mut c = entry.op.lock().await;
+            if lock(&entry.control).removed {
+                continue;
+            }
             let id = c.container_id.clone();
             let seen = match observed.iter().find(|o| o.id == id) {
                 None => Observed::Missing,
@@ -188,11 +212,16 @@ impl<R: Runtime> Manager<R> {
         }
         let known = lock(&self.table).keys().cloned().collect::<Vec<_>>();
         for o in observed.iter().filter(|o| !known.contains(&o.id)) {
-            log::info!(
-                "container {} in namespace {} is not managed by leda-cm; left alone",
-                o.id,
-                self.settings.namespace
-            );
+            match &o.managed_name {
+                // leda-cm made it and holds no record of it: a create (or a removal) that a
+                // crash cut short. Nobody knows of it, so it goes.
+                Some(name) => self.remove_orphan(&o.id, name, o.task.is_some()).await,
+                None => log::info!(
+                    "container {} in namespace {} is not managed by leda-cm; left alone",
+                    o.id,
+                    self.settings.namespace
+                ),
+            }
         }
         self.release_stale().await;
         self.restored.send_replace(true);

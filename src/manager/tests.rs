@@ -524,3 +524,101 @@ fn bridged_containers_join_between_task_create_and_start_and_keep_their_address(
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_removal_racing_the_exit_handler_is_final() {
+    let dir = state_dir("remove-race");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let id = m
+            .create(container("doomed", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        m.start(&id).await.unwrap();
+        let pid = m.get(&id).unwrap().state.pid as u32;
+        let mut changes = m.subscribe();
+
+        // The container's lock is held (an operation in hand) while a forced removal and
+        // then the task's exit event queue up behind it, in that order (tokio's mutex is
+        // fair): the exit handler already holds the entry when the removal runs.
+        let entry = m.entry(&id).unwrap();
+        let held = entry.op.lock().await;
+        let remove = tokio::spawn({
+            let (m, id) = (m.clone(), id.clone());
+            async move { m.remove(&id, true).await }
+        });
+        tokio::task::yield_now().await;
+        let exit = tokio::spawn({
+            let (m, id) = (m.clone(), id.clone());
+            async move { m.on_event(exit_event(&id, pid, 137)).await }
+        });
+        tokio::task::yield_now().await;
+        drop(held);
+        remove.await.unwrap().unwrap();
+        exit.await.unwrap();
+
+        assert!(matches!(m.get(&id), Err(ManagerError::NotFound(_))));
+        assert!(
+            !dir.join("containers").join(&id).exists(),
+            "record written again"
+        );
+        let mut told = Vec::new();
+        while let Ok(c) = changes.try_recv() {
+            told.push(c);
+        }
+        assert!(
+            matches!(told.last(), Some(Change::Removed(_))),
+            "something was told after the removal: {told:?}"
+        );
+        // A restart finds nothing to restore.
+        drop(m);
+        let m = manager(rt.clone(), &dir);
+        m.reconcile().await.unwrap();
+        assert!(m.list().is_empty());
+        assert!(!rt.state().containers.contains_key(&id));
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reconcile_removes_labelled_containers_without_a_record_and_leaves_others() {
+    let dir = state_dir("orphans");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let kept = m
+            .create(container("kept", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        let orphan = m
+            .create(container("orphan", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        m.start(&orphan).await.unwrap();
+        drop(m);
+        // A crash between containerd's create and the record (here: the record lost), and
+        // a container somebody else made in the namespace.
+        std::fs::remove_dir_all(dir.join("containers").join(&orphan)).unwrap();
+        let mut foreign = rt.state().containers[&kept].clone();
+        foreign.id = "made-by-ctr".into();
+        foreign.labels.clear();
+        rt.state()
+            .containers
+            .insert(foreign.id.clone(), foreign.clone());
+
+        let m = manager(rt.clone(), &dir);
+        m.reconcile().await.unwrap();
+        let s = rt.state();
+        assert!(!s.containers.contains_key(&orphan), "orphan left behind");
+        assert!(!s.tasks.contains_key(&orphan), "orphan's task left behind");
+        assert!(s.containers.contains_key("made-by-ctr"));
+        assert!(s.containers.contains_key(&kept));
+        drop(s);
+        assert_eq!(m.list().len(), 1);
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -132,6 +132,14 @@ pub fn validate(c: &Container) -> Result<(), ValidationError> {
                 "source and destination must be set for a mount point",
             ));
         }
+        // A relative source would resolve against the shim's bundle directory at task
+        // create (`../../etc` reaches the host's /etc): refused here, on every path.
+        if !m.source.starts_with('/') {
+            return Err(err(
+                format!("{f}.source"),
+                format!("{} is not an absolute path", m.source),
+            ));
+        }
         if !m.destination.starts_with('/') {
             return Err(err(
                 format!("{f}.destination"),
@@ -626,6 +634,16 @@ mod tests {
             (
                 serde_json::json!({"mount_points": [{"source": "/a", "destination": "b"}]}),
                 "mount_points[0].destination",
+                "absolute path",
+            ),
+            (
+                serde_json::json!({"mount_points": [{"source": "../../etc", "destination": "/hostetc"}]}),
+                "mount_points[0].source",
+                "../../etc is not an absolute path",
+            ),
+            (
+                serde_json::json!({"mount_points": [{"source": "data", "destination": "/data"}]}),
+                "mount_points[0].source",
                 "absolute path",
             ),
         ];

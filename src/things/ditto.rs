@@ -129,6 +129,13 @@ impl ThingError {
         }
     }
 
+    pub fn too_large(message: impl Into<String>) -> ThingError {
+        ThingError {
+            status: 413,
+            message: message.into(),
+        }
+    }
+
     pub fn failed(message: impl Into<String>) -> ThingError {
         ThingError {
             status: 500,
@@ -140,6 +147,7 @@ impl ThingError {
         match self.status {
             400 => "messages:parameter.invalid",
             404 => "messages:subject.notfound",
+            413 => "messages:payload.toolarge",
             _ => "messages:execution.failed",
         }
     }
@@ -173,6 +181,27 @@ pub struct Request {
     pub value: Value,
 }
 
+/// The largest command leda-cm reads (a Ditto command is a few KiB; the largest, a
+/// ContainerFactory create with a full configuration, well under this).
+pub const MAX_COMMAND_BYTES: usize = 1 << 20;
+
+/// Where to answer a command, read without the rest of it (unknown fields are skipped).
+#[derive(Deserialize, Default)]
+struct Head {
+    #[serde(default)]
+    topic: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    headers: HeadHeaders,
+}
+
+#[derive(Deserialize, Default)]
+struct HeadHeaders {
+    #[serde(default, rename = "correlation-id")]
+    correlation_id: String,
+}
+
 /// Parses `command//<thing>/req/<id>/<op>` and its payload. An error comes with where to
 /// answer it when that much could be read.
 pub fn parse_request(
@@ -191,6 +220,21 @@ pub fn parse_request(
         wanted: true,
     };
     let fail = |reply: &ReplyTo, e: ThingError| Err(Box::new((reply.clone(), e)));
+    if payload.len() > MAX_COMMAND_BYTES {
+        // Answered without building the whole document: only where to answer is read.
+        if let Ok(head) = serde_json::from_slice::<Head>(payload) {
+            reply.topic = head.topic;
+            reply.path = head.path;
+            reply.correlation_id = head.headers.correlation_id;
+        }
+        return fail(
+            &reply,
+            ThingError::too_large(format!(
+                "the message has {} bytes, more than the {MAX_COMMAND_BYTES} a command may have",
+                payload.len()
+            )),
+        );
+    }
     let envelope: Map<String, Value> = match serde_json::from_slice(payload) {
         Ok(Value::Object(m)) => m,
         Ok(_) => {

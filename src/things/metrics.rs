@@ -13,6 +13,9 @@ use crate::runtime::Metrics;
 
 pub const METRICS_DEFINITION: &str = "com.bosch.iot.suite.edge.metric:Metrics:1.0.0";
 pub const MIN_FREQUENCY: Duration = Duration::from_secs(1);
+/// The longest period a request may ask for (a day): anything from outside is bounded, and
+/// the timer arithmetic then cannot overflow.
+pub const MAX_FREQUENCY: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
@@ -48,6 +51,12 @@ pub fn parse_request(value: &Value) -> Result<Request, ThingError> {
         Some(Value::String(s)) => parse_go_duration(s)
             .map_err(|e| bad(format!("frequency: invalid duration {s:?}: {e}")))?,
         Some(Value::Number(n)) => match n.as_f64() {
+            Some(secs) if secs > MAX_FREQUENCY.as_secs_f64() && secs.is_finite() => {
+                return Err(bad(format!(
+                    "frequency: {n} s is more than the longest period, {} s",
+                    MAX_FREQUENCY.as_secs()
+                )))
+            }
             Some(secs) if secs >= 1.0 && secs.is_finite() => {
                 Duration::from_secs(secs.trunc() as u64)
             }
@@ -66,6 +75,11 @@ pub fn parse_request(value: &Value) -> Result<Request, ThingError> {
             )))
         }
     };
+    if frequency > MAX_FREQUENCY {
+        return Err(bad(format!(
+            "frequency: {frequency:?} is more than the longest period, {MAX_FREQUENCY:?}"
+        )));
+    }
     let frequency = if frequency.is_zero() {
         frequency
     } else {
@@ -218,6 +232,9 @@ mod tests {
             (json!({"frequency": 0.5}), MIN_FREQUENCY),
             (json!({"frequency": 2.7}), Duration::from_secs(2)),
             (json!({"frequency": "1m"}), Duration::from_secs(60)),
+            (json!({"frequency": 86400}), MAX_FREQUENCY),
+            (json!({"frequency": "24h"}), MAX_FREQUENCY),
+            (json!({"frequency": -1e300}), Duration::ZERO),
             (json!({}), Duration::ZERO),
         ];
         for (v, want) in cases {
@@ -233,6 +250,18 @@ mod tests {
             (json!({"filter": [{"id": "cpu"}]}), "filter[0].id"),
             (json!({"often": 1}), "unknown field often"),
             (json!([1]), "expected an object"),
+            // Bounded: a huge period would overflow the timer (it once aborted the daemon).
+            (json!({"frequency": 1e19}), "more than the longest period"),
+            (json!({"frequency": 86401}), "more than the longest period"),
+            (
+                json!({"frequency": "2562047h"}),
+                "more than the longest period",
+            ),
+            (json!({"frequency": "25h"}), "more than the longest period"),
+            (
+                json!({"frequency": f64::MAX}),
+                "more than the longest period",
+            ),
         ] {
             let e = parse_request(&v).unwrap_err();
             assert_eq!(e.status, 400);

@@ -275,8 +275,10 @@ impl<R: Runtime> Things<R> {
                 Some(request) = self.metrics_requests.recv() => {
                     meter.set(request, &manager).await;
                     if !meter.request.frequency.is_zero() {
+                        // parse_request bounds the period; checked_add all the same.
+                        let now = tokio::time::Instant::now();
                         tick = tokio::time::interval_at(
-                            tokio::time::Instant::now() + meter.request.frequency,
+                            now.checked_add(meter.request.frequency).unwrap_or(now),
                             meter.request.frequency,
                         );
                         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
