@@ -578,6 +578,7 @@ async fn image_gc(
         tokio::time::Instant::now() + IMAGE_GC_PERIOD,
         IMAGE_GC_PERIOD,
     );
+    let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         pulse.beat();
         tokio::select! {
@@ -588,13 +589,21 @@ async fn image_gc(
             }
             _ = timer.tick() => {}
         }
-        match manager.collect_images(std::time::SystemTime::now()).await {
-            Ok(removed) if !removed.is_empty() => {
-                log::info!("removed unused images: {}", removed.join(", "))
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("image clean-up failed: {e}"),
+        // Beside the loop, one pass at a time (it takes the image lock and talks to
+        // containerd for a while).
+        if running.as_ref().is_some_and(|t| !t.is_finished()) {
+            continue;
         }
+        let manager = manager.clone();
+        running = Some(tokio::spawn(async move {
+            match manager.collect_images(std::time::SystemTime::now()).await {
+                Ok(removed) if !removed.is_empty() => {
+                    log::info!("removed unused images: {}", removed.join(", "))
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("image clean-up failed: {e}"),
+            }
+        }));
     }
 }
 
@@ -610,6 +619,7 @@ async fn drift_check(
     let mut timer =
         tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_PERIOD, DRIFT_PERIOD);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         pulse.beat();
         tokio::select! {
@@ -620,18 +630,23 @@ async fn drift_check(
             }
             _ = timer.tick() => {}
         }
-        // Only once live restore has run (it does the same at start-up).
-        if !manager.is_restored() {
+        // Only once live restore has run (it does the same at start-up), and one pass at a
+        // time. The pass runs beside the loop: it waits for containers' locks (a stop may
+        // take its whole timeout), which must not keep the loop from beating.
+        if !manager.is_restored() || running.as_ref().is_some_and(|t| !t.is_finished()) {
             continue;
         }
-        match manager.check_drift().await {
-            Ok(0) => {}
-            Ok(n) => {
-                log::warn!("drift check: {n} container(s) brought back in line with their records")
+        let manager = manager.clone();
+        running = Some(tokio::spawn(async move {
+            match manager.check_drift().await {
+                Ok(0) => {}
+                Ok(n) => log::warn!(
+                    "drift check: {n} container(s) brought back in line with their records"
+                ),
+                // containerd away: the monitor reconciles when it is back.
+                Err(e) => log::debug!("drift check skipped: {e}"),
             }
-            // containerd away: the monitor reconciles when it is back.
-            Err(e) => log::debug!("drift check skipped: {e}"),
-        }
+        }));
     }
 }
 

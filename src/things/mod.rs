@@ -512,6 +512,10 @@ struct Twin {
 }
 
 /// The Metrics feature's running request and CPU baselines.
+/// How long the twin's loop waits for containerd's metrics (it must keep beating: the
+/// watchdog's limit on a device is WatchdogSec/2).
+const METRICS_CALL: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 struct Meter {
     request: metrics::Request,
@@ -527,7 +531,7 @@ impl Meter {
         }
         // The first report already has a CPU figure: the baseline is taken now.
         let host = crate::host::cpu_total_ns().unwrap_or(0);
-        if let Ok(all) = manager.all_metrics().await {
+        if let Ok(Ok(all)) = tokio::time::timeout(METRICS_CALL, manager.all_metrics()).await {
             for (c, m) in all {
                 self.baselines.insert(
                     c.container_id,
@@ -543,10 +547,16 @@ impl Meter {
     async fn report<R: Runtime>(&mut self, manager: &Manager<R>) -> Option<Value> {
         let host_cpu = crate::host::cpu_total_ns().unwrap_or(0);
         let host_memory = crate::host::memory_total().unwrap_or(0);
-        let all = match manager.all_metrics().await {
-            Ok(all) => all,
-            Err(e) => {
+        let all = match tokio::time::timeout(METRICS_CALL, manager.all_metrics()).await {
+            Ok(Ok(all)) => all,
+            Ok(Err(e)) => {
                 log::warn!("metrics: {e}");
+                return None;
+            }
+            Err(_) => {
+                log::warn!(
+                    "metrics: containerd did not answer within {METRICS_CALL:?}; report skipped"
+                );
                 return None;
             }
         };
