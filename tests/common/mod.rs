@@ -488,7 +488,12 @@ pub fn clean_namespace(sock: &Path, ns: &str) {
     for id in ctr(sock, ns, &["tasks", "ls", "-q"]).lines() {
         ctr(sock, ns, &["tasks", "kill", "-s", "SIGKILL", id]);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Until no killed task runs (bounded, and no panic: this also runs while unwinding);
+    // `delete -f` below takes whatever is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && ctr_tasks(sock, ns).values().any(|s| s == "RUNNING") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for id in ctr(sock, ns, &["tasks", "ls", "-q"]).lines() {
         ctr(sock, ns, &["tasks", "delete", "-f", id]);
     }
