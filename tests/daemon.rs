@@ -5,7 +5,6 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use common::{DaemonSetup, Harness, NotifyListener, PrivateContainerd};
@@ -67,30 +66,22 @@ fn ready_status_and_watchdog_pings_that_stop_when_the_main_loop_hangs() {
     daemon.signal(libc::SIGUSR2);
     assert!(daemon.wait_log("the main loop hangs now", Duration::from_secs(5)));
     // The watchdog task saw the stale loop and decided: it logs that after the last ping it
-    // sent. A datagram of ours queued on the socket after that line marks where pings from a
-    // later decision would begin (one socket, read in order).
+    // sent. A mark of ours queued on the socket after that line is where pings from a later
+    // decision would begin.
     assert!(
         daemon.wait_log("withholding watchdog pings", Duration::from_secs(5)),
         "{}",
         daemon.stderr()
     );
-    UnixDatagram::unbound()
-        .unwrap()
-        .send_to(b"TEST_MARK=1", &notify.path)
-        .unwrap();
-    assert!(notify
-        .wait_line(Duration::from_secs(5), |l| l == "TEST_MARK=1")
-        .is_some());
+    notify.mark("hang");
     // No ping in 1.5 s: seven watchdog periods; the time without pings is what is tested.
     std::thread::sleep(Duration::from_millis(1500));
-    let late: Vec<_> = notify
-        .lines()
-        .into_iter()
-        .map(|(_, l)| l)
-        .skip_while(|l| l != "TEST_MARK=1")
-        .filter(|l| l == "WATCHDOG=1")
-        .collect();
-    assert!(late.is_empty(), "{} pings after the hang", late.len());
+    let late = notify
+        .lines_after_mark("hang")
+        .iter()
+        .filter(|l| *l == "WATCHDOG=1")
+        .count();
+    assert_eq!(late, 0, "{late} pings after the hang");
 }
 
 /// Every long-lived loop feeds the watchdog: hang any one of them (test-only hook) and the
@@ -157,13 +148,14 @@ fn watchdog_pings_stop_when_any_loop_hangs() {
             "{name}: pings were not withheld\n{}",
             daemon.stderr()
         );
+        // Pings sent before that line are read before a mark queued after it.
+        notify.mark(name);
         // Timing under test: over five watchdog periods (200 ms) after that, no ping.
-        let cut = Instant::now() + Duration::from_millis(50);
         std::thread::sleep(Duration::from_millis(1000));
         let late = notify
-            .lines()
-            .into_iter()
-            .filter(|(at, l)| l == "WATCHDOG=1" && *at > cut)
+            .lines_after_mark(name)
+            .iter()
+            .filter(|l| *l == "WATCHDOG=1")
             .count();
         assert_eq!(late, 0, "{name}: {late} pings after the hang");
         drop(daemon);
