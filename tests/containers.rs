@@ -257,8 +257,9 @@ fn on_failure_max_three_is_restarted_exactly_three_times() {
             },
         )
         .await;
-        // And no fourth restart comes later.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // And no fourth restart comes later: the restart decision is taken with the exit,
+        // under the container's lock, and shows in the same committed state as `restarting`
+        // (before any back-off). Exited and not restarting is the decision not to restart.
         let c = m.get(&id).unwrap();
         assert_eq!(
             (c.restart_count, c.state.status, c.state.exit_code),
