@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the meta-leda-cm BitBake layer (CI; needs package registries only):
-#   1. oelint-adv --release scarthgap on every recipe and bbappend, clean;
+#   1. oelint-adv --release R on every recipe and bbappend, clean, for each release R of
+#      LAYERSERIES_COMPAT;
 #   2. leda-cm-crates.inc regenerated from Cargo.lock equals the committed one (every crate
 #      from crates.io with a checksum, or the generator fails);
 #   3. the layer's structure: README (maintainer, patches, email), LAYERSERIES_COMPAT and
@@ -43,7 +44,9 @@ fi
 python3 -c 'import tomllib' 2>/dev/null || fail "python3 >= 3.11 is needed (tomllib)"
 
 # --- 1. oelint-adv ------------------------------------------------------------------------
-step "oelint-adv $OELINT_VERSION --release scarthgap"
+releases=$(sed -n 's/^LAYERSERIES_COMPAT_leda-cm = "\(.*\)"$/\1/p' "$layer/conf/layer.conf")
+[ -n "$releases" ] || fail "no LAYERSERIES_COMPAT_leda-cm in $layer/conf/layer.conf"
+step "oelint-adv $OELINT_VERSION --release each of: $releases"
 t=$(date +%s)
 venv=$work/venv
 if [ "$("$venv/bin/oelint-adv" --version 2>/dev/null || true)" != "$OELINT_VERSION" ] ||
@@ -55,12 +58,14 @@ fi
 mapfile -t recipes < <(find "$layer" -name '*.bb' -o -name '*.bbappend' | sort)
 # oelint.vars.homepageping is the one rule suppressed: it fetches HOMEPAGE over the
 # network, which CI does not have.
-if ! out=$("$venv/bin/oelint-adv" --release scarthgap --quiet --hide info \
-    --suppress oelint.vars.homepageping "${recipes[@]}" 2>&1) || [ -n "$out" ]; then
-    echo "$out" >&2
-    fail "oelint-adv found problems"
-fi
-echo "   ${#recipes[@]} recipes and bbappends clean"
+for release in $releases; do
+    if ! out=$("$venv/bin/oelint-adv" --release "$release" --quiet --hide info \
+        --suppress oelint.vars.homepageping "${recipes[@]}" 2>&1) || [ -n "$out" ]; then
+        echo "$out" >&2
+        fail "oelint-adv --release $release found problems"
+    fi
+done
+echo "   ${#recipes[@]} recipes and bbappends clean for each"
 elapsed "$t"
 
 # --- 2. the crate list --------------------------------------------------------------------
