@@ -568,56 +568,21 @@ async fn watch_dirs(
 /// How often unused images are looked for.
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(3600);
 
-/// Removes images unused for `containers.image_expiry`, every hour.
-async fn image_gc(
-    manager: Arc<Manager<Ctrd>>,
+/// A periodic job's loop: every `period` (the first after one period), when `ready()` says
+/// so and the previous pass has ended, `pass()` runs beside the loop, so the loop keeps
+/// beating while a pass waits (for containers' locks, for containerd).
+async fn periodic<F, Fut>(
+    period: Duration,
+    ready: impl Fn() -> bool,
+    pass: F,
     mut shutdown: Shutdown,
     mut pulse: Pulse,
-) -> TaskResult {
-    let mut timer = tokio::time::interval_at(
-        tokio::time::Instant::now() + IMAGE_GC_PERIOD,
-        IMAGE_GC_PERIOD,
-    );
-    let mut running: Option<tokio::task::JoinHandle<()>> = None;
-    loop {
-        pulse.beat();
-        tokio::select! {
-            _ = shutdown.wait() => return Ok(()),
-            p = pulse.wait() => {
-                pulse.handle(p).await;
-                continue;
-            }
-            _ = timer.tick() => {}
-        }
-        // Beside the loop, one pass at a time (it takes the image lock and talks to
-        // containerd for a while).
-        if running.as_ref().is_some_and(|t| !t.is_finished()) {
-            continue;
-        }
-        let manager = manager.clone();
-        running = Some(tokio::spawn(async move {
-            match manager.collect_images(std::time::SystemTime::now()).await {
-                Ok(removed) if !removed.is_empty() => {
-                    log::info!("removed unused images: {}", removed.join(", "))
-                }
-                Ok(_) => {}
-                Err(e) => log::warn!("image clean-up failed: {e}"),
-            }
-        }));
-    }
-}
-
-/// How often the records are compared with what containerd runs (drift behind leda-cm's
-/// back, e.g. `ctr` deleting a container).
-const DRIFT_PERIOD: Duration = Duration::from_secs(30);
-
-async fn drift_check(
-    manager: Arc<Manager<Ctrd>>,
-    mut shutdown: Shutdown,
-    mut pulse: Pulse,
-) -> TaskResult {
-    let mut timer =
-        tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_PERIOD, DRIFT_PERIOD);
+) -> TaskResult
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {
@@ -630,14 +595,40 @@ async fn drift_check(
             }
             _ = timer.tick() => {}
         }
-        // Only once live restore has run (it does the same at start-up), and one pass at a
-        // time. The pass runs beside the loop: it waits for containers' locks (a stop may
-        // take its whole timeout), which must not keep the loop from beating.
-        if !manager.is_restored() || running.as_ref().is_some_and(|t| !t.is_finished()) {
+        if !ready() || running.as_ref().is_some_and(|t| !t.is_finished()) {
             continue;
         }
+        running = Some(tokio::spawn(pass()));
+    }
+}
+
+/// Removes images unused for `containers.image_expiry`, every hour.
+async fn image_gc(manager: Arc<Manager<Ctrd>>, shutdown: Shutdown, pulse: Pulse) -> TaskResult {
+    let pass = move || {
         let manager = manager.clone();
-        running = Some(tokio::spawn(async move {
+        async move {
+            match manager.collect_images(std::time::SystemTime::now()).await {
+                Ok(removed) if !removed.is_empty() => {
+                    log::info!("removed unused images: {}", removed.join(", "))
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("image clean-up failed: {e}"),
+            }
+        }
+    };
+    periodic(IMAGE_GC_PERIOD, || true, pass, shutdown, pulse).await
+}
+
+/// How often the records are compared with what containerd runs (drift behind leda-cm's
+/// back, e.g. `ctr` deleting a container).
+const DRIFT_PERIOD: Duration = Duration::from_secs(30);
+
+/// The drift check, once live restore has run (it does the same at start-up).
+async fn drift_check(manager: Arc<Manager<Ctrd>>, shutdown: Shutdown, pulse: Pulse) -> TaskResult {
+    let restored = manager.clone();
+    let pass = move || {
+        let manager = manager.clone();
+        async move {
             match manager.check_drift().await {
                 Ok(0) => {}
                 Ok(n) => log::warn!(
@@ -646,8 +637,16 @@ async fn drift_check(
                 // containerd away: the monitor reconciles when it is back.
                 Err(e) => log::debug!("drift check skipped: {e}"),
             }
-        }));
-    }
+        }
+    };
+    periodic(
+        DRIFT_PERIOD,
+        move || restored.is_restored(),
+        pass,
+        shutdown,
+        pulse,
+    )
+    .await
 }
 
 /// SIGTERM and SIGINT start the shutdown; SIGHUP reloads the configuration drop-ins.

@@ -733,20 +733,7 @@ fn bad_desired_states_are_reported_and_change_nothing() {
     expect(
         &d,
         &|| {
-            let out = std::process::Command::new("mosquitto_pub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &d.broker.port.to_string(),
-                    "-q",
-                    "1",
-                ])
-                .args(["-t", DESIRED, "-f"])
-                .arg(&big)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "mosquitto_pub: {out:?}");
+            common::mqtt::mosquitto_pub(d.broker.port, DESIRED, &big);
         },
         "big",
         "more than the 1048576 this device accepts",

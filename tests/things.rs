@@ -599,20 +599,11 @@ fn bad_requests_get_their_errors_and_change_nothing() {
         .unwrap(),
     )
     .unwrap();
-    let out = std::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &d.broker.port.to_string(),
-            "-q",
-            "1",
-        ])
-        .args(["-t", &format!("command//{THING}/req/big-1/create"), "-f"])
-        .arg(&big)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mosquitto_pub: {out:?}");
+    common::mqtt::mosquitto_pub(
+        d.broker.port,
+        &format!("command//{THING}/req/big-1/create"),
+        &big,
+    );
     let answer = d.answer(THING, "big-1");
     assert_eq!(
         answer.1["headers"]["correlation-id"], "corr-big",

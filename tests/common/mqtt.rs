@@ -251,3 +251,24 @@ impl Drop for Peer {
         let _ = self.client.disconnect();
     }
 }
+
+/// Publishes the file `payload` on `topic` (QoS 1) with mosquitto's own client, as any other
+/// client of the broker would (also past rumqttc's packet limit); panics when it fails.
+pub fn mosquitto_pub(port: u16, topic: &str, payload: &Path) {
+    let out = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-f",
+        ])
+        .arg(payload)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mosquitto_pub: {out:?}");
+}
