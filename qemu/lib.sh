@@ -9,7 +9,12 @@
 QEMU_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QEMU_CACHE=${LEDA_QEMU_CACHE:-$QEMU_ROOT/target/qemu-cache}
 QEMU_SUITE=bookworm
-QEMU_MIRROR=${LEDA_QEMU_MIRROR:-http://deb.debian.org/debian}
+# The Debian archive and its security archive are the ones this machine's own apt
+# configuration names (read at run time; tests/roots/lib.sh reads them), or LEDA_QEMU_MIRROR.
+# shellcheck source=tests/roots/lib.sh
+. "$QEMU_ROOT/tests/roots/lib.sh"
+QEMU_MIRROR=${LEDA_QEMU_MIRROR:-$(roots_mirror)}
+QEMU_SECURITY=$(roots_apt_entries | awk -v s="$QEMU_SUITE-security" '$2 == s {print $1; exit}')
 
 # Host tools. qemu-system-* come from bookworm-backports (QEMU 10): bookworm's 7.2 conflicts
 # with the qemu-utils 10 that some machines have preinstalled.
@@ -45,13 +50,17 @@ URIs: $QEMU_MIRROR
 Suites: $QEMU_SUITE $QEMU_SUITE-updates $QEMU_SUITE-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+        if [ -n "$QEMU_SECURITY" ]; then
+            cat >>"$d/sources.list.d/debian.sources" <<EOF
 
 Types: deb
-URIs: http://deb.debian.org/debian-security
+URIs: $QEMU_SECURITY
 Suites: $QEMU_SUITE-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+        fi
     fi
     "$tool" -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$d/sources.list.d" \
         -o Dir::State::Lists="$d/lists" -o Dir::Cache::Archives="$d/archives" \

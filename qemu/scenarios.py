@@ -123,8 +123,12 @@ class Scenarios:
         ids = self.g.out("ls /var/lib/container-management/containers 2>/dev/null || true").split()
         res = []
         for cid in ids:
-            raw = self.g.out(f"cat /var/lib/container-management/containers/{cid}/config.json")
-            res.append(json.loads(raw))
+            # A directory without its record yet is a create in hand (the record is written
+            # once containerd has the container): not a container to look at yet.
+            raw = self.g.out(f"cat /var/lib/container-management/containers/{cid}/config.json"
+                             " 2>/dev/null || true")
+            if raw:
+                res.append(json.loads(raw))
         return res
 
     # --- boot 1 -------------------------------------------------------------------------

@@ -13,16 +13,18 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::agent::{self, Agent, Settings as AgentSettings};
-use crate::config::{self, Config, ConfigError, Loaded, Source, DEFAULT_CONFIG_FILE};
+use crate::config::{self, Config, ConfigError, Source};
 use crate::containerd::{self, Ctrd, Endpoint, MonitorEvent};
 use crate::liveness::{self, Heartbeat, Liveness};
 use crate::logging::{self, LoggingError, RotatingFile};
 use crate::manager::{Manager, Settings as ManagerSettings};
 use crate::mqtt::Mqtt;
-use crate::paths::{self, Paths};
+use crate::paths::Paths;
 use crate::privileges::{self, PrivilegeError};
 use crate::store::{self, StoreError};
-use crate::supervisor::{Shutdown, ShutdownTrigger, Supervisor, SupervisorError, TaskResult};
+use crate::supervisor::{
+    Pulse, Shutdown, ShutdownTrigger, Supervisor, SupervisorError, TaskResult,
+};
 use crate::systemd;
 use crate::things::{self, Things};
 use crate::{deploy, watch};
@@ -31,16 +33,9 @@ use crate::{deploy, watch};
 /// `TimeoutStopSec=` is larger.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Exit codes (sysexits.h). The unit lists USAGE and CONFIG in `RestartPreventExitStatus=`:
-/// restarting cannot fix them.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILURE: i32 = 1;
-    pub const USAGE: i32 = 64;
-    pub const CANT_CREATE: i32 = 73;
-    pub const TEMP_FAIL: i32 = 75;
-    pub const CONFIG: i32 = 78;
-}
+pub use crate::exit;
+pub use crate::loader::ConfigLoader;
+use crate::loader::FLAGS_SOURCE;
 
 /// The daemon's command line: Kanto's `container-management` flags that matter on a device.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -81,6 +76,8 @@ pub enum DaemonError {
     #[error(transparent)]
     ConfigRead(StoreError),
     #[error(transparent)]
+    Load(#[from] crate::loader::LoadError),
+    #[error(transparent)]
     Dirs(StoreError),
     #[error(transparent)]
     Lock(StoreError),
@@ -111,6 +108,7 @@ impl DaemonError {
         match self {
             DaemonError::Config(_)
             | DaemonError::ConfigRead(_)
+            | DaemonError::Load(_)
             | DaemonError::Mqtt(_)
             | DaemonError::Network(_) => exit::CONFIG,
             DaemonError::Dirs(_) => exit::CANT_CREATE,
@@ -118,62 +116,6 @@ impl DaemonError {
             _ => exit::FAILURE,
         }
     }
-}
-
-/// Loads the configuration the same way for the daemon and for the CLI commands that edit
-/// drop-ins: the main file, then `<state dir>/config.d/*.json`, then command-line flags.
-#[derive(Debug, Clone)]
-pub struct ConfigLoader {
-    main_file: PathBuf,
-    main_required: bool,
-    flags: Option<Source>,
-}
-
-impl ConfigLoader {
-    pub fn new(cfg_file: Option<&Path>, flags: Option<Source>) -> ConfigLoader {
-        ConfigLoader {
-            main_file: cfg_file
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE)),
-            main_required: cfg_file.is_some(),
-            flags,
-        }
-    }
-
-    /// Reads and parses everything; returns the configuration, the paths derived from it, and
-    /// warnings to log.
-    pub fn load(&self) -> Result<(Loaded, Paths), DaemonError> {
-        let main = store::read_main_config(&self.main_file, self.main_required)
-            .map_err(DaemonError::ConfigRead)?;
-        let mut primary: Vec<Source> = main.into_iter().collect();
-        primary.extend(self.flags.clone());
-        // The state dir (hence the drop-in dir) comes from the main file and the flags only.
-        let first = config::parse(&primary)?;
-        let state_env = std::env::var("STATE_DIRECTORY").ok();
-        let runtime_env = std::env::var("RUNTIME_DIRECTORY").ok();
-        let paths = paths::resolve(&first.config, state_env.as_deref(), runtime_env.as_deref());
-        let mut warnings = Vec::new();
-        let dropins = store::read_dropins(&paths.dropin_dir, &mut warnings)
-            .map_err(DaemonError::ConfigRead)?;
-        if dropins.is_empty() {
-            let mut loaded = first;
-            loaded.warnings.extend(warnings);
-            return Ok((loaded, paths));
-        }
-        let mut all: Vec<Source> = primary.iter().filter(|s| !is_flags(s)).cloned().collect();
-        all.extend(dropins);
-        all.extend(self.flags.clone());
-        let mut loaded = config::parse(&all)?;
-        loaded.warnings.extend(warnings);
-        let paths = paths::resolve(&loaded.config, state_env.as_deref(), runtime_env.as_deref());
-        Ok((loaded, paths))
-    }
-}
-
-const FLAGS_SOURCE: &str = "command-line flags";
-
-fn is_flags(s: &Source) -> bool {
-    s.name == FLAGS_SOURCE
 }
 
 /// The flags as a configuration fragment, so they are checked and merged like a file.
@@ -416,7 +358,12 @@ async fn serve(
     }
     sup.spawn(
         "containerd-monitor",
-        containerd::monitor(endpoint.clone(), ctr_tx, sup.shutdown()),
+        containerd::monitor(
+            endpoint.clone(),
+            ctr_tx,
+            sup.shutdown(),
+            Pulse::new(&liveness, "containerd-monitor", tick),
+        ),
     );
     let listener = crate::api::server::bind(
         &config.grpc_server.protocol,
@@ -427,7 +374,22 @@ async fn serve(
         "grpc",
         crate::api::server::serve(listener, manager.clone(), sup.shutdown()),
     );
-    sup.spawn("image-gc", image_gc(manager.clone(), sup.shutdown()));
+    sup.spawn(
+        "image-gc",
+        image_gc(
+            manager.clone(),
+            sup.shutdown(),
+            Pulse::new(&liveness, "image-gc", tick),
+        ),
+    );
+    sup.spawn(
+        "drift-check",
+        drift_check(
+            manager.clone(),
+            sup.shutdown(),
+            Pulse::new(&liveness, "drift-check", tick),
+        ),
+    );
     if config.update_agent.enable || config.things.enable {
         // One connection serves both; consumers register before its first ConnAck.
         let client_id = mqtt_client_id(&paths.state_dir)?;
@@ -438,7 +400,10 @@ async fn serve(
                 manager.clone(),
                 mqtt.clone(),
             );
-            sup.spawn("update-agent", agent.run(sup.shutdown()));
+            sup.spawn(
+                "update-agent",
+                agent.run(sup.shutdown(), Pulse::new(&liveness, "update-agent", tick)),
+            );
         }
         if config.things.enable {
             let (features, unknown) = things::Features::from_names(&config.things.features);
@@ -452,11 +417,19 @@ async fn serve(
                 state_dir: paths.state_dir.clone(),
             };
             let twin = Things::new(settings, manager.clone(), mqtt.clone());
-            sup.spawn("things", twin.run(sup.shutdown()));
+            sup.spawn(
+                "things",
+                twin.run(sup.shutdown(), Pulse::new(&liveness, "things", tick)),
+            );
         }
         sup.spawn(
             "mqtt",
-            mqtt.event_loop(events, config.connection.broker_url.clone(), sup.shutdown()),
+            mqtt.event_loop(
+                events,
+                config.connection.broker_url.clone(),
+                sup.shutdown(),
+                Pulse::new(&liveness, "mqtt", tick),
+            ),
         );
     }
     let main = MainLoop {
@@ -595,25 +568,85 @@ async fn watch_dirs(
 /// How often unused images are looked for.
 const IMAGE_GC_PERIOD: Duration = Duration::from_secs(3600);
 
-/// Removes images unused for `containers.image_expiry`, every hour.
-async fn image_gc(manager: Arc<Manager<Ctrd>>, mut shutdown: Shutdown) -> TaskResult {
-    let mut timer = tokio::time::interval_at(
-        tokio::time::Instant::now() + IMAGE_GC_PERIOD,
-        IMAGE_GC_PERIOD,
-    );
+/// A periodic job's loop: every `period` (the first after one period), when `ready()` says
+/// so and the previous pass has ended, `pass()` runs beside the loop, so the loop keeps
+/// beating while a pass waits (for containers' locks, for containerd).
+async fn periodic<F, Fut>(
+    period: Duration,
+    ready: impl Fn() -> bool,
+    pass: F,
+    mut shutdown: Shutdown,
+    mut pulse: Pulse,
+) -> TaskResult
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {
+        pulse.beat();
         tokio::select! {
             _ = shutdown.wait() => return Ok(()),
+            p = pulse.wait() => {
+                pulse.handle(p).await;
+                continue;
+            }
             _ = timer.tick() => {}
         }
-        match manager.collect_images(std::time::SystemTime::now()).await {
-            Ok(removed) if !removed.is_empty() => {
-                log::info!("removed unused images: {}", removed.join(", "))
-            }
-            Ok(_) => {}
-            Err(e) => log::warn!("image clean-up failed: {e}"),
+        if !ready() || running.as_ref().is_some_and(|t| !t.is_finished()) {
+            continue;
         }
+        running = Some(tokio::spawn(pass()));
     }
+}
+
+/// Removes images unused for `containers.image_expiry`, every hour.
+async fn image_gc(manager: Arc<Manager<Ctrd>>, shutdown: Shutdown, pulse: Pulse) -> TaskResult {
+    let pass = move || {
+        let manager = manager.clone();
+        async move {
+            match manager.collect_images(std::time::SystemTime::now()).await {
+                Ok(removed) if !removed.is_empty() => {
+                    log::info!("removed unused images: {}", removed.join(", "))
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("image clean-up failed: {e}"),
+            }
+        }
+    };
+    periodic(IMAGE_GC_PERIOD, || true, pass, shutdown, pulse).await
+}
+
+/// How often the records are compared with what containerd runs (drift behind leda-cm's
+/// back, e.g. `ctr` deleting a container).
+const DRIFT_PERIOD: Duration = Duration::from_secs(30);
+
+/// The drift check, once live restore has run (it does the same at start-up).
+async fn drift_check(manager: Arc<Manager<Ctrd>>, shutdown: Shutdown, pulse: Pulse) -> TaskResult {
+    let restored = manager.clone();
+    let pass = move || {
+        let manager = manager.clone();
+        async move {
+            match manager.check_drift().await {
+                Ok(0) => {}
+                Ok(n) => log::warn!(
+                    "drift check: {n} container(s) brought back in line with their records"
+                ),
+                // containerd away: the monitor reconciles when it is back.
+                Err(e) => log::debug!("drift check skipped: {e}"),
+            }
+        }
+    };
+    periodic(
+        DRIFT_PERIOD,
+        move || restored.is_restored(),
+        pass,
+        shutdown,
+        pulse,
+    )
+    .await
 }
 
 /// SIGTERM and SIGINT start the shutdown; SIGHUP reloads the configuration drop-ins.
@@ -670,7 +703,7 @@ impl MainLoop {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = self.shutdown.clone();
-        let mut hang = crate::fault::main_loop_hang();
+        let mut hang = crate::fault::loop_hang("main");
         loop {
             self.heartbeat.beat();
             tokio::select! {

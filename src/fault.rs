@@ -1,7 +1,8 @@
 //! Test-only fault hooks, compiled only with the `fault-injection` feature (never in release
-//! or Yocto builds). With the feature, SIGUSR2 makes the daemon's main loop hang (an async
-//! hang: the runtime and the watchdog timer keep running, only the loop stops beating), so an
-//! integration test can prove that the watchdog pings stop with it.
+//! or Yocto builds). With the feature, SIGUSR2 makes one of the daemon's loops hang (the
+//! main loop, or the one `LEDA_CM_FAULT_HANG_LOOP` names; an async hang: the runtime and the
+//! watchdog timer keep running, only that loop stops beating), so an integration test can
+//! prove that the watchdog pings stop with any of them.
 
 /// Something the main loop can `recv()` on: fires once when the hang is requested.
 pub struct HangRequest {
@@ -9,16 +10,24 @@ pub struct HangRequest {
     signal: Option<tokio::signal::unix::Signal>,
 }
 
-pub fn main_loop_hang() -> HangRequest {
+/// The hang request of the loop `name`: SIGUSR2 hangs the loop that
+/// `LEDA_CM_FAULT_HANG_LOOP` names (`main` when unset), and no other.
+pub fn loop_hang(name: &str) -> HangRequest {
     #[cfg(feature = "fault-injection")]
     {
         use tokio::signal::unix::{signal, SignalKind};
+        let chosen = std::env::var("LEDA_CM_FAULT_HANG_LOOP").unwrap_or_else(|_| "main".into());
         HangRequest {
-            signal: signal(SignalKind::user_defined2()).ok(),
+            signal: (chosen == name)
+                .then(|| signal(SignalKind::user_defined2()).ok())
+                .flatten(),
         }
     }
     #[cfg(not(feature = "fault-injection"))]
-    HangRequest {}
+    {
+        let _ = name;
+        HangRequest {}
+    }
 }
 
 impl HangRequest {

@@ -21,7 +21,7 @@ use rumqttc::{
 use tokio::sync::mpsc;
 
 use crate::config::ConnectionConfig;
-use crate::supervisor::{Shutdown, TaskResult};
+use crate::supervisor::{Pulse, Shutdown, TaskResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -130,7 +130,13 @@ pub struct Mqtt {
     /// Consumers that still publish after shutdown began (`publisher`): the event loop
     /// keeps the connection up for them, within `DRAIN`.
     publishers: Arc<(AtomicUsize, tokio::sync::Notify)>,
+    /// Messages the full outgoing queue could not take.
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// The outgoing queue: what may wait for the broker (a twin of 20 containers is ~25
+/// messages, feedback of an apply ~15).
+const QUEUE: usize = 256;
 
 /// How long the connection stays up after shutdown began, for what publishers still send.
 const DRAIN: Duration = Duration::from_secs(8);
@@ -159,7 +165,7 @@ impl Mqtt {
     /// A connection as configured; `event_loop` must then run (as a supervised task).
     pub fn new(config: &ConnectionConfig, client_id: &str) -> Result<(Mqtt, EventLoop), MqttError> {
         let options = Self::options(config, client_id)?;
-        let (client, mut event_loop) = AsyncClient::new(options, 64);
+        let (client, mut event_loop) = AsyncClient::new(options, QUEUE);
         // Feedback is a burst of small packets: no Nagle delay (40 ms per burst on loopback).
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
@@ -171,6 +177,7 @@ impl Mqtt {
                 listeners: Arc::default(),
                 connected: Arc::default(),
                 publishers: Arc::default(),
+                dropped: Arc::default(),
             },
             event_loop,
         ))
@@ -320,28 +327,33 @@ impl Mqtt {
         self.connected.load(Ordering::SeqCst)
     }
 
-    /// QoS 1. Queued while disconnected; bounded by a timeout so callers never hang.
+    /// QoS 1. Queued (up to `QUEUE` messages, also while disconnected: rumqttc sends them
+    /// once the broker is back); never waits, so no loop of the daemon stalls behind the
+    /// broker. A message the full queue cannot take is dropped with an error that counts the
+    /// drops (the twin and the current state are published whole again on reconnect).
     pub async fn publish(
         &self,
         topic: &str,
         retain: bool,
         payload: Vec<u8>,
     ) -> Result<(), MqttError> {
-        let sent = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.client
-                .publish(topic, QoS::AtLeastOnce, retain, payload),
-        )
-        .await;
-        match sent {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(MqttError::Publish {
+        match self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+        {
+            Ok(()) => Ok(()),
+            Err(rumqttc::ClientError::TryRequest(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::SeqCst) + 1;
+                Err(MqttError::Publish {
+                    topic: topic.to_string(),
+                    reason: format!(
+                        "the outgoing queue ({QUEUE} messages) is full, the broker is not taking them; dropped ({n} dropped so far)"
+                    ),
+                })
+            }
+            Err(e) => Err(MqttError::Publish {
                 topic: topic.to_string(),
                 reason: e.to_string(),
-            }),
-            Err(_) => Err(MqttError::Publish {
-                topic: topic.to_string(),
-                reason: "the outgoing queue stayed full for 5 s".into(),
             }),
         }
     }
@@ -386,7 +398,7 @@ impl Mqtt {
     /// Hands a message to the consumers whose filter matches, never waiting for them. A
     /// message nobody can take now stays unacknowledged: the broker delivers it again on the
     /// next connection.
-    async fn route(&self, publish: Publish) {
+    fn route(&self, publish: Publish) {
         let topic = publish.topic.clone();
         let to: Vec<_> = lock(&self.routes)
             .iter()
@@ -394,8 +406,11 @@ impl Mqtt {
             .map(|r| r.to.clone())
             .collect();
         if to.is_empty() {
-            // Nobody wants it (e.g. an old subscription of the persistent session).
-            let _ = self.client.ack(&publish).await;
+            // Nobody wants it (e.g. an old subscription of the persistent session). Never
+            // `ack().await` here: the request queue it waits on is drained by this very loop.
+            if let Err(e) = self.client.try_ack(&publish) {
+                log::warn!("mqtt ack on {topic} not queued: {e}");
+            }
             return;
         }
         let message = Message {
@@ -426,6 +441,7 @@ impl Mqtt {
         mut events: EventLoop,
         broker: String,
         mut shutdown: Shutdown,
+        mut pulse: Pulse,
     ) -> TaskResult {
         let mut backoff = Duration::from_millis(250);
         let mut connected = false;
@@ -433,14 +449,26 @@ impl Mqtt {
         // retries are debug lines.
         let mut warned = false;
         loop {
-            let event = tokio::select! {
-                _ = shutdown.wait() => {
-                    if connected {
-                        self.drain(&mut events).await;
+            pulse.beat();
+            // The poll is never cancelled by the pulse (a connect or a large read takes
+            // longer than a tick); while it waits the loop beats, and what it then does with
+            // the event is what a stall would stop.
+            let event = {
+                let poll = events.poll();
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.wait() => break None,
+                        e = &mut poll => break Some(e),
+                        p = pulse.wait() => pulse.handle(p).await,
                     }
-                    return Ok(());
                 }
-                e = events.poll() => e,
+            };
+            let Some(event) = event else {
+                if connected {
+                    self.drain(&mut events).await;
+                }
+                return Ok(());
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -464,7 +492,7 @@ impl Mqtt {
                         session_present: ack.session_present,
                     });
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => self.route(p).await,
+                Ok(Event::Incoming(Packet::Publish(p))) => self.route(p),
                 Ok(_) => {}
                 Err(e) => {
                     if connected {
@@ -478,9 +506,13 @@ impl Mqtt {
                     } else {
                         log::debug!("mqtt broker {broker} not reachable: {e}");
                     }
-                    tokio::select! {
-                        _ = shutdown.wait() => return Ok(()),
-                        _ = tokio::time::sleep(backoff) => {}
+                    let until = tokio::time::Instant::now() + backoff;
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.wait() => return Ok(()),
+                            _ = tokio::time::sleep_until(until) => break,
+                            p = pulse.wait() => pulse.handle(p).await,
+                        }
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }

@@ -186,6 +186,66 @@ impl Supervisor {
     }
 }
 
+/// A long-lived loop's pulse: its heartbeat (`liveness`) and the ticker that keeps an idle
+/// loop beating. The loop calls `beat()` at the top of every iteration and has `wait()` as a
+/// `select!` arm: a loop stuck in one iteration's body stops beating, and the watchdog sees it.
+/// (With the `fault-injection` feature, `wait()` is also where SIGUSR2 hangs the loop, see
+/// `fault::loop_hang`.)
+pub struct Pulse {
+    name: &'static str,
+    heartbeat: crate::liveness::Heartbeat,
+    tick: tokio::time::Interval,
+    hang: crate::fault::HangRequest,
+}
+
+impl Pulse {
+    pub fn new(
+        liveness: &crate::liveness::Liveness,
+        name: &'static str,
+        period: Duration,
+    ) -> Pulse {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Pulse {
+            name,
+            heartbeat: liveness.register(name),
+            tick,
+            hang: crate::fault::loop_hang(name),
+        }
+    }
+
+    pub fn beat(&self) {
+        self.heartbeat.beat();
+    }
+
+    /// Resolves at the next tick (or when a fault-injection hang is asked for); the loop
+    /// hands the result to `handle` in the arm's body.
+    pub async fn wait(&mut self) -> PulseEvent {
+        tokio::select! {
+            _ = self.tick.tick() => PulseEvent::Tick,
+            () = self.hang.recv() => PulseEvent::Hang,
+        }
+    }
+
+    /// Beats on a tick; on a fault-injection hang, never returns (the loop stops beating).
+    pub async fn handle(&self, event: PulseEvent) {
+        match event {
+            PulseEvent::Tick => self.heartbeat.beat(),
+            PulseEvent::Hang => {
+                log::warn!("fault injection: the {} loop hangs now", self.name);
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// What `Pulse::wait` saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PulseEvent {
+    Tick,
+    Hang,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,9 +38,24 @@ pub fn reloading(status: &str) {
 
 /// `WATCHDOG_USEC` when the watchdog is armed for this process.
 pub fn watchdog_usec() -> Option<Duration> {
-    let mut usec = 0;
-    // false: keep $WATCHDOG_USEC/$WATCHDOG_PID (the value is read again after a re-exec).
-    (sd_notify::watchdog_enabled(false, &mut usec) && usec > 0).then(|| Duration::from_micros(usec))
+    watchdog_from(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    )
+}
+
+/// sd_watchdog_enabled(3)'s rule: `WATCHDOG_USEC` arms it, and `WATCHDOG_PID`, when set,
+/// must name this process. (sd-notify 0.4's `watchdog_enabled` also insists on the PID,
+/// which systemd sets but a manager that only sets `WATCHDOG_USEC` does not.)
+fn watchdog_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok()?;
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok()? != me {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
 }
 
 /// Pings every `period` while the loops registered in `liveness` are fresh (see
@@ -76,6 +91,28 @@ pub async fn watchdog_task(
                     withholding = true;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_environment() {
+        let ms = |n| Some(Duration::from_millis(n));
+        let cases = [
+            (Some("400000"), None, ms(400)),
+            (Some("400000"), Some("7"), ms(400)),
+            (Some("400000"), Some("8"), None),
+            (Some("0"), None, None),
+            (Some("soon"), None, None),
+            (None, Some("7"), None),
+            (Some("400000"), Some("x"), None),
+        ];
+        for (usec, pid, want) in cases {
+            assert_eq!(watchdog_from(usec, pid, 7), want, "{usec:?} {pid:?}");
         }
     }
 }

@@ -275,11 +275,6 @@ fn orchestrated_commands_in_order_and_out_of_order() {
         identified["actions"][0]["message"],
         "New container will be created and started."
     );
-    // It waits: nothing else happens without commands.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(d.statuses("orch"), ["IDENTIFYING", "IDENTIFIED"]);
-    assert!(d.containers().is_empty());
-
     let command = |c: &str| {
         d.peer.publish(COMMAND, &json!({"activityId": "orch", "timestamp": 2, "payload": {"command": c, "baseline": ""}}))
     };
@@ -292,6 +287,13 @@ fn orchestrated_commands_in_order_and_out_of_order() {
             .unwrap()
             .contains("only after status UPDATE_SUCCESS"),
         "{refused}"
+    );
+    // It waited: nothing else happened without commands. The runner takes the command only
+    // after it is done with the desired state, and its feedback goes out in order after
+    // everything that desired state sent: the refusal proves nothing came in between.
+    assert_eq!(
+        d.statuses("orch"),
+        ["IDENTIFYING", "IDENTIFIED", "ACTIVATION_FAILURE"]
     );
     assert!(d.containers().is_empty());
 
@@ -459,7 +461,7 @@ fn a_daemon_killed_mid_apply_resumes_and_converges() {
         component("c", &image, &[]),
         component("d", &image, &[]),
     ]);
-    d.send("v2", v2);
+    d.send("v2", v2.clone());
     d.wait_status("v2", "UPDATE_SUCCESS", LONG);
     assert!(d
         .daemon
@@ -491,16 +493,33 @@ fn a_daemon_killed_mid_apply_resumes_and_converges() {
     assert_eq!(after["b"].0, before["b"].0);
     assert_ne!(after["a"].0, before["a"].0);
     assert_eq!(env_of(&after["a"].2), ["A=2"]);
-    // Done: nothing is resumed again on the next start.
+    // Done: nothing is resumed again on the next start. A desired state left persisted
+    // would be queued for the runner before any message is read; a later desired state is
+    // run after it, and its feedback follows whatever the resumed one sent (IDENTIFYING, or
+    // SUPERSEDED if the newer one overtook it), so once it completes, v2 had its chance.
+    let v2_feedback = d.feedback("v2").len();
     d.daemon.take().unwrap().stop();
     d.spawn();
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        d.feedback("v2")
+    d.send("after", v2);
+    let after_done = d.wait_status("after", "COMPLETED", LONG);
+    assert!(
+        after_done["actions"]
+            .as_array()
+            .unwrap()
             .iter()
-            .filter(|f| f["status"] == "IDENTIFYING")
-            .count(),
-        2
+            .all(|a| a["message"] == "Existing container instance is running."),
+        "{after_done}"
+    );
+    assert_eq!(
+        d.feedback("v2").len(),
+        v2_feedback,
+        "v2 again after a restart: {:?}",
+        d.statuses("v2")
+    );
+    assert!(
+        !d.stderr().contains("resuming desired state"),
+        "{}",
+        d.stderr()
     );
 }
 
@@ -513,8 +532,13 @@ fn a_desired_state_sent_while_the_daemon_is_down_is_delivered_when_it_returns() 
         .expect("connected");
     d.daemon.take().unwrap().stop();
     let image = service_image(&d.h);
-    d.send("offline", json!([component("app", &image, &[])]));
-    std::thread::sleep(Duration::from_millis(200));
+    // Acknowledged by the broker: queued in the daemon's session before the daemon returns.
+    d.peer.publish_confirmed(
+        DESIRED,
+        &json!({"activityId": "offline", "timestamp": 1, "payload": {"domains": [
+            {"id": "containers", "config": [], "components": [component("app", &image, &[])]}
+        ]}}),
+    );
     d.spawn();
     d.wait_status("offline", "COMPLETED", LONG);
     d.assert_running(&["app"]);
@@ -680,9 +704,50 @@ fn bad_desired_states_are_reported_and_change_nothing() {
         "component bad: key memory: invalid value \"lots\"",
     );
 
+    // Holes once open: a relative mount source (it resolved against the shim's bundle
+    // directory), an empty component id.
+    expect(
+        &d,
+        &|| d.send("relative", json!([kv("mount", "../../etc:/hostetc")])),
+        "relative",
+        "../../etc is not an absolute path",
+    );
+    expect(
+        &d,
+        &|| d.send("noid", json!([component("", &image, &[])])),
+        "noid",
+        "a component has an empty id",
+    );
+    // 8 MiB, sent with mosquitto's own client: once it made the daemon's MQTT client drop
+    // the connection unacknowledged and the broker deliver it again on every reconnect.
+    let big = d.setup.dir.join("big-desired-state.json");
+    let filler = "x".repeat(8 << 20);
+    std::fs::write(
+        &big,
+        serde_json::to_vec(&json!({"activityId": "big", "timestamp": 1, "payload": {"domains": [
+            {"id": "containers", "components": [component("app", &image, &[("env", &format!("A={filler}"))])]}
+        ]}}))
+        .unwrap(),
+    )
+    .unwrap();
+    expect(
+        &d,
+        &|| {
+            common::mqtt::mosquitto_pub(d.broker.port, DESIRED, &big);
+        },
+        "big",
+        "more than the 1048576 this device accepts",
+    );
+
     assert!(d.containers().is_empty(), "nothing applied");
     assert!(d.ctr_ids().is_empty());
-    // Still alive and working.
+    // Still alive and working, on the same connection: the big message was acknowledged
+    // (a redelivery would have made the daemon reconnect).
+    assert!(
+        !d.stderr().contains("mqtt connection to"),
+        "the mqtt connection dropped:\n{}",
+        d.stderr()
+    );
     d.send("good", json!([component("good", &image, &[])]));
     d.wait_status("good", "COMPLETED", LONG);
     d.assert_running(&["good"]);
@@ -779,16 +844,26 @@ fn sigterm_mid_apply_stops_at_a_phase_boundary_and_the_apply_resumes() {
         text.contains("stopping: desired state v1 is resumed at the next start"),
         "{text}"
     );
-    assert!(
-        !d.statuses("v1").contains(&"UPDATING".to_string()),
-        "{:?}",
-        d.statuses("v1")
-    );
 
     d.setup.env.clear();
     d.spawn();
     let done = d.wait_status("v1", "COMPLETED", LONG);
     assert_eq!(done["message"], "resumed after a restart of leda-cm");
+    // What the stopped daemon sent reached the broker before it disconnected, so the peer
+    // heard it before anything of the next daemon: no UPDATING before the resumption.
+    let feedback = d.feedback("v1");
+    let resumed = feedback
+        .iter()
+        .position(|f| {
+            f["status"] == "IDENTIFYING" && f["message"] == "resumed after a restart of leda-cm"
+        })
+        .unwrap_or_else(|| panic!("no resumption: {:?}", d.statuses("v1")));
+    let first_run: Vec<&str> = feedback[..resumed]
+        .iter()
+        .map(|f| f["status"].as_str().unwrap_or_default())
+        .collect();
+    assert!(!first_run.contains(&"UPDATING"), "{first_run:?}");
+    assert_eq!(first_run.last(), Some(&"DOWNLOAD_SUCCESS"), "{first_run:?}");
     d.assert_running(&["a", "b"]);
 }
 
@@ -832,6 +907,8 @@ fn the_broker_over_tls_with_a_client_certificate() {
             "broker_url": format!("ssl://localhost:{tls_port}"),
             "transport": {"root_ca": files.ca},
         },
+        // The retries after the first failure are debug lines.
+        "log": {"log_level": "debug"},
     });
     let notify = NotifyListener::new(&setup.dir);
     let mut refused = setup.spawn(Some(&notify));
@@ -840,7 +917,15 @@ fn the_broker_over_tls_with_a_client_certificate() {
         "{}",
         refused.stderr()
     );
-    std::thread::sleep(Duration::from_secs(1));
+    // A retry after the first refusal: it had its chance to connect, twice, and lives on.
+    assert!(
+        refused.wait_log(
+            &format!("mqtt broker ssl://localhost:{tls_port} not reachable"),
+            Duration::from_secs(20)
+        ),
+        "no retry:\n{}",
+        refused.stderr()
+    );
     assert!(refused.try_status().is_none(), "{}", refused.stderr());
     let log = refused.stderr();
     assert!(!log.contains("connected to mqtt broker"), "{log}");

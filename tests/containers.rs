@@ -101,7 +101,9 @@ async fn pump_events(env: &Env, manager: Arc<Manager<Ctrd>>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let (trigger, shutdown) = leda_cm::supervisor::shutdown_channel();
     tokio::spawn(async move {
-        let _ = leda_cm::containerd::monitor(endpoint, tx, shutdown).await;
+        let liveness = leda_cm::liveness::Liveness::new();
+        let pulse = leda_cm::supervisor::Pulse::new(&liveness, "monitor", Duration::from_secs(1));
+        let _ = leda_cm::containerd::monitor(endpoint, tx, shutdown, pulse).await;
         drop(trigger);
     });
     // Wait until subscribed, then forward in the background.
@@ -255,8 +257,9 @@ fn on_failure_max_three_is_restarted_exactly_three_times() {
             },
         )
         .await;
-        // And no fourth restart comes later.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // And no fourth restart comes later: the restart decision is taken with the exit,
+        // under the container's lock, and shows in the same committed state as `restarting`
+        // (before any back-off). Exited and not restarting is the decision not to restart.
         let c = m.get(&id).unwrap();
         assert_eq!(
             (c.restart_count, c.state.status, c.state.exit_code),

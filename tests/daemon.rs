@@ -45,6 +45,7 @@ fn ready_status_and_watchdog_pings_that_stop_when_the_main_loop_hangs() {
         "{statuses:?}"
     );
 
+    // The ping rate is what is measured: the pings of 1.5 s.
     std::thread::sleep(Duration::from_millis(1500));
     let pings: Vec<_> = notify
         .lines()
@@ -64,17 +65,102 @@ fn ready_status_and_watchdog_pings_that_stop_when_the_main_loop_hangs() {
     // The test-only hook (feature fault-injection): the main loop hangs, the timer does not.
     daemon.signal(libc::SIGUSR2);
     assert!(daemon.wait_log("the main loop hangs now", Duration::from_secs(5)));
-    // Pings already decided may still arrive for up to one max-age.
-    std::thread::sleep(Duration::from_millis(400));
-    let cut = Instant::now();
+    // The watchdog task saw the stale loop and decided: it logs that after the last ping it
+    // sent. A mark of ours queued on the socket after that line is where pings from a later
+    // decision would begin.
+    assert!(
+        daemon.wait_log("withholding watchdog pings", Duration::from_secs(5)),
+        "{}",
+        daemon.stderr()
+    );
+    notify.mark("hang");
+    // No ping in 1.5 s: seven watchdog periods; the time without pings is what is tested.
     std::thread::sleep(Duration::from_millis(1500));
-    let late: Vec<_> = notify
-        .lines()
-        .into_iter()
-        .filter(|(at, l)| l == "WATCHDOG=1" && *at > cut)
-        .collect();
-    assert!(late.is_empty(), "{} pings after the hang", late.len());
-    assert!(daemon.stderr().contains("withholding watchdog pings"));
+    let late = notify
+        .lines_after_mark("hang")
+        .iter()
+        .filter(|l| *l == "WATCHDOG=1")
+        .count();
+    assert_eq!(late, 0, "{late} pings after the hang");
+}
+
+/// Every long-lived loop feeds the watchdog: hang any one of them (test-only hook) and the
+/// pings stop, so systemd restarts the daemon.
+#[test]
+fn watchdog_pings_stop_when_any_loop_hangs() {
+    let h = Harness::get();
+    for name in [
+        "mqtt",
+        "update-agent",
+        "things",
+        "containerd-monitor",
+        "image-gc",
+        "drift-check",
+    ] {
+        let mut setup = DaemonSetup::new(&h, &format!("watchdog-{name}"));
+        let broker = common::mqtt::Broker::start(&h, &setup.dir);
+        setup.extra_config = serde_json::json!({
+            "update_agent": {"enable": true},
+            "things": {"enable": true},
+            "connection": {"broker_url": broker.url()},
+        });
+        setup.env.push(("WATCHDOG_USEC".into(), "400000".into()));
+        setup
+            .env
+            .push(("LEDA_CM_FAULT_HANG_LOOP".into(), name.into()));
+        let notify = NotifyListener::new(&setup.dir);
+        let daemon = setup.spawn(Some(&notify));
+        assert!(
+            notify.wait_ready(READY_TIMEOUT),
+            "{name}: {}",
+            daemon.stderr()
+        );
+        let pings = || {
+            notify
+                .lines()
+                .into_iter()
+                .filter(|(_, l)| l == "WATCHDOG=1")
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pings() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no pings before the hang"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon.signal(libc::SIGUSR2);
+        assert!(
+            daemon.wait_log(
+                &format!("the {name} loop hangs now"),
+                Duration::from_secs(5)
+            ),
+            "{name}: the hook did not fire\n{}",
+            daemon.stderr()
+        );
+        // The watchdog task names the stale loop when it starts withholding.
+        assert!(
+            daemon.wait_log(
+                &format!("loop {name} has not beaten"),
+                Duration::from_secs(5)
+            ),
+            "{name}: pings were not withheld\n{}",
+            daemon.stderr()
+        );
+        // Pings sent before that line are read before a mark queued after it.
+        notify.mark(name);
+        // Timing under test: over five watchdog periods (200 ms) after that, no ping.
+        std::thread::sleep(Duration::from_millis(1000));
+        let late = notify
+            .lines_after_mark(name)
+            .iter()
+            .filter(|l| *l == "WATCHDOG=1")
+            .count();
+        assert_eq!(late, 0, "{name}: {late} pings after the hang");
+        drop(daemon);
+        drop(broker);
+    }
 }
 
 #[test]
@@ -258,7 +344,34 @@ fn waits_for_containerd_then_survives_its_outage() {
         "{:?}",
         notify.statuses()
     );
-    std::thread::sleep(Duration::from_millis(800));
+    // The main loop took the monitor's "waiting" in (it logs it); a reload asked after that
+    // is answered by the same loop, with READY=1 if it were ready and the waiting status if
+    // not: what it says after RELOADING=1 is its word on readiness, given after the wait.
+    assert!(
+        daemon.wait_log("waiting for containerd: ", Duration::from_secs(10)),
+        "{}",
+        daemon.stderr()
+    );
+    daemon.signal(libc::SIGHUP);
+    let after_reload = || -> Vec<String> {
+        notify
+            .lines()
+            .into_iter()
+            .map(|(_, l)| l)
+            .skip_while(|l| l != "RELOADING=1")
+            .skip(1)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !after_reload().contains(&waiting) {
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the reload: {:?}\n{}",
+            notify.lines(),
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(!notify.has_line("READY=1"), "READY without containerd");
     assert!(daemon.try_status().is_none());
 
@@ -280,13 +393,42 @@ fn waits_for_containerd_then_survives_its_outage() {
         "{:?}",
         notify.statuses()
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Statuses after "went away", in order.
+    let since_away = || -> Vec<String> {
+        notify
+            .statuses()
+            .into_iter()
+            .skip_while(|s| !s.contains("went away"))
+            .skip(1)
+            .collect()
+    };
+    // It tried to reconnect, failed, and its main loop said so: it lived through that.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !since_away()
+        .iter()
+        .any(|s| s.starts_with("waiting for containerd"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no reconnection attempt: {:?}\n{}",
+            notify.statuses(),
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(daemon.try_status().is_none(), "daemon died with containerd");
 
     let ctrd = PrivateContainerd::start(&h, &ctrd_dir);
     assert!(daemon.wait_log("containerd is back", Duration::from_secs(10)));
-    let last = notify.statuses().last().cloned().unwrap_or_default();
-    assert!(last.starts_with("running: containerd"), "{last}");
+    // The status follows the log line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !since_away()
+        .last()
+        .is_some_and(|s| s.starts_with("running: containerd"))
+    {
+        assert!(Instant::now() < deadline, "{:?}", notify.statuses());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(daemon.stop().success());
     drop(ctrd);
 }
@@ -321,10 +463,13 @@ fn sigterm_at_any_point_exits_within_the_bound_and_releases_the_lock() {
     let h = Harness::get();
     // Bound: SHUTDOWN_GRACE is 10 s; a daemon with nothing to finish needs far less.
     let bound = Duration::from_secs(3);
+    // The moment of the SIGTERM is what each case tests: "at once" and "during start-up" by
+    // time (nothing marks them); the waiting one once the main loop logged the wait; "after
+    // ready" a while into running, its loops ticking.
     let moments = [
         ("at once", Duration::ZERO),
         ("during start-up", Duration::from_millis(15)),
-        ("while waiting for containerd", Duration::from_millis(300)),
+        ("while waiting for containerd", Duration::ZERO),
         ("after ready", Duration::from_millis(300)),
     ];
     for (what, delay) in moments {
@@ -336,6 +481,13 @@ fn sigterm_at_any_point_exits_within_the_bound_and_releases_the_lock() {
         let mut daemon = setup.spawn(Some(&notify));
         if what == "after ready" {
             assert!(notify.wait_ready(READY_TIMEOUT), "{}", daemon.stderr());
+        }
+        if what == "while waiting for containerd" {
+            assert!(
+                daemon.wait_log("waiting for containerd: ", Duration::from_secs(10)),
+                "{}",
+                daemon.stderr()
+            );
         }
         std::thread::sleep(delay);
         let sent = Instant::now();

@@ -186,6 +186,9 @@ fn manifests_deploy_then_only_changes_are_applied_and_added_ones_without_a_resta
     n.wait_log("manifest bad-field.json: host_config.restart_policy.type");
     n.wait_log("manifest broken.json: container_name: EOF while parsing");
     n.wait_log("manifest bad-json.json: invalid type: string");
+    // A pass that read all seven has ended (the errors are logged at its start): dep-x would
+    // have been created in it.
+    n.wait_log("7 manifests: ");
     assert!(!n.running().contains_key("dep-x"));
     assert!(n.daemon.as_mut().unwrap().try_status().is_none());
 }
@@ -205,13 +208,19 @@ fn init_mode_applies_the_manifests_at_the_first_start_only() {
     n.manifest("a.json", &manifest("init-a", &image, &["N=11"]));
     n.manifest("c.json", &manifest("init-c", &image, &[]));
     n.start();
+    // The deployment task decided not to apply them: it says so before anything else.
     n.wait_log("deployment (init mode): done at the first start");
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(n.running(), first);
-    // Changes at run time are not applied either.
+    // Changes at run time are not applied either. The same task says so for this change
+    // only after it would have finished a first pass: nothing was applied before, either.
     n.manifest("d.json", &manifest("init-d", &image, &[]));
     n.wait_log("manifest changes are not applied after the first start");
     assert_eq!(n.running(), first);
+    let log = n.stderr();
+    assert!(
+        !log.contains("from its manifest") && !log.contains(" manifests: "),
+        "a deployment pass at a later start:\n{log}"
+    );
 }
 
 #[test]

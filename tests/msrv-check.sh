@@ -26,6 +26,9 @@ lock_version=$(sed -n 's/^version = \([0-9]*\)$/\1/p' Cargo.lock | head -n1)
 
 clippy_msrv=$(sed -n 's/^msrv = "\(.*\)"$/\1/p' clippy.toml 2>/dev/null || true)
 [ "$clippy_msrv" = "$msrv" ] || bad "clippy.toml msrv is \"${clippy_msrv:-unset}\", not \"$msrv\""
+# clippy skips test code for incompatible_msrv unless told (the unit tests build with it too).
+grep -qx 'check-incompatible-msrv-in-tests = true' clippy.toml ||
+    bad "clippy.toml lacks check-incompatible-msrv-in-tests = true"
 
 inc=meta-leda-cm/recipes-containers/leda-cm/leda-cm.inc
 rust_min=$(sed -n 's/^LEDA_CM_RUST_MIN = "\(.*\)"$/\1/p' "$inc")

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{DaemonSetup, Harness, NotifyListener};
 use leda_cm::config::ContainersConfig;
@@ -94,7 +94,20 @@ fn kill_9_of_the_daemon_keeps_containers_and_restart_adopts_them() {
         &setup.namespace,
         &["tasks", "kill", "-s", "SIGKILL", &dies],
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Dead before the next daemon looks: containerd reports the task stopped.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::ctr_tasks(&h.containerd_sock, &setup.namespace)
+        .get(&dies)
+        .map(String::as_str)
+        != Some("STOPPED")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the task of {dies} did not stop: {:?}",
+            common::ctr_tasks(&h.containerd_sock, &setup.namespace)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let notify2 = {
         let d = setup.dir.join("second");

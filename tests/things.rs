@@ -73,6 +73,27 @@ impl Device {
         self.wait_event_on(EVENTS, what, pred)
     }
 
+    /// Waits for an event, among those after the first `since` on EVENTS, that `pred` accepts.
+    fn wait_event_since(&self, since: usize, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(e) = self.events_on(EVENTS).into_iter().skip(since).find(&pred) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} on {EVENTS}; heard since: {:#?}\n{}",
+                self.events_on(EVENTS)
+                    .iter()
+                    .skip(since)
+                    .map(|e| (e["path"].clone(), e["value"].clone()))
+                    .collect::<Vec<_>>(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn wait_event_on(&self, topic: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         match self.peer.wait(topic, WAIT, pred) {
             Some(h) => h.json.unwrap(),
@@ -378,18 +399,26 @@ fn every_operation_round_trip_with_its_response_and_the_twin_following() {
     // Without response-required nothing answers, but it is done.
     let quiet = json!({"topic": format!("{DITTO}/things/live/messages/start"),
         "headers": {"correlation-id": "quiet", "response-required": false}, "path": format!("/features/{f}/inbox/messages/start")});
+    let before = d.events_on(EVENTS).len();
     d.peer
         .publish(&format!("command//{THING}/req/quiet-1/start"), &quiet);
-    state_is("RUNNING");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!d
-        .peer
-        .heard()
-        .iter()
-        .any(|h| h.topic.contains("/res/quiet-1/")));
+    // RUNNING again after it (the earlier starts sent RUNNING too).
+    d.wait_event_since(before, "RUNNING after the quiet start", |e| {
+        e["path"] == state_path && e["value"]["status"] == "RUNNING"
+    });
+    assert_eq!(task(&b), "RUNNING");
 
     // remove: the final state, then the feature deleted; gone from containerd.
     ok(d.call(&f, "remove", json!(true)), 204);
+    // An answer to the quiet start would have gone out as its start returned; the remove's
+    // answer comes after a whole removal begun once that start was done (RUNNING above).
+    assert!(
+        !d.peer
+            .heard()
+            .iter()
+            .any(|h| h.topic.contains("/res/quiet-1/")),
+        "an answer without response-required"
+    );
     let feature_path = format!("/features/{f}");
     let deleted = d.wait_event("the deletion", |e| {
         e["path"] == feature_path && e["topic"] == format!("{DITTO}/things/twin/commands/delete")
@@ -542,6 +571,52 @@ fn bad_requests_get_their_errors_and_change_nothing() {
     );
     ok(d.call(&f, "remove", json!(true)), 204);
 
+    // Extreme values: a Metrics period of 1e19 s once overflowed the timer and aborted the
+    // daemon (the answer came first, so the next call is what shows it survived).
+    error(
+        d.call("Metrics", "request", json!({"frequency": 1e19})),
+        400,
+        "messages:parameter.invalid",
+        "more than the longest period",
+    );
+    error(
+        d.call("Metrics", "request", json!({"frequency": "2562047h"})),
+        400,
+        "messages:parameter.invalid",
+        "more than the longest period",
+    );
+    // A command over the size limit (sent by mosquitto's own client: 2 MiB) is answered
+    // 413 where it asked to be answered, and the connection stays.
+    let big = d.setup.dir.join("big-command.json");
+    std::fs::write(
+        &big,
+        serde_json::to_vec(&json!({
+            "topic": format!("{DITTO}/things/live/messages/create"),
+            "headers": {"correlation-id": "corr-big", "response-required": true},
+            "path": "/features/ContainerFactory/inbox/messages/create",
+            "value": {"imageRef": "x".repeat(2 << 20)}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    common::mqtt::mosquitto_pub(
+        d.broker.port,
+        &format!("command//{THING}/req/big-1/create"),
+        &big,
+    );
+    let answer = d.answer(THING, "big-1");
+    assert_eq!(
+        answer.1["headers"]["correlation-id"], "corr-big",
+        "{:#}",
+        answer.1
+    );
+    error(
+        answer,
+        413,
+        "messages:payload.toolarge",
+        "more than the 1048576",
+    );
+
     // A create whose start fails leaves nothing behind.
     let broken = json!({"imageRef": image, "name": "broken", "start": true, "config": {"cmd": ["/no/such/binary"]}});
     error(
@@ -559,6 +634,11 @@ fn bad_requests_get_their_errors_and_change_nothing() {
     assert!(
         d.stderr().contains("digital twin request"),
         "errors are logged"
+    );
+    assert!(
+        !d.stderr().contains("mqtt connection to"),
+        "the mqtt connection dropped:\n{}",
+        d.stderr()
     );
 }
 
@@ -755,11 +835,22 @@ fn metrics_at_one_second_with_a_filter_then_stopped() {
         204,
     );
     let stopped = reports().len();
+    // The period is what is tested, so fixed times: in 2.5 periods after the stop at most
+    // the one report the twin loop made before it took the request, then none in 1.5 more.
     std::thread::sleep(Duration::from_millis(2500));
     assert!(reports().len() <= stopped + 1, "reports go on after 0s");
     let settled = reports().len();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(reports().len(), settled);
+    // The loop that sends the reports is alive and all it sent is here: a container change
+    // after the window is published by that loop, in order after any report of the window.
+    let b = d.containers()["m-b"].0.clone();
+    let state_path = format!("/features/Container:{b}/properties/status/state");
+    let before = d.events_on(EVENTS).len();
+    d.kcm_ok(&["stop", "-n", "m-b"]);
+    d.wait_event_since(before, "m-b stopped", |e| {
+        e["path"] == state_path && e["value"]["status"] == "STOPPED"
+    });
+    assert_eq!(reports().len(), settled, "reports go on after 0s");
 }
 
 #[test]
@@ -798,12 +889,24 @@ fn a_new_identity_moves_the_twin_and_a_restart_serves_the_remembered_one() {
         "path": format!("/features/Container:{id}/inbox/messages/stop")});
     d.peer
         .publish(&format!("command//{THING}/req/old-1/stop"), &old);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!d
-        .peer
-        .heard()
-        .iter()
-        .any(|h| h.topic.contains("/res/old-1/")));
+    // A later command to the new thing, answered: the broker hands the daemon its messages
+    // in order, and the twin would have refused the old one at once (it names another
+    // thing) while this one is a whole stop.
+    let answer = d.call_on(
+        "org.acme:other:edge:containers",
+        "org.acme/other:edge:containers",
+        &format!("Container:{id}"),
+        "stop",
+        Value::Null,
+    );
+    assert_eq!(answer.0, 204, "{:#}", answer.1);
+    assert!(
+        !d.peer
+            .heard()
+            .iter()
+            .any(|h| h.topic.contains("/res/old-1/")),
+        "the old thing was answered"
+    );
 
     // After a restart the remembered thing is served without waiting for the connector.
     d.daemon.take().unwrap().stop();

@@ -33,7 +33,7 @@ use crate::manager::{Change, Manager};
 use crate::mqtt::{Incoming, Mqtt};
 use crate::runtime::Runtime;
 use crate::store;
-use crate::supervisor::{Shutdown, TaskResult};
+use crate::supervisor::{Pulse, Shutdown, TaskResult};
 use messages::{status, DesiredState, DesiredStateCommand, Envelope, Feedback, Topics};
 use operation::{Ctx, Operation, Outcome, Sink};
 
@@ -246,7 +246,7 @@ impl<R: Runtime> Agent<R> {
     /// The agent task: takes messages in at once (desired states are persisted and queued),
     /// runs operations only once the manager has restored its containers, publishes feedback
     /// and the current state.
-    pub async fn run(self, mut shutdown: Shutdown) -> TaskResult {
+    pub async fn run(self, mut shutdown: Shutdown, mut pulse: Pulse) -> TaskResult {
         let Agent {
             shared,
             mut inbound,
@@ -278,8 +278,10 @@ impl<R: Runtime> Agent<R> {
         let mut debounce = tokio::time::interval(Duration::from_millis(300));
         debounce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            pulse.beat();
             tokio::select! {
                 _ = shutdown.wait() => break,
+                p = pulse.wait() => pulse.handle(p).await,
                 () = &mut restored, if !is_restored => {
                     is_restored = true;
                     for activity in owed.drain(..) {

@@ -16,7 +16,8 @@ use clap::{ArgAction, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::config::DROPIN_DIR;
-use crate::daemon::{exit, ConfigLoader};
+use crate::exit;
+use crate::loader::ConfigLoader;
 use crate::store;
 
 const DROPIN: &str = "registries.json";

@@ -14,7 +14,7 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use tokio::sync::mpsc;
 
-use crate::supervisor::{Shutdown, TaskResult};
+use crate::supervisor::{Pulse, Shutdown, TaskResult};
 
 pub mod client;
 pub mod events;
@@ -136,6 +136,7 @@ impl Connection {
         version: String,
         events: &mpsc::Sender<MonitorEvent>,
         shutdown: &mut Shutdown,
+        pulse: &mut Pulse,
     ) -> Option<String> {
         let mut client = EventsClient::new(self.channel.clone());
         let filter = format!("namespace=={}", self.endpoint.namespace);
@@ -147,8 +148,10 @@ impl Connection {
         // known to be live only once an event arrived: publish a marker until one does.
         let mut marker = tokio::time::interval(Duration::from_millis(200));
         let mut stream = loop {
+            pulse.beat();
             tokio::select! {
                 _ = shutdown.wait() => return None,
+                p = pulse.wait() => pulse.handle(p).await,
                 r = &mut subscribe => match r {
                     Ok(s) => break s.into_inner(),
                     Err(status) => return Some(format!("event subscription failed: {}", status.message())),
@@ -164,8 +167,10 @@ impl Connection {
             return None;
         }
         loop {
+            pulse.beat();
             tokio::select! {
                 _ = shutdown.wait() => return None,
+                p = pulse.wait() => pulse.handle(p).await,
                 next = stream.message() => match next {
                     Ok(Some(envelope)) => {
                         log::trace!("containerd event {}", envelope.topic);
@@ -211,10 +216,12 @@ pub async fn monitor(
     endpoint: Endpoint,
     events: mpsc::Sender<MonitorEvent>,
     mut shutdown: Shutdown,
+    mut pulse: Pulse,
 ) -> TaskResult {
     let mut backoff = None;
     let mut reported_waiting = false;
     loop {
+        pulse.beat();
         if shutdown.is_set() {
             return Ok(());
         }
@@ -223,15 +230,23 @@ pub async fn monitor(
             let version = conn.version().await?;
             Ok::<_, ContainerdError>((conn, version))
         };
-        let result = tokio::select! {
-            _ = shutdown.wait() => return Ok(()),
-            r = attempt => r,
+        tokio::pin!(attempt);
+        // The attempt is never cancelled by the pulse; the loop beats while it waits.
+        let result = loop {
+            tokio::select! {
+                _ = shutdown.wait() => return Ok(()),
+                r = &mut attempt => break r,
+                p = pulse.wait() => pulse.handle(p).await,
+            }
         };
         match result {
             Ok((conn, version)) => {
                 backoff = None;
                 reported_waiting = false;
-                match conn.watch_events(version, &events, &mut shutdown).await {
+                match conn
+                    .watch_events(version, &events, &mut shutdown, &mut pulse)
+                    .await
+                {
                     None => return Ok(()),
                     Some(reason) => {
                         if events.send(MonitorEvent::Down { reason }).await.is_err() {
@@ -250,9 +265,13 @@ pub async fn monitor(
                 }
                 let delay = next_backoff(backoff);
                 backoff = Some(delay);
-                tokio::select! {
-                    _ = shutdown.wait() => return Ok(()),
-                    _ = tokio::time::sleep(delay) => {}
+                let until = tokio::time::Instant::now() + delay;
+                loop {
+                    tokio::select! {
+                        _ = shutdown.wait() => return Ok(()),
+                        _ = tokio::time::sleep_until(until) => break,
+                        p = pulse.wait() => pulse.handle(p).await,
+                    }
                 }
             }
         }

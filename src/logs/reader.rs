@@ -268,7 +268,7 @@ mod tests {
 
     fn entry(log: &str, n: u64) -> LogEntry {
         LogEntry {
-            stream: if n.is_multiple_of(2) {
+            stream: if n % 2 == 0 {
                 Stream::Stdout
             } else {
                 Stream::Stderr
@@ -362,7 +362,7 @@ mod tests {
 
     fn write_lines(w: &mut JsonFileWriter, range: std::ops::Range<u32>) {
         for i in range {
-            let stream = if i.is_multiple_of(2) {
+            let stream = if i % 2 == 0 {
                 Stream::Stdout
             } else {
                 Stream::Stderr

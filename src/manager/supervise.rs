@@ -183,6 +183,71 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
+    /// Drift made behind leda-cm's back (`ctr` deleted a container, a task was killed while
+    /// the event stream missed it): every container whose record and containerd disagree is
+    /// brought in line as live restore would, and reported. Decides twice: first from the
+    /// committed view without waiting, then again under the container's lock from a fresh
+    /// listing, so an operation in hand (a create not in containerd yet) is never mistaken
+    /// for drift. An exit younger than `EXIT_GRACE` is left to the event stream (with its
+    /// restart back-off). Returns how many containers were brought back in line.
+    pub async fn check_drift(self: &Arc<Self>) -> Result<usize, ManagerError> {
+        const EXIT_GRACE: Duration = Duration::from_secs(10);
+        let seen_in = |list: &[crate::runtime::RuntimeContainer], id: &str| match list
+            .iter()
+            .find(|o| o.id == id)
+        {
+            None => Observed::Missing,
+            Some(o) => Observed::Present(o.task.clone()),
+        };
+        let observed = self.rt.list().await?;
+        let entries: Vec<_> = lock(&self.table).values().cloned().collect();
+        let mut fixed = 0;
+        for entry in entries {
+            let view = entry.view();
+            // Being created, or exited with its restart scheduled (the back-off applies):
+            // the manager knows; not drift.
+            if view.state.status == crate::model::Status::Creating
+                || view.state.restarting
+                || reconcile::decide(&view, &seen_in(&observed, &view.container_id))
+                    == Action::Nothing
+            {
+                continue;
+            }
+            let mut c = entry.op.lock().await;
+            if lock(&entry.control).removed || c.state.restarting {
+                continue;
+            }
+            let id = c.container_id.clone();
+            let fresh = self.rt.list().await?;
+            let seen = seen_in(&fresh, &id);
+            let action = reconcile::decide(&c, &seen);
+            let recent_exit = matches!(&seen, Observed::Present(Some(t))
+                if t.exited_at.is_some_and(|at| at.elapsed().unwrap_or_default() < EXIT_GRACE));
+            if action == Action::Nothing || (matches!(action, Action::Exited { .. }) && recent_exit)
+            {
+                continue;
+            }
+            log::warn!(
+                "container {id} ({}) changed behind leda-cm's back (containerd: {}); {action:?}",
+                c.container_name,
+                match &seen {
+                    Observed::Missing => "no such container".to_string(),
+                    Observed::Present(None) => "no task".to_string(),
+                    Observed::Present(Some(t)) => format!("task {:?}", t.status),
+                }
+            );
+            if let Err(e) = self.apply(&entry, &mut c, action).await {
+                log::warn!("bringing container {id} back in line failed: {e}");
+                c.state = c.state.dead(&e.to_string());
+            }
+            if let Err(e) = self.commit(&entry, &c) {
+                log::error!("{e}");
+            }
+            fixed += 1;
+        }
+        Ok(fixed)
+    }
+
     /// Live restore: brings every record in line with what containerd has, adopting live
     /// tasks without restarting them. Runs at start-up and whenever containerd returns.
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), ManagerError> {

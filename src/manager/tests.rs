@@ -622,3 +622,83 @@ fn reconcile_removes_labelled_containers_without_a_record_and_leaves_others() {
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn drift_behind_the_managers_back_is_found_and_fixed_and_operations_in_hand_are_not_drift() {
+    let dir = state_dir("drift");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let kept = m
+            .create(container("kept", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        let killed = m
+            .create(container("killed", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        let deleted = m
+            .create(container("deleted", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        for id in [&kept, &killed, &deleted] {
+            m.start(id).await.unwrap();
+        }
+        m.reconcile().await.unwrap();
+        assert_eq!(m.check_drift().await.unwrap(), 0, "no drift yet");
+        let (kept_pid, killed_pid) = (
+            m.get(&kept).unwrap().state.pid,
+            m.get(&killed).unwrap().state.pid,
+        );
+
+        // Behind its back: one task killed long ago with its exit event missed, one container
+        // deleted from containerd altogether (as `ctr c rm` after `ctr t rm -f` would).
+        rt.exit(&killed, 137);
+        rt.state().tasks.get_mut(&killed).unwrap().exited_at =
+            Some(std::time::SystemTime::now() - Duration::from_secs(60));
+        rt.state().tasks.remove(&deleted);
+        rt.state().containers.remove(&deleted);
+
+        assert_eq!(m.check_drift().await.unwrap(), 2);
+        let k = m.get(&killed).unwrap();
+        assert!(
+            k.state.running && k.state.pid != killed_pid,
+            "{:?}",
+            k.state
+        );
+        assert!(rt.state().containers.contains_key(&deleted));
+        assert!(m.get(&deleted).unwrap().state.running);
+        let untouched = m.get(&kept).unwrap();
+        assert_eq!(untouched.state.pid, kept_pid);
+
+        // A fresh exit is the event stream's (its back-off applies), not drift; and the
+        // check decides under the container's lock, after the operation in hand.
+        rt.exit(&kept, 1);
+        let entry = m.entry(&kept).unwrap();
+        let held = entry.op.lock().await;
+        let check = tokio::spawn({
+            let m = m.clone();
+            async move { m.check_drift().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !check.is_finished(),
+            "the check waits for the operation in hand"
+        );
+        drop(held);
+        assert_eq!(check.await.unwrap().unwrap(), 0);
+        assert_eq!(m.get(&kept).unwrap().state.pid, kept_pid);
+
+        // The exit event arrives: a restart is scheduled with its back-off; the task is
+        // gone meanwhile, which is not drift either.
+        m.on_event(exit_event(&kept, kept_pid as u32, 1)).await;
+        assert!(m.get(&kept).unwrap().state.restarting);
+        let starts = rt.calls(&format!("start {kept}"));
+        assert_eq!(m.check_drift().await.unwrap(), 0);
+        assert_eq!(rt.calls(&format!("start {kept}")), starts);
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}

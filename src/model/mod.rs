@@ -109,7 +109,7 @@ pub struct Extras {
     pub log_dir: String,
     /// Its place on the bridge while its task runs (what the CNI plugins gave it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<crate::network::Attachment>,
+    pub network: Option<Attachment>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -851,4 +851,33 @@ mod tests {
         let again: Container = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
         assert_eq!(again, c);
     }
+}
+
+/// One `portmap` entry (its wire names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortEntry {
+    #[serde(rename = "hostPort")]
+    pub host_port: u16,
+    #[serde(rename = "containerPort")]
+    pub container_port: u16,
+    pub protocol: String,
+    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+}
+
+/// What a container got from the plugins, kept in its record: enough to free it again
+/// (DEL needs the result and the port entries) and to answer with its address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Attachment {
+    pub network: String,
+    pub ip: String,
+    pub prefix: u8,
+    pub gateway: String,
+    pub mac: String,
+    /// The host side of the veth pair.
+    pub host_veth: String,
+    pub ports: Vec<PortEntry>,
+    /// The chain's final result (the DEL's `prevResult`).
+    pub result: serde_json::Value,
 }

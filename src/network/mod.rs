@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::BridgeConfig;
+// The attachment a record keeps is the model's: the model depends on nothing here.
 use crate::model::PortMapping;
+pub use crate::model::{Attachment, PortEntry};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NetworkError {
@@ -432,18 +434,6 @@ pub fn plugin_input(
     v
 }
 
-/// One `portmap` entry (its wire names).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortEntry {
-    #[serde(rename = "hostPort")]
-    pub host_port: u16,
-    #[serde(rename = "containerPort")]
-    pub container_port: u16,
-    pub protocol: String,
-    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
-    pub host_ip: String,
-}
-
 /// A port mapping before a host port of its range is chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortRequest {
@@ -491,23 +481,6 @@ pub fn ports_clash(
     b_port: u16,
 ) -> bool {
     a_proto == b_proto && a_port == b_port && (a_ip.is_empty() || b_ip.is_empty() || a_ip == b_ip)
-}
-
-/// What a container got from the plugins, kept in its record: enough to free it again
-/// (DEL needs the result and the port entries) and to answer with its address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Attachment {
-    pub network: String,
-    pub ip: String,
-    pub prefix: u8,
-    pub gateway: String,
-    pub mac: String,
-    /// The host side of the veth pair.
-    pub host_veth: String,
-    pub ports: Vec<PortEntry>,
-    /// The chain's final result (the DEL's `prevResult`).
-    pub result: Value,
 }
 
 /// The container's address, gateway and interfaces from a CNI result (spec 1.0.0).

@@ -35,7 +35,7 @@ use crate::model::Container;
 use crate::mqtt::{Consumer, Incoming, Mqtt};
 use crate::runtime::Runtime;
 use crate::store;
-use crate::supervisor::{Shutdown, TaskResult};
+use crate::supervisor::{Pulse, Shutdown, TaskResult};
 use ditto::{Identity, Request, Thing, ThingError};
 use software::{status as su, Install, OperationStatus, Remove};
 
@@ -219,7 +219,7 @@ impl<R: Runtime> Things<R> {
     }
 
     /// The twin task.
-    pub async fn run(mut self, mut shutdown: Shutdown) -> TaskResult {
+    pub async fn run(mut self, mut shutdown: Shutdown, mut pulse: Pulse) -> TaskResult {
         let shared = self.shared.clone();
         let manager = shared.manager.clone();
         let mut restored = Box::pin(manager.wait_restored());
@@ -230,8 +230,10 @@ impl<R: Runtime> Things<R> {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            pulse.beat();
             tokio::select! {
                 _ = shutdown.wait() => break,
+                p = pulse.wait() => pulse.handle(p).await,
                 () = &mut restored, if !is_restored => {
                     is_restored = true;
                     if shared.thing().is_some() {
@@ -510,6 +512,10 @@ struct Twin {
 }
 
 /// The Metrics feature's running request and CPU baselines.
+/// How long the twin's loop waits for containerd's metrics (it must keep beating: the
+/// watchdog's limit on a device is WatchdogSec/2).
+const METRICS_CALL: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 struct Meter {
     request: metrics::Request,
@@ -525,7 +531,7 @@ impl Meter {
         }
         // The first report already has a CPU figure: the baseline is taken now.
         let host = crate::host::cpu_total_ns().unwrap_or(0);
-        if let Ok(all) = manager.all_metrics().await {
+        if let Ok(Ok(all)) = tokio::time::timeout(METRICS_CALL, manager.all_metrics()).await {
             for (c, m) in all {
                 self.baselines.insert(
                     c.container_id,
@@ -541,10 +547,16 @@ impl Meter {
     async fn report<R: Runtime>(&mut self, manager: &Manager<R>) -> Option<Value> {
         let host_cpu = crate::host::cpu_total_ns().unwrap_or(0);
         let host_memory = crate::host::memory_total().unwrap_or(0);
-        let all = match manager.all_metrics().await {
-            Ok(all) => all,
-            Err(e) => {
+        let all = match tokio::time::timeout(METRICS_CALL, manager.all_metrics()).await {
+            Ok(Ok(all)) => all,
+            Ok(Err(e)) => {
                 log::warn!("metrics: {e}");
+                return None;
+            }
+            Err(_) => {
+                log::warn!(
+                    "metrics: containerd did not answer within {METRICS_CALL:?}; report skipped"
+                );
                 return None;
             }
         };

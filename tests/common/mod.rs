@@ -218,6 +218,33 @@ impl NotifyListener {
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         self.wait_line(timeout, |l| l == "READY=1").is_some()
     }
+
+    /// Queues a line of our own (`TEST_MARK=<name>`) on the socket and waits until it is
+    /// read: whatever the daemon sent before this call is recorded before the mark (one
+    /// datagram socket, read in order).
+    pub fn mark(&self, name: &str) {
+        let line = format!("TEST_MARK={name}");
+        UnixDatagram::unbound()
+            .unwrap()
+            .send_to(line.as_bytes(), &self.path)
+            .unwrap();
+        assert!(
+            self.wait_line(Duration::from_secs(5), |l| l == line)
+                .is_some(),
+            "the mark {name} was not read"
+        );
+    }
+
+    /// The lines received after the mark `name`, in order.
+    pub fn lines_after_mark(&self, name: &str) -> Vec<String> {
+        let line = format!("TEST_MARK={name}");
+        self.lines()
+            .into_iter()
+            .map(|(_, l)| l)
+            .skip_while(|l| *l != line)
+            .skip(1)
+            .collect()
+    }
 }
 
 /// The settings a test daemon runs with.
@@ -488,7 +515,12 @@ pub fn clean_namespace(sock: &Path, ns: &str) {
     for id in ctr(sock, ns, &["tasks", "ls", "-q"]).lines() {
         ctr(sock, ns, &["tasks", "kill", "-s", "SIGKILL", id]);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Until no killed task runs (bounded, and no panic: this also runs while unwinding);
+    // `delete -f` below takes whatever is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && ctr_tasks(sock, ns).values().any(|s| s == "RUNNING") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for id in ctr(sock, ns, &["tasks", "ls", "-q"]).lines() {
         ctr(sock, ns, &["tasks", "delete", "-f", id]);
     }

@@ -117,6 +117,8 @@ pub struct Heard {
 pub struct Peer {
     client: Client,
     heard: Arc<Mutex<Vec<Heard>>>,
+    /// PUBACKs from the broker: each says it took one of our QoS 1 messages over.
+    pubacks: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
 }
 
@@ -131,13 +133,20 @@ impl Peer {
         );
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
-        options.set_max_packet_size(1 << 20, 1 << 20);
+        // It hears what it subscribed to, the tests' oversized messages too: MQTT's limit.
+        options.set_max_packet_size(268_435_455, 1 << 20);
         let (client, mut connection) = Client::new(options, 64);
         let heard: Arc<Mutex<Vec<Heard>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let subacks = Arc::new(AtomicU32::new(0));
+        let pubacks = Arc::new(AtomicU32::new(0));
         {
-            let (heard, stop, subacks) = (heard.clone(), stop.clone(), subacks.clone());
+            let (heard, stop, subacks, pubacks) = (
+                heard.clone(),
+                stop.clone(),
+                subacks.clone(),
+                pubacks.clone(),
+            );
             std::thread::spawn(move || {
                 for event in connection.iter() {
                     match event {
@@ -152,6 +161,9 @@ impl Peer {
                         }
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
                             subacks.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            pubacks.fetch_add(1, Ordering::SeqCst);
                         }
                         Ok(_) => {}
                         Err(_) if stop.load(Ordering::SeqCst) => return,
@@ -174,6 +186,7 @@ impl Peer {
         Peer {
             client,
             heard,
+            pubacks,
             stop,
         }
     }
@@ -186,6 +199,22 @@ impl Peer {
 
     pub fn publish(&self, topic: &str, payload: &Value) {
         self.publish_raw(topic, &serde_json::to_vec(payload).unwrap());
+    }
+
+    /// Publishes and returns once the broker acknowledged it (its PUBACK: the broker has
+    /// queued it for every subscriber, the offline persistent sessions too). Publish nothing
+    /// else on this peer meanwhile: PUBACKs are counted, not matched.
+    pub fn publish_confirmed(&self, topic: &str, payload: &Value) {
+        let before = self.pubacks.load(Ordering::SeqCst);
+        self.publish(topic, payload);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.pubacks.load(Ordering::SeqCst) == before {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not acknowledge a message on {topic}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn heard(&self) -> Vec<Heard> {
@@ -221,4 +250,25 @@ impl Drop for Peer {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.client.disconnect();
     }
+}
+
+/// Publishes the file `payload` on `topic` (QoS 1) with mosquitto's own client, as any other
+/// client of the broker would (also past rumqttc's packet limit); panics when it fails.
+pub fn mosquitto_pub(port: u16, topic: &str, payload: &Path) {
+    let out = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-f",
+        ])
+        .arg(payload)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mosquitto_pub: {out:?}");
 }

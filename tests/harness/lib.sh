@@ -6,9 +6,11 @@
 # (a local device left running). Every daemon is started by these functions, recorded by PID
 # in the work dir, and stopped by PID: nothing else on the machine is touched.
 
+# gcc and libc6-dev: rustc links through `cc`, and the static release binary needs libc.a; a
+# fresh Debian 12 has neither (tests/roots/fresh-bookworm.sh: "linker `cc` not found").
 HARNESS_PACKAGES=(containerd runc mosquitto mosquitto-clients skopeo umoci docker-registry
     busybox-static protobuf-compiler apache2-utils containernetworking-plugins iptables
-    iproute2 util-linux procps file python3 jq python3-paho-mqtt openssl)
+    iproute2 util-linux procps file python3 jq python3-paho-mqtt openssl gcc libc6-dev)
 
 log() { printf '[harness] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
