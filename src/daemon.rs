@@ -74,8 +74,6 @@ pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    ConfigRead(StoreError),
-    #[error(transparent)]
     Load(#[from] crate::loader::LoadError),
     #[error(transparent)]
     Dirs(StoreError),
@@ -107,7 +105,6 @@ impl DaemonError {
     pub fn exit_code(&self) -> i32 {
         match self {
             DaemonError::Config(_)
-            | DaemonError::ConfigRead(_)
             | DaemonError::Load(_)
             | DaemonError::Mqtt(_)
             | DaemonError::Network(_) => exit::CONFIG,

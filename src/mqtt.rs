@@ -506,13 +506,8 @@ impl Mqtt {
                     } else {
                         log::debug!("mqtt broker {broker} not reachable: {e}");
                     }
-                    let until = tokio::time::Instant::now() + backoff;
-                    loop {
-                        tokio::select! {
-                            _ = shutdown.wait() => return Ok(()),
-                            _ = tokio::time::sleep_until(until) => break,
-                            p = pulse.wait() => pulse.handle(p).await,
-                        }
+                    if !pulse.sleep(backoff, &mut shutdown).await {
+                        return Ok(());
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }

@@ -227,6 +227,18 @@ impl Pulse {
         }
     }
 
+    /// Sleeps `delay` while beating; false when shutdown began meanwhile.
+    pub async fn sleep(&mut self, delay: Duration, shutdown: &mut Shutdown) -> bool {
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return false,
+                _ = tokio::time::sleep_until(until) => return true,
+                p = self.wait() => self.handle(p).await,
+            }
+        }
+    }
+
     /// Beats on a tick; on a fault-injection hang, never returns (the loop stops beating).
     pub async fn handle(&self, event: PulseEvent) {
         match event {

@@ -265,13 +265,8 @@ pub async fn monitor(
                 }
                 let delay = next_backoff(backoff);
                 backoff = Some(delay);
-                let until = tokio::time::Instant::now() + delay;
-                loop {
-                    tokio::select! {
-                        _ = shutdown.wait() => return Ok(()),
-                        _ = tokio::time::sleep_until(until) => break,
-                        p = pulse.wait() => pulse.handle(p).await,
-                    }
+                if !pulse.sleep(delay, &mut shutdown).await {
+                    return Ok(());
                 }
             }
         }
