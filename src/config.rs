@@ -356,6 +356,23 @@ pub struct ContainersConfig {
     pub lease_id: String,
     pub image_verifier_type: String,
     pub image_verifier_config: BTreeMap<String, String>,
+    /// leda-cm: runc's state root (`runc --root`) for leda-cm's containers; empty: runc's
+    /// default (`/run/containerd/runc/<namespace>`). Two containerd instances on one host (test
+    /// devices side by side) each need their own, or runc's state of equal IDs meets.
+    #[serde(deserialize_with = "absolute_or_empty")]
+    pub runc_root: String,
+}
+
+/// An absolute path, or empty for "not set".
+fn absolute_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() || s.starts_with('/') {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`{s}` is not an absolute path"
+        )))
+    }
 }
 
 impl Default for ContainersConfig {
@@ -375,6 +392,7 @@ impl Default for ContainersConfig {
             lease_id: "kanto-cm.lease".into(),
             image_verifier_type: "none".into(),
             image_verifier_config: BTreeMap::new(),
+            runc_root: String::new(),
         }
     }
 }
@@ -739,6 +757,12 @@ mod tests {
                 line: 1,
                 key: "containers.registry_configurations.h.credentials.password",
                 contains: "invalid type",
+            },
+            Case {
+                text: "{\"containers\": {\"runc_root\": \"run/runc\"}}",
+                line: 1,
+                key: "containers.runc_root",
+                contains: "not an absolute path",
             },
         ];
         for case in cases {

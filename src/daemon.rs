@@ -298,7 +298,8 @@ async fn serve(
         socket: config.containers.address_path.clone(),
         namespace: config.containers.default_ns.clone(),
     };
-    let client = containerd::Client::lazy(&endpoint.socket, &endpoint.namespace);
+    let mut client = containerd::Client::lazy(&endpoint.socket, &endpoint.namespace);
+    client.runc_root = Some(config.containers.runc_root.clone()).filter(|r| !r.is_empty());
     let ctrd = Ctrd::new(client, &config.containers).map_err(DaemonError::Registry)?;
     let net = bridge.map(|b| {
         let dirs: Vec<PathBuf> = config

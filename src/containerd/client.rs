@@ -23,6 +23,8 @@ pub struct Client {
     pub socket: PathBuf,
     /// One writer per blob at a time: containerd locks a content ref per writer.
     pub(crate) blob_locks: Arc<KeyedLocks>,
+    /// runc's state root for new containers (`containers.runc_root`); `None`: runc's default.
+    pub runc_root: Option<String>,
 }
 
 /// Async locks by key, dropped when nobody holds or waits for them.
@@ -66,6 +68,7 @@ impl Client {
             namespace: namespace.to_string(),
             socket: socket.to_path_buf(),
             blob_locks: Arc::default(),
+            runc_root: None,
         }
     }
 

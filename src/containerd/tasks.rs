@@ -33,6 +33,28 @@ fn any(type_url: &str, value: &serde_json::Value) -> prost_types::Any {
     }
 }
 
+/// The runc shim's options (containerd's `api/types/runc/options`, `containerd.runc.v1.Options`):
+/// only the field leda-cm sets. containerd-client does not compile that proto.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RuncOptions {
+    /// runc's root directory (`runc --root`).
+    #[prost(string, tag = "7")]
+    root: String,
+}
+
+const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
+
+/// The container's runtime options: runc's root when one is configured (runc shims only).
+fn runtime_options(runtime: &str, runc_root: Option<&str>) -> Option<prost_types::Any> {
+    let root = runc_root.filter(|r| !r.is_empty())?;
+    runtime
+        .starts_with("io.containerd.runc.")
+        .then(|| prost_types::Any {
+            type_url: RUNC_OPTIONS_TYPE_URL.into(),
+            value: prost::Message::encode_to_vec(&RuncOptions { root: root.into() }),
+        })
+}
+
 fn what(id: &str) -> String {
     format!("container {id}")
 }
@@ -86,7 +108,7 @@ impl Client {
             image: req.image.clone(),
             runtime: Some(RuntimeSpec {
                 name: req.runtime.clone(),
-                options: None,
+                options: runtime_options(&req.runtime, self.runc_root.as_deref()),
             }),
             spec: Some(any(SPEC_TYPE_URL, &req.spec)),
             snapshotter: SNAPSHOTTER.into(),
@@ -438,5 +460,27 @@ fn task_info(p: &containerd_client::types::v1::Process) -> TaskInfo {
         status,
         exit_status: p.exit_status,
         exited_at: time(&p.exited_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_root_goes_into_the_runc_options_only_when_set() {
+        let any = runtime_options("io.containerd.runc.v2", Some("/run/t1/runc")).unwrap();
+        assert_eq!(any.type_url, "containerd.runc.v1.Options");
+        // Field 7, length-delimited (0x3a), as containerd's Go proto encodes `root`.
+        let mut want = vec![0x3a, 12];
+        want.extend_from_slice(b"/run/t1/runc");
+        assert_eq!(any.value, want);
+        assert_eq!(runtime_options("io.containerd.runc.v2", None), None);
+        assert_eq!(runtime_options("io.containerd.runc.v2", Some("")), None);
+        // Another runtime's options are not runc's.
+        assert_eq!(
+            runtime_options("io.containerd.kata.v2", Some("/run/t1/runc")),
+            None
+        );
     }
 }
