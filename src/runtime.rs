@@ -179,6 +179,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// Removes the container record and its snapshot.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     fn list(&self) -> impl Future<Output = Result<Vec<RuntimeContainer>, RuntimeError>> + Send;
+    /// Removes what earlier runs of the daemon left behind and nothing uses (leases, work
+    /// snapshots), sparing the containers in `keep`; returns what it removed.
+    fn sweep_leftovers(
+        &self,
+        keep: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
     fn metrics(&self, id: &str) -> impl Future<Output = Result<Metrics, RuntimeError>> + Send;
     /// The metrics of every task of the namespace, in one call.
     fn all_metrics(

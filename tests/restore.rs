@@ -147,3 +147,138 @@ fn kill_9_of_the_daemon_keeps_containers_and_restart_adopts_them() {
     // SIGTERM does not stop containers (Kanto does; leda-cm keeps them running).
     assert!(std::path::Path::new(&format!("/proc/{pid_keep}")).exists());
 }
+
+/// The intents of a create and a removal that a crash cut short, and the leases and work
+/// snapshots an earlier run left: the next start rolls back the create, finishes the
+/// removal and sweeps what is labelled as an earlier run's, leaving everything else alone.
+#[test]
+fn interrupted_creates_and_removals_and_an_earlier_runs_leftovers_are_cleaned_at_start() {
+    let h = Harness::get();
+    let setup = DaemonSetup::new(&h, "intents");
+    let _cleanup = Cleanup(&h, setup.namespace.clone());
+    let image = format!("{}/{}", h.registry, h.image);
+    let ns = setup.namespace.clone();
+
+    let (creating, removing) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let containers: ContainersConfig =
+                serde_json::from_value(serde_json::json!({"insecure_registries": [h.registry]}))
+                    .unwrap();
+            let m = Manager::new(
+                Ctrd::new(Client::lazy(&h.containerd_sock, &ns), &containers).unwrap(),
+                Settings {
+                    namespace: ns.clone(),
+                    state_dir: setup.state_dir.clone(),
+                    default_stop_timeout: Duration::from_secs(3),
+                    log_driver_binary: common::BIN.into(),
+                    system_containers: vec![],
+                    image_expiry: None,
+                },
+            );
+            let mut ids = Vec::new();
+            for name in ["creating", "removing"] {
+                let c: Container = serde_json::from_value(serde_json::json!({
+                    "container_name": name, "image": {"name": image},
+                    "config": {"cmd": ["sleep", "600"]},
+                    "host_config": {"restart_policy": {"type": "always"}}
+                }))
+                .unwrap();
+                ids.push(m.create(c, None).await.unwrap().container_id);
+            }
+            m.start(&ids[1]).await.unwrap();
+            (ids[0].clone(), ids[1].clone())
+        });
+    // What a crash leaves: the create's intent after containerd made the container, the
+    // removal's intent before anything was taken down.
+    let path = |id: &str| {
+        setup
+            .state_dir
+            .join("containers")
+            .join(id)
+            .join("config.json")
+    };
+    let mut c = record(&setup, &creating);
+    c["state"]["status"] = 0.into(); // Creating
+    std::fs::write(path(&creating), serde_json::to_vec(&c).unwrap()).unwrap();
+    let mut r = record(&setup, &removing);
+    r["leda_cm"]["removing"] = true.into();
+    std::fs::write(path(&removing), serde_json::to_vec(&r).unwrap()).unwrap();
+    let pid = r["state"]["pid"].as_i64().unwrap();
+    // An earlier run's lease and work snapshot, and look-alikes that are not leda-cm's.
+    ctr(
+        &h,
+        &ns,
+        &[
+            "leases",
+            "create",
+            "--id",
+            "leda-cm-earlier",
+            "io.leda-cm.instance=gone",
+        ],
+    );
+    ctr(&h, &ns, &["leases", "create", "--id", "leda-cm-unlabelled"]);
+    ctr(&h, &ns, &["snapshots", "prepare", "leftover-work"]);
+    ctr(
+        &h,
+        &ns,
+        &[
+            "snapshots",
+            "label",
+            "leftover-work",
+            "io.leda-cm.instance=gone",
+        ],
+    );
+    ctr(&h, &ns, &["snapshots", "prepare", "someone-elses"]);
+    let ctr_has = |what: &[&str], name: &str| {
+        ctr(&h, &ns, what)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(name))
+    };
+    assert!(ctr_has(&["snapshots", "ls"], "leftover-work"));
+    assert!(ctr_has(&["leases", "ls"], "leda-cm-earlier"));
+
+    let daemon = setup.spawn_ready(1, Duration::from_secs(15));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let clean = || {
+        !ctr_has(&["containers", "ls"], &creating)
+            && !ctr_has(&["containers", "ls"], &removing)
+            && !ctr_has(&["snapshots", "ls"], "leftover-work")
+            && !ctr_has(&["leases", "ls"], "leda-cm-earlier")
+    };
+    while !clean() {
+        assert!(
+            Instant::now() < deadline,
+            "not cleaned: containers {}, snapshots {}, leases {}\n{}",
+            ctr(&h, &ns, &["containers", "ls"]),
+            ctr(&h, &ns, &["snapshots", "ls"]),
+            ctr(&h, &ns, &["leases", "ls"]),
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!path(&creating).exists() && !path(&removing).exists());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the task of the removed container still runs"
+    );
+    // Not leda-cm's (or not labelled as an earlier run's): left alone.
+    assert!(ctr_has(&["snapshots", "ls"], "someone-elses"));
+    assert!(ctr_has(&["leases", "ls"], "leda-cm-unlabelled"));
+    let log = daemon.stderr();
+    assert!(log.contains("rolled back the create of container"), "{log}");
+    assert!(log.contains("finished the removal of container"), "{log}");
+    // The API answers with neither.
+    let list = common::kanto_cm(&setup.runtime_dir.join("cm.sock"), &["list", "-q"]);
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(list.status.success(), "{listed}");
+    assert!(
+        !listed.contains(&creating) && !listed.contains(&removing),
+        "{listed}"
+    );
+    assert!(daemon.stop().success());
+    ctr(&h, &ns, &["snapshots", "rm", "someone-elses"]);
+    ctr(&h, &ns, &["leases", "rm", "leda-cm-unlabelled"]);
+}

@@ -25,7 +25,15 @@ pub struct Client {
     pub(crate) blob_locks: Arc<KeyedLocks>,
     /// runc's state root for new containers (`containers.runc_root`); `None`: runc's default.
     pub runc_root: Option<String>,
+    /// This daemon process's mark on the leases and work snapshots it makes
+    /// (`INSTANCE_LABEL`): what carries another mark was left by an earlier run.
+    pub(crate) instance: String,
 }
+
+/// Label of the leases and active snapshots leda-cm makes: the daemon run that made them.
+pub const INSTANCE_LABEL: &str = "io.leda-cm.instance";
+/// Prefix of the IDs of leda-cm's leases.
+pub const LEASE_PREFIX: &str = "leda-cm-";
 
 /// Async locks by key, dropped when nobody holds or waits for them.
 #[derive(Debug, Default)]
@@ -69,6 +77,7 @@ impl Client {
             socket: socket.to_path_buf(),
             blob_locks: Arc::default(),
             runc_root: None,
+            instance: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 

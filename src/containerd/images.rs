@@ -28,7 +28,7 @@ use containerd_client::types::Descriptor as CtrdDescriptor;
 use futures_util::StreamExt;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 
-use super::client::{map_status, Client, SNAPSHOTTER};
+use super::client::{map_status, Client, INSTANCE_LABEL, LEASE_PREFIX, SNAPSHOTTER};
 use crate::registry::{
     host_platform, manifest_kind, select_manifest, DigestVerifier, ManifestKind, Reference,
     RegistryClient,
@@ -112,14 +112,17 @@ impl Client {
     /// A lease protecting what is made under it from containerd's GC until it is deleted
     /// (or expires, after a crash).
     pub(crate) async fn create_lease(&self) -> Result<String, RuntimeError> {
-        let id = format!("leda-cm-{}", uuid::Uuid::new_v4());
+        let id = format!("{LEASE_PREFIX}{}", uuid::Uuid::new_v4());
         let expire =
             humantime::format_rfc3339_seconds(SystemTime::now() + LEASE_EXPIRY).to_string();
         LeasesClient::new(self.channel.clone())
             .create(self.req(
                 CreateLeaseRequest {
                     id: id.clone(),
-                    labels: HashMap::from([("containerd.io/gc.expire".to_string(), expire)]),
+                    labels: HashMap::from([
+                        ("containerd.io/gc.expire".to_string(), expire),
+                        (INSTANCE_LABEL.to_string(), self.instance.clone()),
+                    ]),
                 },
                 None,
             ))
@@ -437,7 +440,10 @@ impl Client {
                         snapshotter: SNAPSHOTTER.into(),
                         key: key.clone(),
                         parent,
-                        labels: HashMap::new(),
+                        labels: HashMap::from([(
+                            INSTANCE_LABEL.to_string(),
+                            self.instance.clone(),
+                        )]),
                     },
                     lease,
                 ))

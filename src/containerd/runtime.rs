@@ -130,6 +130,10 @@ impl Runtime for Ctrd {
         self.client.list_containers().await
     }
 
+    async fn sweep_leftovers(&self, keep: &[String]) -> Result<Vec<String>, RuntimeError> {
+        self.client.sweep_leftovers(keep).await
+    }
+
     async fn metrics(&self, id: &str) -> Result<Metrics, RuntimeError> {
         self.client.task_metrics(id).await
     }

@@ -4,11 +4,14 @@ use std::collections::HashMap;
 
 use containerd_client::services::v1::container::Runtime as RuntimeSpec;
 use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{
-    MountsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest,
+    Kind as SnapshotKind, ListSnapshotsRequest, MountsRequest, PrepareSnapshotRequest,
+    RemoveSnapshotRequest,
 };
 use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::ListRequest as ListLeasesRequest;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
     DeleteTaskRequest, GetContainerRequest, GetRequest, KillRequest, ListContainersRequest,
@@ -16,8 +19,9 @@ use containerd_client::services::v1::{
     UpdateContainerRequest, UpdateTaskRequest, WaitRequest,
 };
 use containerd_client::types::v1::Status as ProcStatus;
+use futures_util::StreamExt;
 
-use super::client::{map_status, time, Client, SNAPSHOTTER};
+use super::client::{map_status, time, Client, INSTANCE_LABEL, LEASE_PREFIX, SNAPSHOTTER};
 use super::metrics;
 use crate::runtime::{
     CreateRequest, ExitInfo, Metrics, RuntimeContainer, RuntimeError, TaskInfo, TaskIo, TaskStatus,
@@ -81,15 +85,22 @@ impl Client {
     ) -> Result<(), RuntimeError> {
         let mut snapshots = SnapshotsClient::new(self.channel.clone());
         let prepared = snapshots
-            .prepare(self.req(
-                PrepareSnapshotRequest {
-                    snapshotter: SNAPSHOTTER.into(),
-                    key: req.id.clone(),
-                    parent: req.parent_snapshot.clone(),
-                    labels: HashMap::new(),
-                },
-                Some(lease),
-            ))
+            .prepare(
+                self.req(
+                    PrepareSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        key: req.id.clone(),
+                        parent: req.parent_snapshot.clone(),
+                        labels: req
+                            .labels
+                            .iter()
+                            .cloned()
+                            .chain([(INSTANCE_LABEL.to_string(), self.instance.clone())])
+                            .collect(),
+                    },
+                    Some(lease),
+                ),
+            )
             .await;
         match prepared {
             Ok(_) => {}
@@ -321,6 +332,66 @@ impl Client {
             Err(s) => return Err(map_status("container delete", &what(id), s)),
         }
         self.remove_snapshot(id).await
+    }
+
+    /// What earlier runs of leda-cm left in containerd and nothing uses: their leases (a
+    /// pull or create cut short) and their active snapshots (a layer being unpacked, a
+    /// container's snapshot whose container was never made) that no containerd container
+    /// and no ID in `keep` names. What this run made is never touched, so it is safe while
+    /// operations run. Returns what it removed.
+    pub async fn sweep_leftovers(&self, keep: &[String]) -> Result<Vec<String>, RuntimeError> {
+        let mut removed = Vec::new();
+        let theirs = |labels: &HashMap<String, String>| {
+            labels
+                .get(INSTANCE_LABEL)
+                .is_some_and(|i| *i != self.instance)
+        };
+        let leases = LeasesClient::new(self.channel.clone())
+            .list(self.req(ListLeasesRequest { filters: vec![] }, None))
+            .await
+            .map_err(|s| map_status("lease list", "leases", s))?
+            .into_inner()
+            .leases;
+        for lease in leases {
+            if lease.id.starts_with(LEASE_PREFIX) && theirs(&lease.labels) {
+                self.delete_lease(&lease.id).await;
+                removed.push(format!("lease {}", lease.id));
+            }
+        }
+        let containers = ContainersClient::new(self.channel.clone())
+            .list(self.req(ListContainersRequest { filters: vec![] }, None))
+            .await
+            .map_err(|s| map_status("container list", "containers", s))?
+            .into_inner()
+            .containers;
+        let mut stream = SnapshotsClient::new(self.channel.clone())
+            .list(self.req(
+                ListSnapshotsRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    filters: vec![],
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("snapshot list", "snapshots", s))?
+            .into_inner();
+        let mut stale = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|s| map_status("snapshot list", "snapshots", s))?;
+            for info in batch.info {
+                let active = info.kind == SnapshotKind::Active as i32;
+                let used = containers.iter().any(|c| c.snapshot_key == info.name)
+                    || keep.contains(&info.name);
+                if active && !used && theirs(&info.labels) {
+                    stale.push(info.name);
+                }
+            }
+        }
+        for key in stale {
+            self.remove_snapshot(&key).await?;
+            removed.push(format!("snapshot {key}"));
+        }
+        Ok(removed)
     }
 
     pub async fn list_containers(&self) -> Result<Vec<RuntimeContainer>, RuntimeError> {

@@ -28,6 +28,13 @@ pub struct State {
     pub fail_create: bool,
     /// Tasks of containers made from this image fail to start.
     pub fail_start_image: Option<String>,
+    /// Work snapshots an earlier run left (what `sweep_leftovers` removes).
+    pub leftovers: Vec<String>,
+    /// The state dir whose record of a container `create` reads when called: what was
+    /// durable before containerd was asked (the record's status, in `records_at_create`).
+    pub records_dir: Option<std::path::PathBuf>,
+    pub records_at_create: Vec<String>,
+    pub fail_remove: bool,
 }
 
 #[derive(Clone, Default)]
@@ -149,6 +156,19 @@ impl Runtime for FakeRuntime {
     async fn create(&self, req: &CreateRequest) -> Result<(), RuntimeError> {
         self.call(format!("create {}", req.id));
         let mut s = self.state();
+        if let Some(dir) = &s.records_dir {
+            let path = dir.join("containers").join(&req.id).join("config.json");
+            let seen = match std::fs::read(&path) {
+                Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .map(|v| match v["state"]["status"].as_i64() {
+                        Some(code) => crate::model::Status::from_code(code).name().to_string(),
+                        None => format!("status {}", v["state"]["status"]),
+                    })
+                    .unwrap_or_else(|e| format!("unreadable: {e}")),
+                Err(_) => "no record".to_string(),
+            };
+            s.records_at_create.push(seen);
+        }
         if s.fail_create {
             return Err(RuntimeError::Call {
                 call: "container create",
@@ -274,9 +294,28 @@ impl Runtime for FakeRuntime {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         self.call(format!("remove {id}"));
         let mut s = self.state();
+        if s.fail_remove {
+            return Err(RuntimeError::Call {
+                call: "container delete",
+                message: "boom".into(),
+            });
+        }
         s.tasks.remove(id);
         s.containers.remove(id);
         Ok(())
+    }
+
+    async fn sweep_leftovers(&self, keep: &[String]) -> Result<Vec<String>, RuntimeError> {
+        self.call(format!("sweep keeping {}", keep.len()));
+        let mut s = self.state();
+        let stale: Vec<String> = s
+            .leftovers
+            .iter()
+            .filter(|k| !keep.contains(k))
+            .cloned()
+            .collect();
+        s.leftovers.retain(|k| keep.contains(k));
+        Ok(stale.into_iter().map(|k| format!("snapshot {k}")).collect())
     }
 
     async fn list(&self) -> Result<Vec<RuntimeContainer>, RuntimeError> {

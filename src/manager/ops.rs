@@ -110,10 +110,24 @@ impl<R: Runtime> Manager<R> {
             *lock(&entry.view) = placeholder;
             table.insert(c.container_id.clone(), entry.clone());
         }
+        // The intent, durable before containerd is asked for anything: a crash from here on
+        // leaves a record that the next start rolls back (with whatever containerd made).
+        let mut intent = c.clone();
+        intent.state.status = Status::Creating;
+        if let Err(e) = self.records.save(&intent) {
+            lock(&entry.control).removed = true;
+            lock(&self.table).remove(&c.container_id);
+            let _ = self.records.remove(&c.container_id);
+            return Err(ManagerError::Store {
+                id: c.container_id.clone(),
+                source: e,
+            });
+        }
         match self.create_in_runtime(&mut c, progress).await {
             Ok(()) => {
                 if let Err(e) = self.records.save(&c) {
                     // Without a record the container would be unknown after a restart.
+                    lock(&entry.control).removed = true;
                     self.discard(&c.container_id).await;
                     return Err(ManagerError::Store {
                         id: c.container_id.clone(),
@@ -137,10 +151,27 @@ impl<R: Runtime> Manager<R> {
                     c.container_id,
                     c.container_name
                 );
+                // A reconcile waiting for this entry's lock must not recreate it.
+                lock(&entry.control).removed = true;
                 self.discard(&c.container_id).await;
                 Err(e)
             }
         }
+    }
+
+    /// A removal's work in containerd and on the bridge: the task killed (or its leftover
+    /// deleted), the container and its snapshot deleted.
+    async fn take_down(&self, c: &mut Container) -> Result<(), ManagerError> {
+        let id = c.container_id.clone();
+        if c.is_active() {
+            c.manually_stopped = true;
+            self.terminate(c, SIGKILL, KILL_WAIT).await?;
+        } else {
+            self.rt.delete_task(&id).await?;
+        }
+        self.disconnect(c).await;
+        self.rt.remove(&id).await?;
+        Ok(())
     }
 
     /// Undoes a failed create: containerd objects, files and the table entry.
@@ -607,14 +638,25 @@ impl<R: Runtime> Manager<R> {
             )));
         }
         lock(&entry.control).generation += 1;
-        if c.is_active() {
-            c.manually_stopped = true;
-            self.terminate(&c, SIGKILL, KILL_WAIT).await?;
-        } else {
-            self.rt.delete_task(id).await?;
+        // The intent, durable before anything is taken down: a crash from here on is
+        // finished at the next start (never a container that comes back).
+        let mut intent = c.clone();
+        intent.extras_mut().removing = true;
+        self.records
+            .save(&intent)
+            .map_err(|source| ManagerError::Store {
+                id: id.to_string(),
+                source,
+            })?;
+        if let Err(e) = self.take_down(&mut c).await {
+            // Not removed after all (the caller is told): the record says so again.
+            if let Err(e) = self.records.save(&c) {
+                log::error!(
+                    "container {id}: the removal failed and its record could not be put back: {e}"
+                );
+            }
+            return Err(e);
         }
-        self.disconnect(&mut c).await;
-        self.rt.remove(id).await?;
         let custom_log_dir = !c.host_config.log_config.driver_config.root_dir.is_empty();
         if custom_log_dir {
             let _ = std::fs::remove_dir_all(self.log_dir(&c));

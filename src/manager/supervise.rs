@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{lock, now, Manager, ManagerError};
+use super::{lock, now, Change, Manager, ManagerError};
 use crate::model::reconcile::{self, Action, Observed};
 use crate::model::restart::{self, Decision, Exit};
 use crate::model::{timestamp, Container};
-use crate::runtime::{Metrics, Runtime, RuntimeEvent};
+use crate::runtime::{Metrics, Runtime, RuntimeEvent, TaskStatus};
 use crate::store;
 
 /// Last time each image was in use, for the expiry (`<state>/images.json`).
@@ -240,6 +240,9 @@ impl<R: Runtime> Manager<R> {
                 log::warn!("bringing container {id} back in line failed: {e}");
                 c.state = c.state.dead(&e.to_string());
             }
+            if lock(&entry.control).removed {
+                continue;
+            }
             if let Err(e) = self.commit(&entry, &c) {
                 log::error!("{e}");
             }
@@ -267,9 +270,18 @@ impl<R: Runtime> Manager<R> {
             if action != Action::Nothing {
                 log::info!("container {id} ({}): {action:?}", c.container_name);
             }
+            let intent = matches!(action, Action::FinishRemoval | Action::RollBackCreate);
             if let Err(e) = self.apply(&entry, &mut c, action).await {
+                if intent {
+                    // The record keeps the intent: the next start tries again.
+                    log::warn!("finishing the interrupted operation on container {id} failed: {e}");
+                    continue;
+                }
                 log::warn!("restoring container {id} failed: {e}");
                 c.state = c.state.dead(&e.to_string());
+            }
+            if lock(&entry.control).removed {
+                continue;
             }
             if let Err(e) = self.commit(&entry, &c) {
                 log::error!("{e}");
@@ -287,6 +299,17 @@ impl<R: Runtime> Manager<R> {
                     self.settings.namespace
                 ),
             }
+        }
+        // Leases and work snapshots of earlier runs that nothing uses (a pull or a create
+        // that a crash cut short); this run's own are never touched.
+        let keep = lock(&self.table).keys().cloned().collect::<Vec<_>>();
+        match self.rt.sweep_leftovers(&keep).await {
+            Ok(removed) => {
+                for what in removed {
+                    log::info!("removed {what}, left by an earlier run");
+                }
+            }
+            Err(e) => log::warn!("sweeping leftovers of earlier runs failed: {e}"),
         }
         self.release_stale().await;
         self.restored.send_replace(true);
@@ -342,6 +365,51 @@ impl<R: Runtime> Manager<R> {
                 }
                 if start {
                     self.boot_start(entry, c).await?;
+                }
+            }
+            Action::FinishRemoval | Action::RollBackCreate => {
+                // Whatever containerd has of it goes: the task, the container, its snapshot.
+                if let Some(task) = self.rt.task(&id).await? {
+                    if matches!(
+                        task.status,
+                        TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing
+                    ) {
+                        if task.status != TaskStatus::Running {
+                            let _ = self.rt.resume(&id).await;
+                        }
+                        if let Err(e) = self.rt.kill(&id, 9).await {
+                            log::debug!("killing the task of container {id}: {e}");
+                        }
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(10), self.rt.wait(&id)).await;
+                    }
+                    self.rt.delete_task(&id).await?;
+                }
+                self.disconnect(c).await;
+                self.rt.remove(&id).await?;
+                if !c.host_config.log_config.driver_config.root_dir.is_empty() {
+                    let _ = std::fs::remove_dir_all(self.log_dir(c));
+                }
+                self.records
+                    .remove(&id)
+                    .map_err(|source| ManagerError::Store {
+                        id: id.clone(),
+                        source,
+                    })?;
+                lock(&entry.control).removed = true;
+                lock(&self.table).remove(&id);
+                if action == Action::FinishRemoval {
+                    self.note_image_released(&c.image.name, SystemTime::now());
+                    let _ = self.changes.send(Change::Removed(Box::new(c.clone())));
+                    log::info!(
+                        "finished the removal of container {id} ({}) that a crash cut short",
+                        c.container_name
+                    );
+                } else {
+                    log::info!(
+                        "rolled back the create of container {id} ({}) that a crash cut short",
+                        c.container_name
+                    );
                 }
             }
             Action::Recreate { start } => {

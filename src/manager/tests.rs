@@ -624,6 +624,104 @@ fn reconcile_removes_labelled_containers_without_a_record_and_leaves_others() {
 }
 
 #[test]
+fn a_creates_intent_is_durable_before_containerd_is_asked_and_rolled_back_after_a_crash() {
+    let dir = state_dir("create-intent");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        rt.state().records_dir = Some(dir.clone());
+        let m = manager(rt.clone(), &dir);
+        let done = m.create(container("done", "i:1"), None).await.unwrap();
+        assert_eq!(rt.state().records_at_create, vec!["Creating".to_string()]);
+        drop(m);
+        // A crash right after containerd made it: the record still says Creating, and an
+        // earlier run's work snapshot lies around.
+        let record = dir
+            .join("containers")
+            .join(&done.container_id)
+            .join("config.json");
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+        v["state"]["status"] = Status::Creating.code().into();
+        std::fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
+        rt.state().leftovers = vec!["extract-1".into()];
+
+        let m = manager(rt.clone(), &dir);
+        let mut changes = m.subscribe();
+        m.reconcile().await.unwrap();
+        assert!(!rt.state().containers.contains_key(&done.container_id));
+        assert!(!dir.join("containers").join(&done.container_id).exists());
+        assert!(rt.state().leftovers.is_empty(), "leftover snapshot kept");
+        assert!(m.list().is_empty());
+        // Never acknowledged, so never told of: no change at all.
+        assert!(changes.try_recv().is_err());
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_removal_cut_short_by_a_crash_is_finished_at_the_next_start_never_undone() {
+    let dir = state_dir("remove-intent");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let mut c = container("going", "i:1");
+        c.host_config.restart_policy = RestartPolicy {
+            policy_type: RestartPolicyType::Always,
+            ..Default::default()
+        };
+        let id = m.create(c, None).await.unwrap().container_id;
+        m.start(&id).await.unwrap();
+        // What `remove` persists first; then a crash before anything was taken down.
+        let mut intent = m.get(&id).unwrap();
+        intent.extras_mut().removing = true;
+        drop(m);
+        crate::store::ContainerRecords::new(&dir)
+            .save(&intent)
+            .unwrap();
+        assert!(rt.state().tasks.contains_key(&id));
+
+        let m = manager(rt.clone(), &dir);
+        let mut changes = m.subscribe();
+        m.reconcile().await.unwrap();
+        assert!(!rt.state().tasks.contains_key(&id), "task left running");
+        assert!(!rt.state().containers.contains_key(&id));
+        assert!(!dir.join("containers").join(&id).exists());
+        assert!(matches!(m.get(&id), Err(ManagerError::NotFound(_))));
+        assert!(matches!(changes.try_recv(), Ok(Change::Removed(c)) if c.container_id == id));
+        assert!(changes.try_recv().is_err());
+        // And it stays gone: another reconcile (containerd back) has nothing to restore.
+        m.reconcile().await.unwrap();
+        assert!(!rt.state().containers.contains_key(&id));
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_removal_puts_the_record_back_without_the_intent() {
+    let dir = state_dir("remove-fails");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let id = m
+            .create(container("stays", "i:1"), None)
+            .await
+            .unwrap()
+            .container_id;
+        m.start(&id).await.unwrap();
+        // containerd refuses to delete the container: the removal fails.
+        rt.state().fail_remove = true;
+        assert!(m.remove(&id, true).await.is_err());
+        assert!(m.get(&id).is_ok());
+        let record: crate::model::Container = serde_json::from_slice(
+            &std::fs::read(dir.join("containers").join(&id).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(!record.extras().removing, "failed removal left its intent");
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn drift_behind_the_managers_back_is_found_and_fixed_and_operations_in_hand_are_not_drift() {
     let dir = state_dir("drift");
     run(async {

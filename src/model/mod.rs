@@ -110,6 +110,10 @@ pub struct Extras {
     /// Its place on the bridge while its task runs (what the CNI plugins gave it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Attachment>,
+    /// Its removal began (the intent, persisted before anything is taken down): a crash
+    /// mid-removal is finished at the next start, never undone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub removing: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,9 +28,21 @@ pub enum Action {
     DeleteTask,
     /// containerd lost the container: create it again, then maybe start.
     Recreate { start: bool },
+    /// The record is the intent of a create that a crash cut short (never acknowledged):
+    /// whatever containerd has of it goes, and the record too.
+    RollBackCreate,
+    /// The record is the intent of a removal that a crash cut short: finish it.
+    FinishRemoval,
 }
 
 pub fn decide(c: &Container, observed: &Observed) -> Action {
+    // Intents first: neither an interrupted removal nor an interrupted create comes back.
+    if c.leda_cm.as_ref().is_some_and(|e| e.removing) {
+        return Action::FinishRemoval;
+    }
+    if c.state.status == Status::Creating {
+        return Action::RollBackCreate;
+    }
     let was_running = c.is_active() || c.state.restarting;
     let policy = &c.host_config.restart_policy;
     let boot = |running: bool| {
@@ -259,6 +271,44 @@ mod tests {
                 container(UnlessStopped, created.clone(), false, false),
                 Observed::Missing,
                 Action::Recreate { start: false },
+            ),
+            // intents: an interrupted removal is finished (even of a live task), an
+            // interrupted create rolled back, whatever containerd has
+            (
+                {
+                    let mut c = container(Always, running.clone(), false, true);
+                    c.extras_mut().removing = true;
+                    c
+                },
+                task(TaskStatus::Running, 10, 0),
+                Action::FinishRemoval,
+            ),
+            (
+                {
+                    let mut c = container(Always, stopped.clone(), false, true);
+                    c.extras_mut().removing = true;
+                    c
+                },
+                Observed::Missing,
+                Action::FinishRemoval,
+            ),
+            (
+                {
+                    let mut c = container(Always, created.clone(), false, false);
+                    c.state.status = Status::Creating;
+                    c
+                },
+                Observed::Present(None),
+                Action::RollBackCreate,
+            ),
+            (
+                {
+                    let mut c = container(Always, created.clone(), false, false);
+                    c.state.status = Status::Creating;
+                    c
+                },
+                Observed::Missing,
+                Action::RollBackCreate,
             ),
         ];
         for (c, observed, want) in cases {
