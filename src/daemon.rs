@@ -216,7 +216,9 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
         privileges::names(&kept)
     );
 
+    // One thread runs every loop; durable writes (fsync) go to a small blocking pool.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(4)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;

@@ -40,6 +40,8 @@ pub enum StoreError {
     AlreadyRunning { path: PathBuf, pid: Option<u32> },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("writing {path} did not finish: {message}")]
+    Blocking { path: PathBuf, message: String },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("cannot encode {path}: {source}")]
@@ -368,6 +370,19 @@ impl ContainerRecords {
         write_json_atomic(&dir.join(RECORD_FILE), c, 0o600)
     }
 
+    /// `save` on the blocking pool: its two fsyncs never stall the runtime's only thread.
+    pub async fn save_async(&self, c: &crate::model::Container) -> Result<(), StoreError> {
+        let (this, c) = (self.clone(), c.clone());
+        let path = self.dir_of(&c.container_id);
+        off_thread(path, move || this.save(&c)).await
+    }
+
+    /// `remove` on the blocking pool.
+    pub async fn remove_async(&self, id: &str) -> Result<(), StoreError> {
+        let (this, id) = (self.clone(), id.to_string());
+        off_thread(self.dir_of(&id), move || this.remove(&id)).await
+    }
+
     /// Removes the record and everything in the container's directory.
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         let dir = self.dir_of(id);
@@ -383,6 +398,22 @@ impl ContainerRecords {
                 source,
             })
     }
+}
+
+/// Runs a durable write (fsyncs) on tokio's blocking pool, so the runtime's thread keeps
+/// polling every loop meanwhile.
+pub async fn off_thread<T: Send + 'static>(
+    path: PathBuf,
+    write: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Blocking {
+                path,
+                message: e.to_string(),
+            })
+        })
 }
 
 /// Reads a JSON state file; `None` when it does not exist.
@@ -413,6 +444,30 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn records_are_written_off_the_runtime_thread() {
+        let d = tmpdir("off-thread");
+        let records = ContainerRecords::new(&d);
+        let c: crate::model::Container =
+            serde_json::from_value(serde_json::json!({"container_id": "x", "container_name": "x"}))
+                .unwrap();
+        let runtime_thread = std::thread::current().id();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let on = off_thread(d.clone(), || Ok(std::thread::current().id()))
+                .await
+                .unwrap();
+            assert_ne!(on, runtime_thread, "the write ran on the runtime's thread");
+            records.save_async(&c).await.unwrap();
+            assert!(records.dir_of("x").join(RECORD_FILE).is_file());
+            records.remove_async("x").await.unwrap();
+            assert!(!records.dir_of("x").exists());
+        });
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -133,6 +133,8 @@ pub struct Manager<R: Runtime> {
     /// Set once the records have been reconciled with containerd (live restore done).
     restored: tokio::sync::watch::Sender<bool>,
     net: Option<Arc<dyn Network>>,
+    /// Held for each read-modify-write of the image use file (written off the thread).
+    image_use: tokio::sync::Mutex<()>,
 }
 
 pub fn now() -> String {
@@ -172,6 +174,7 @@ impl<R: Runtime> Manager<R> {
             changes,
             restored: tokio::sync::watch::Sender::new(false),
             net,
+            image_use: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -231,14 +234,20 @@ impl<R: Runtime> Manager<R> {
     /// Persists `c`, then publishes it as the committed view, then tells subscribers
     /// (persist, acknowledge, broadcast): a change that could not be saved is neither shown
     /// nor told. A removed container is never written again (`NotFound`).
-    fn commit(&self, entry: &Entry, c: &Container) -> Result<(), ManagerError> {
+    /// The record is written on the blocking pool (`ContainerRecords::save_async`).
+    async fn commit(&self, entry: &Entry, c: &Container) -> Result<(), ManagerError> {
         if lock(&entry.control).removed {
             return Err(ManagerError::NotFound(c.container_id.clone()));
         }
-        self.records.save(c).map_err(|source| ManagerError::Store {
-            id: c.container_id.clone(),
-            source,
-        })?;
+        self.records
+            .save_async(c)
+            .await
+            .map_err(|source| ManagerError::Store {
+                id: c.container_id.clone(),
+                source,
+            })?;
+        // A removal cannot have begun meanwhile: it takes the container's lock, which the
+        // caller holds.
         *lock(&entry.view) = c.clone();
         let _ = self.changes.send(Change::Updated(Box::new(c.clone())));
         Ok(())

@@ -114,10 +114,10 @@ impl<R: Runtime> Manager<R> {
         // leaves a record that the next start rolls back (with whatever containerd made).
         let mut intent = c.clone();
         intent.state.status = Status::Creating;
-        if let Err(e) = self.records.save(&intent) {
+        if let Err(e) = self.records.save_async(&intent).await {
             lock(&entry.control).removed = true;
             lock(&self.table).remove(&c.container_id);
-            let _ = self.records.remove(&c.container_id);
+            let _ = self.records.remove_async(&c.container_id).await;
             return Err(ManagerError::Store {
                 id: c.container_id.clone(),
                 source: e,
@@ -125,7 +125,7 @@ impl<R: Runtime> Manager<R> {
         }
         match self.create_in_runtime(&mut c, progress).await {
             Ok(()) => {
-                if let Err(e) = self.records.save(&c) {
+                if let Err(e) = self.records.save_async(&c).await {
                     // Without a record the container would be unknown after a restart.
                     lock(&entry.control).removed = true;
                     self.discard(&c.container_id).await;
@@ -179,7 +179,7 @@ impl<R: Runtime> Manager<R> {
         if let Err(e) = self.rt.remove(id).await {
             log::warn!("cleaning up container {id} in containerd failed: {e}");
         }
-        if let Err(e) = self.records.remove(id) {
+        if let Err(e) = self.records.remove_async(id).await {
             log::warn!("cleaning up files of container {id} failed: {e}");
         }
         lock(&self.table).remove(id);
@@ -410,13 +410,13 @@ impl<R: Runtime> Manager<R> {
             Err(e) => {
                 c.state = c.state.exited(127, false, &now());
                 c.state.error = e.to_string();
-                self.commit(&entry, &c)?;
+                self.commit(&entry, &c).await?;
                 return Err(e);
             }
         };
         c.state = c.state.running(pid, &now());
         c.started_successfully_before = true;
-        self.commit(&entry, &c)?;
+        self.commit(&entry, &c).await?;
         log::info!("started container {id} ({}), pid {pid}", c.container_name);
         Ok(c.clone())
     }
@@ -437,7 +437,7 @@ impl<R: Runtime> Manager<R> {
                 c.manually_stopped = true;
                 let code = c.state.exit_code;
                 c.state = c.state.stopped(code, &now());
-                self.commit(&entry, &c)?;
+                self.commit(&entry, &c).await?;
                 return Ok(c.clone());
             }
             return Err(ManagerError::State(format!(
@@ -457,7 +457,7 @@ impl<R: Runtime> Manager<R> {
             .await?;
         self.disconnect(&mut c).await;
         c.state = c.state.stopped(exit, &now());
-        self.commit(&entry, &c)?;
+        self.commit(&entry, &c).await?;
         log::info!(
             "stopped container {id} ({}), exit code {exit}",
             c.container_name
@@ -516,7 +516,7 @@ impl<R: Runtime> Manager<R> {
         }
         self.rt.pause(id).await?;
         c.state = c.state.paused();
-        self.commit(&entry, &c)?;
+        self.commit(&entry, &c).await?;
         Ok(c.clone())
     }
 
@@ -530,7 +530,7 @@ impl<R: Runtime> Manager<R> {
         }
         self.rt.resume(id).await?;
         c.state = c.state.unpaused();
-        self.commit(&entry, &c)?;
+        self.commit(&entry, &c).await?;
         Ok(c.clone())
     }
 
@@ -562,7 +562,7 @@ impl<R: Runtime> Manager<R> {
         let pid = self.start_task(&mut c).await?;
         c.state = c.state.running(pid, &now());
         c.started_successfully_before = true;
-        self.commit(&entry, &c)?;
+        self.commit(&entry, &c).await?;
         Ok(c.clone())
     }
 
@@ -593,7 +593,7 @@ impl<R: Runtime> Manager<R> {
             lock(&entry.view).container_name = name.to_string();
         }
         c.container_name = name.to_string();
-        self.commit(&entry, &c)?;
+        self.commit(&entry, &c).await?;
         Ok(c.clone())
     }
 
@@ -623,7 +623,7 @@ impl<R: Runtime> Manager<R> {
             self.rt.update_resources(id, &spec).await?;
         }
         *c = next;
-        self.commit(&entry, &c)?;
+        self.commit(&entry, &c).await?;
         Ok(c.clone())
     }
 
@@ -643,14 +643,15 @@ impl<R: Runtime> Manager<R> {
         let mut intent = c.clone();
         intent.extras_mut().removing = true;
         self.records
-            .save(&intent)
+            .save_async(&intent)
+            .await
             .map_err(|source| ManagerError::Store {
                 id: id.to_string(),
                 source,
             })?;
         if let Err(e) = self.take_down(&mut c).await {
             // Not removed after all (the caller is told): the record says so again.
-            if let Err(e) = self.records.save(&c) {
+            if let Err(e) = self.records.save_async(&c).await {
                 log::error!(
                     "container {id}: the removal failed and its record could not be put back: {e}"
                 );
@@ -662,7 +663,8 @@ impl<R: Runtime> Manager<R> {
             let _ = std::fs::remove_dir_all(self.log_dir(&c));
         }
         self.records
-            .remove(id)
+            .remove_async(id)
+            .await
             .map_err(|source| ManagerError::Store {
                 id: id.to_string(),
                 source,
@@ -671,7 +673,8 @@ impl<R: Runtime> Manager<R> {
         // the removal and neither writes the record again nor tells of the container.
         lock(&entry.control).removed = true;
         lock(&self.table).remove(id);
-        self.note_image_released(&c.image.name, SystemTime::now());
+        self.note_image_released(&c.image.name, SystemTime::now())
+            .await;
         let _ = self.changes.send(Change::Removed(Box::new(c.clone())));
         log::info!("removed container {id} ({})", c.container_name);
         Ok(())

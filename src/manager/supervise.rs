@@ -91,7 +91,7 @@ impl<R: Runtime> Manager<R> {
             if oom { " (OOM killed)" } else { "" }
         );
         self.schedule_restart(&entry, &mut c, ran);
-        if let Err(e) = self.commit(&entry, &c) {
+        if let Err(e) = self.commit(&entry, &c).await {
             log::error!("{e}");
         }
     }
@@ -159,7 +159,7 @@ impl<R: Runtime> Manager<R> {
                 self.schedule_restart(&entry, &mut c, Duration::ZERO);
             }
         }
-        if let Err(e) = self.commit(&entry, &c) {
+        if let Err(e) = self.commit(&entry, &c).await {
             log::error!("{e}");
         }
     }
@@ -243,7 +243,7 @@ impl<R: Runtime> Manager<R> {
             if lock(&entry.control).removed {
                 continue;
             }
-            if let Err(e) = self.commit(&entry, &c) {
+            if let Err(e) = self.commit(&entry, &c).await {
                 log::error!("{e}");
             }
             fixed += 1;
@@ -283,7 +283,7 @@ impl<R: Runtime> Manager<R> {
             if lock(&entry.control).removed {
                 continue;
             }
-            if let Err(e) = self.commit(&entry, &c) {
+            if let Err(e) = self.commit(&entry, &c).await {
                 log::error!("{e}");
             }
         }
@@ -391,7 +391,8 @@ impl<R: Runtime> Manager<R> {
                     let _ = std::fs::remove_dir_all(self.log_dir(c));
                 }
                 self.records
-                    .remove(&id)
+                    .remove_async(&id)
+                    .await
                     .map_err(|source| ManagerError::Store {
                         id: id.clone(),
                         source,
@@ -399,7 +400,8 @@ impl<R: Runtime> Manager<R> {
                 lock(&entry.control).removed = true;
                 lock(&self.table).remove(&id);
                 if action == Action::FinishRemoval {
-                    self.note_image_released(&c.image.name, SystemTime::now());
+                    self.note_image_released(&c.image.name, SystemTime::now())
+                        .await;
                     let _ = self.changes.send(Change::Removed(Box::new(c.clone())));
                     log::info!(
                         "finished the removal of container {id} ({}) that a crash cut short",
@@ -534,18 +536,23 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
-    fn save_image_use(&self, mut u: ImageUse) {
+    async fn save_image_use(&self, mut u: ImageUse) {
         u.version = 1;
-        if let Err(e) = store::write_json_atomic(&self.image_use_path(), &u, 0o600) {
+        let path = self.image_use_path();
+        let at = path.clone();
+        let written =
+            store::off_thread(path, move || store::write_json_atomic(&at, &u, 0o600)).await;
+        if let Err(e) = written {
             log::warn!("{e}");
         }
     }
 
     /// Records that a container of `image` went away (its expiry counts from now).
-    pub(super) fn note_image_released(&self, image: &str, at: SystemTime) {
+    pub(super) async fn note_image_released(&self, image: &str, at: SystemTime) {
+        let _one_writer = self.image_use.lock().await;
         let mut u = self.load_image_use();
         u.last_used.insert(image.to_string(), secs(at));
-        self.save_image_use(u);
+        self.save_image_use(u).await;
     }
 
     /// Removes images no container has used for the expiry; never those of existing or
@@ -555,6 +562,7 @@ impl<R: Runtime> Manager<R> {
             return Ok(Vec::new());
         };
         let in_use: Vec<String> = self.list().into_iter().map(|c| c.image.name).collect();
+        let _one_writer = self.image_use.lock().await;
         let mut u = self.load_image_use();
         let mut removed = Vec::new();
         for image in self.rt.images().await? {
@@ -577,7 +585,7 @@ impl<R: Runtime> Manager<R> {
                 }
             }
         }
-        self.save_image_use(u);
+        self.save_image_use(u).await;
         Ok(removed)
     }
 }
