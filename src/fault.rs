@@ -56,3 +56,19 @@ pub async fn agent_stall_after(status: &str, released: &(dyn Fn() -> bool + Sync
     #[cfg(not(feature = "fault-injection"))]
     let _ = (status, released);
 }
+
+/// With the feature and `LEDA_CM_FAULT_MQTT_QUEUE=<n>` set: the outgoing mqtt queue's size
+/// (the mqtt adapter then also allows one message in flight), so that a broker which takes
+/// nothing (stopped) fills the queue after a few messages. Without the feature: `None`.
+pub fn mqtt_queue() -> Option<usize> {
+    #[cfg(feature = "fault-injection")]
+    if let Some(n) = std::env::var("LEDA_CM_FAULT_MQTT_QUEUE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        log::warn!("fault injection: an outgoing mqtt queue of {n}, one message in flight");
+        return Some(n);
+    }
+    None
+}

@@ -37,6 +37,14 @@ pub enum MqttError {
     ClientAuth,
     #[error("publishing to {topic} failed: {reason}")]
     Publish { topic: String, reason: String },
+    /// The outgoing queue is full (the broker is away or slow); nothing was queued, so the
+    /// caller may keep the message and try again.
+    #[error("publishing to {topic} failed: the outgoing queue ({QUEUE} messages) is full, the broker is not taking them ({dropped} refused so far)")]
+    QueueFull {
+        topic: String,
+        payload: Vec<u8>,
+        dropped: u64,
+    },
 }
 
 /// The largest MQTT packet (the remaining-length field's limit, MQTT 3.1.1 §2.2.3).
@@ -164,8 +172,15 @@ impl Mqtt {
 
     /// A connection as configured; `event_loop` must then run (as a supervised task).
     pub fn new(config: &ConnectionConfig, client_id: &str) -> Result<(Mqtt, EventLoop), MqttError> {
-        let options = Self::options(config, client_id)?;
-        let (client, mut event_loop) = AsyncClient::new(options, QUEUE);
+        let mut options = Self::options(config, client_id)?;
+        let queue = match crate::fault::mqtt_queue() {
+            Some(n) => {
+                options.set_inflight(1);
+                n
+            }
+            None => QUEUE,
+        };
+        let (client, mut event_loop) = AsyncClient::new(options, queue);
         // Feedback is a burst of small packets: no Nagle delay (40 ms per burst on loopback).
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
@@ -329,9 +344,20 @@ impl Mqtt {
 
     /// QoS 1. Queued (up to `QUEUE` messages, also while disconnected: rumqttc sends them
     /// once the broker is back); never waits, so no loop of the daemon stalls behind the
-    /// broker. A message the full queue cannot take is dropped with an error that counts the
-    /// drops (the twin and the current state are published whole again on reconnect).
+    /// broker. A message the full queue cannot take comes back in `MqttError::QueueFull`
+    /// (with the drops counted): the twin and the current state are published whole again on
+    /// reconnect, the update agent keeps its feedback and sends it later.
     pub async fn publish(
+        &self,
+        topic: &str,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<(), MqttError> {
+        self.try_publish(topic, retain, payload)
+    }
+
+    /// `publish`, callable outside async code (it never waits either way).
+    pub fn try_publish(
         &self,
         topic: &str,
         retain: bool,
@@ -342,13 +368,16 @@ impl Mqtt {
             .try_publish(topic, QoS::AtLeastOnce, retain, payload)
         {
             Ok(()) => Ok(()),
-            Err(rumqttc::ClientError::TryRequest(_)) => {
+            Err(rumqttc::ClientError::TryRequest(request)) => {
                 let n = self.dropped.fetch_add(1, Ordering::SeqCst) + 1;
-                Err(MqttError::Publish {
+                let payload = match request {
+                    rumqttc::Request::Publish(p) => p.payload.to_vec(),
+                    _ => Vec::new(),
+                };
+                Err(MqttError::QueueFull {
                     topic: topic.to_string(),
-                    reason: format!(
-                        "the outgoing queue ({QUEUE} messages) is full, the broker is not taking them; dropped ({n} dropped so far)"
-                    ),
+                    payload,
+                    dropped: n,
                 })
             }
             Err(e) => Err(MqttError::Publish {

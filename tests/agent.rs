@@ -936,3 +936,67 @@ fn the_broker_over_tls_with_a_client_certificate() {
         "{log}"
     );
 }
+
+/// A broker that takes nothing (stopped) while an apply runs: the outgoing queue fills (a
+/// small one, fault injection), the feedback beyond it is held in order, and once the broker
+/// takes messages again every feedback arrives, in order, ending with COMPLETED; the desired
+/// state stays persisted until then.
+#[test]
+fn feedback_the_broker_cannot_take_is_held_and_delivered_in_order_when_it_can() {
+    let mut d = agent_device("agent_held", json!({}));
+    d.daemon.take().unwrap().stop();
+    d.setup.env = vec![("LEDA_CM_FAULT_MQTT_QUEUE".into(), "2".into())];
+    d.spawn();
+    let image = service_image(&d.h);
+    d.send(
+        "held",
+        json!([
+            component("a", &image, &[]),
+            component("b", &image, &[]),
+            component("c", &image, &[])
+        ]),
+    );
+    d.wait_status("held", "IDENTIFYING", LONG);
+    d.broker.freeze(true);
+    let daemon = d.daemon.as_ref().unwrap();
+    assert!(
+        daemon.wait_log("feedback is held until it does", LONG),
+        "{}",
+        daemon.stderr()
+    );
+    // The apply goes on without the broker.
+    let deadline = Instant::now() + LONG;
+    while d.ctr_ids().len() < 3
+        || !common::ctr_tasks(&d.h.containerd_sock, &d.setup.namespace)
+            .values()
+            .all(|s| s == "RUNNING")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not applied: {}",
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pending = d.setup.state_dir.join("update-agent/desired-state.json");
+    assert!(
+        pending.is_file(),
+        "un-persisted before its feedback was out"
+    );
+    d.broker.freeze(false);
+    d.wait_status("held", "COMPLETED", LONG);
+    assert_eq!(d.statuses("held"), FULL_FLOW, "{}", d.stderr());
+    assert!(
+        d.daemon.as_ref().unwrap().wait_log(
+            "held feedback messages handed to the broker connection",
+            LONG
+        ),
+        "{}",
+        d.stderr()
+    );
+    let deadline = Instant::now() + LONG;
+    while pending.exists() {
+        assert!(Instant::now() < deadline, "still persisted after COMPLETED");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -23,14 +23,14 @@ mod tests;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::manager::{Change, Manager};
-use crate::mqtt::{Incoming, Mqtt};
+use crate::mqtt::{Incoming, Mqtt, MqttError};
 use crate::runtime::Runtime;
 use crate::store;
 use crate::supervisor::{Pulse, Shutdown, TaskResult};
@@ -108,6 +108,19 @@ struct Shared<R: Runtime> {
     /// persisted, to be resumed at the next start.
     stopping: AtomicBool,
     feedback: mpsc::UnboundedSender<Out>,
+    /// What the full outgoing queue could not take while the broker was away, in order:
+    /// feedback and the end of operations behind it (see `deliver`).
+    held: Mutex<heapless::Deque<Held, HELD>>,
+}
+
+/// Feedback kept while the outgoing queue is full (a long broker outage): ~30 operations'
+/// worth. Beyond it the oldest goes (counted); the operation's persisted desired state is
+/// not removed before its feedback is out, so a restart still resumes and reports it.
+const HELD: usize = 512;
+
+enum Held {
+    Feedback { topic: String, payload: Vec<u8> },
+    Finished(String, u64),
 }
 
 impl<R: Runtime> Shared<R> {
@@ -159,17 +172,110 @@ impl<R: Runtime> Shared<R> {
             .send(Out::Feedback(activity_id.to_string(), fb));
     }
 
-    /// Publishes a feedback, or un-persists a finished operation (in the order sent).
+    /// Publishes a feedback, or un-persists a finished operation (in the order sent). What
+    /// the full outgoing queue cannot take is held, in order, and sent by `flush_held` (on
+    /// reconnect and every debounce tick); an operation's end waits behind its feedback.
     async fn deliver(&self, out: Out) {
-        match out {
-            Out::Feedback(activity, fb) => self.publish_feedback(&activity, fb).await,
-            Out::Finished(activity, generation) => self.unpersist(&activity, generation),
+        self.flush_held();
+        let held = match out {
+            Out::Feedback(activity, fb) => {
+                let Some(payload) = self.feedback_bytes(&activity, fb) else {
+                    return;
+                };
+                Held::Feedback {
+                    topic: self.topics.feedback.clone(),
+                    payload,
+                }
+            }
+            Out::Finished(activity, generation) => Held::Finished(activity, generation),
+        };
+        let queue = lock(&self.held);
+        if queue.is_empty() {
+            drop(queue);
+            if let Some(back) = self.send_held(held) {
+                self.hold(back);
+            }
+        } else {
+            drop(queue);
+            self.hold(held);
         }
     }
 
-    async fn publish_feedback(&self, activity_id: &str, fb: Feedback) {
-        self.publish(&self.topics.feedback, false, activity_id, fb)
-            .await;
+    /// Keeps `held` at the back; when full, the oldest feedback goes.
+    fn hold(&self, held: Held) {
+        let mut queue = lock(&self.held);
+        if queue.is_empty() {
+            log::warn!(
+                "the outgoing mqtt queue is full (the broker takes nothing): feedback is held until it does"
+            );
+        }
+        if queue.is_full() {
+            if let Some(Held::Feedback { topic, .. }) = queue.pop_front() {
+                log::error!(
+                    "{HELD} feedback messages wait for the broker; the oldest for {topic} is dropped"
+                );
+            }
+        }
+        if queue.push_back(held).is_err() {
+            log::error!("the held feedback queue is full; a message is dropped");
+        }
+    }
+
+    /// Sends what is held, in order, while the outgoing queue takes it.
+    fn flush_held(&self) {
+        let mut sent = 0;
+        loop {
+            let Some(next) = lock(&self.held).pop_front() else {
+                if sent > 0 {
+                    log::info!("{sent} held feedback messages handed to the broker connection");
+                }
+                return;
+            };
+            if let Some(back) = self.send_held(next) {
+                let mut queue = lock(&self.held);
+                // It was the front: it goes back there (room: it was just taken out).
+                let _ = queue.push_front(back);
+                return;
+            }
+            sent += 1;
+        }
+    }
+
+    /// Sends one held item; gives it back when the outgoing queue is still full.
+    fn send_held(&self, held: Held) -> Option<Held> {
+        match held {
+            Held::Finished(activity, generation) => {
+                self.unpersist(&activity, generation);
+                None
+            }
+            Held::Feedback { topic, payload } => {
+                match self.mqtt.try_publish(&topic, false, payload) {
+                    Ok(()) => None,
+                    Err(MqttError::QueueFull { topic, payload, .. }) => {
+                        Some(Held::Feedback { topic, payload })
+                    }
+                    Err(e) => {
+                        log::warn!("{e}");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn feedback_bytes(&self, activity_id: &str, fb: Feedback) -> Option<Vec<u8>> {
+        let env = Envelope {
+            activity_id: activity_id.to_string(),
+            timestamp: now_ms(),
+            payload: fb,
+        };
+        match serde_json::to_vec(&env) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                log::error!("encoding a feedback message: {e}");
+                None
+            }
+        }
     }
 
     async fn publish_current_state(&self, activity_id: &str) {
@@ -207,6 +313,10 @@ impl<R: Runtime> Shared<R> {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The agent: its subscriptions are registered when it is made (before the connection's
 /// first ConnAck), its loop runs as a supervised task.
 pub struct Agent<R: Runtime> {
@@ -235,6 +345,7 @@ impl<R: Runtime> Agent<R> {
             generation: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             feedback: fb_tx,
+            held: Mutex::new(heapless::Deque::new()),
         });
         Agent {
             shared,
@@ -291,6 +402,7 @@ impl<R: Runtime> Agent<R> {
                 Some(out) = fb_rx.recv() => shared.deliver(out).await,
                 Some(incoming) = inbound.recv() => match incoming {
                     Incoming::Connected { .. } => {
+                        shared.flush_held();
                         let activity = format!("initial-current-state-{}", now_ms());
                         if is_restored {
                             shared.publish_current_state(&activity).await;
@@ -334,6 +446,7 @@ impl<R: Runtime> Agent<R> {
                     }
                 }
                 _ = debounce.tick() => {
+                    shared.flush_held();
                     if dirty && is_restored {
                         dirty = false;
                         shared.publish_current_state(&format!("current-state-{}", now_ms())).await;
@@ -361,6 +474,13 @@ impl<R: Runtime> Agent<R> {
         }
         while let Ok(out) = fb_rx.try_recv() {
             shared.deliver(out).await;
+        }
+        shared.flush_held();
+        let held = lock(&shared.held).len();
+        if held > 0 {
+            log::warn!(
+                "{held} feedback messages could not be handed to the broker; the operation stays persisted and is resumed (and reported) at the next start"
+            );
         }
         drop(publishing);
         Ok(())

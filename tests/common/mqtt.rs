@@ -80,6 +80,18 @@ done"#,
     pub fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
     }
+
+    /// SIGSTOP (`true`) or SIGCONT the broker: a stopped broker keeps its connections and
+    /// takes nothing from them.
+    pub fn freeze(&self, frozen: bool) {
+        let pid: i32 = std::fs::read_to_string(self.dir.join("mosquitto.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid}");
+    }
 }
 
 impl Drop for Broker {
