@@ -324,7 +324,12 @@ async fn serve(
 
     sup.spawn(
         "signals",
-        signals(sup.trigger(), reload_tx.clone(), sup.shutdown()),
+        signals(
+            sup.trigger(),
+            reload_tx.clone(),
+            sup.shutdown(),
+            Pulse::new(&liveness, "signals", tick),
+        ),
     );
     let (deploy_tx, deploy_rx) = mpsc::channel(4);
     let deploy_tx = config.deployment.enable.then_some(deploy_tx);
@@ -336,7 +341,13 @@ async fn serve(
         };
         sup.spawn(
             "deployment",
-            deploy::run(settings, manager.clone(), deploy_rx, sup.shutdown()),
+            deploy::run(
+                settings,
+                manager.clone(),
+                deploy_rx,
+                sup.shutdown(),
+                Pulse::new(&liveness, "deployment", tick),
+            ),
         );
         let dropins = paths.state_dir.join(config::DROPIN_DIR);
         sup.spawn(
@@ -347,13 +358,21 @@ async fn serve(
                 reload_tx,
                 Some(tx.clone()),
                 sup.shutdown(),
+                Pulse::new(&liveness, "watch", tick),
             ),
         );
     } else {
         let dropins = paths.state_dir.join(config::DROPIN_DIR);
         sup.spawn(
             "watch",
-            watch_dirs(dropins, None, reload_tx, None, sup.shutdown()),
+            watch_dirs(
+                dropins,
+                None,
+                reload_tx,
+                None,
+                sup.shutdown(),
+                Pulse::new(&liveness, "watch", tick),
+            ),
         );
     }
     sup.spawn(
@@ -372,7 +391,12 @@ async fn serve(
     .map_err(DaemonError::Api)?;
     sup.spawn(
         "grpc",
-        crate::api::server::serve(listener, manager.clone(), sup.shutdown()),
+        crate::api::server::serve(
+            listener,
+            manager.clone(),
+            sup.shutdown(),
+            Pulse::new(&liveness, "grpc", tick),
+        ),
     );
     sup.spawn(
         "image-gc",
@@ -520,6 +544,7 @@ async fn watch_dirs(
     reload: mpsc::Sender<()>,
     deploy: Option<mpsc::Sender<()>>,
     mut shutdown: Shutdown,
+    mut pulse: Pulse,
 ) -> TaskResult {
     let mut w = match watch::DirWatch::new() {
         Ok(w) => w,
@@ -545,8 +570,13 @@ async fn watch_dirs(
         }
     }
     loop {
+        pulse.beat();
         let changed = tokio::select! {
             _ = shutdown.wait() => return Ok(()),
+            p = pulse.wait() => {
+                pulse.handle(p).await;
+                continue;
+            }
             c = w.changed() => c?,
         };
         for which in changed {
@@ -654,14 +684,20 @@ async fn signals(
     trigger: ShutdownTrigger,
     reload: mpsc::Sender<()>,
     mut shutdown: Shutdown,
+    mut pulse: Pulse,
 ) -> TaskResult {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     loop {
+        pulse.beat();
         let name = tokio::select! {
             _ = shutdown.wait() => return Ok(()),
+            p = pulse.wait() => {
+                pulse.handle(p).await;
+                continue;
+            }
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
             _ = hup.recv() => {

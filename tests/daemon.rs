@@ -96,13 +96,20 @@ fn watchdog_pings_stop_when_any_loop_hangs() {
         "containerd-monitor",
         "image-gc",
         "drift-check",
+        "grpc",
+        "deployment",
+        "watch",
+        "signals",
     ] {
         let mut setup = DaemonSetup::new(&h, &format!("watchdog-{name}"));
         let broker = common::mqtt::Broker::start(&h, &setup.dir);
+        let manifests = setup.dir.join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
         setup.extra_config = serde_json::json!({
             "update_agent": {"enable": true},
             "things": {"enable": true},
             "connection": {"broker_url": broker.url()},
+            "deployment": {"enable": true, "ctr_dir": manifests},
         });
         setup.env.push(("WATCHDOG_USEC".into(), "400000".into()));
         setup

@@ -24,7 +24,7 @@ use super::pb::services::sysinfo::system_info_server::{SystemInfo, SystemInfoSer
 use super::pb::types::sysinfo::ProjectInfo;
 use crate::manager::{Manager, ManagerError};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::supervisor::{Shutdown, TaskResult};
+use crate::supervisor::{Pulse, Shutdown, TaskResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -497,14 +497,20 @@ pub async fn serve<R: Runtime>(
     listener: Listener,
     manager: Arc<Manager<R>>,
     mut shutdown: Shutdown,
+    mut pulse: Pulse,
 ) -> TaskResult {
     let router = Router {
         containers: ContainersServer::new(ContainersApi { manager }),
         sysinfo: SystemInfoServer::new(SystemInfoApi),
     };
     loop {
+        pulse.beat();
         let accepted = tokio::select! {
             _ = shutdown.wait() => break,
+            p = pulse.wait() => {
+                pulse.handle(p).await;
+                continue;
+            }
             a = accept(&listener) => a,
         };
         match accepted {
@@ -522,7 +528,9 @@ pub async fn serve<R: Runtime>(
             }
             Err(e) => {
                 log::warn!("accepting a grpc connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if !pulse.sleep(Duration::from_millis(100), &mut shutdown).await {
+                    break;
+                }
             }
         }
     }

@@ -27,7 +27,7 @@ use crate::agent::operation::{self, Ctx, Operation, Outcome, Sink};
 use crate::config::DeploymentMode;
 use crate::manager::Manager;
 use crate::runtime::Runtime;
-use crate::supervisor::{Shutdown, TaskResult};
+use crate::supervisor::{Pulse, Shutdown, TaskResult};
 use crate::systemd;
 use manifest::Manifest;
 
@@ -167,10 +167,19 @@ pub async fn run<R: Runtime>(
     manager: Arc<Manager<R>>,
     mut triggers: mpsc::Receiver<()>,
     mut shutdown: Shutdown,
+    mut pulse: Pulse,
 ) -> TaskResult {
-    tokio::select! {
-        _ = shutdown.wait() => return Ok(()),
-        () = manager.wait_restored() => {}
+    {
+        let restored = manager.wait_restored();
+        tokio::pin!(restored);
+        loop {
+            pulse.beat();
+            tokio::select! {
+                _ = shutdown.wait() => return Ok(()),
+                p = pulse.wait() => pulse.handle(p).await,
+                () = &mut restored => break,
+            }
+        }
     }
     let marker = settings.state_dir.join(MARKER);
     let dir = settings.dir.clone();
@@ -185,7 +194,7 @@ pub async fn run<R: Runtime>(
         _ => true,
     };
     if first {
-        pass(&manager, &dir).await;
+        beating(&mut pulse, pass(&manager, &dir)).await;
         if settings.mode == DeploymentMode::Init {
             if let Some(parent) = marker.parent() {
                 let _ = std::fs::create_dir_all(parent);
@@ -199,12 +208,19 @@ pub async fn run<R: Runtime>(
         }
     }
     loop {
+        pulse.beat();
         tokio::select! {
             _ = shutdown.wait() => return Ok(()),
+            p = pulse.wait() => {
+                pulse.handle(p).await;
+                continue;
+            }
             t = triggers.recv() => if t.is_none() { return Ok(()) },
         }
         // A burst of changes (an editor's save, a copy of several files) is one pass.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if !pulse.sleep(Duration::from_millis(300), &mut shutdown).await {
+            return Ok(());
+        }
         while triggers.try_recv().is_ok() {}
         if settings.mode == DeploymentMode::Init {
             log::info!(
@@ -212,7 +228,18 @@ pub async fn run<R: Runtime>(
             );
             continue;
         }
-        pass(&manager, &dir).await;
+        beating(&mut pulse, pass(&manager, &dir)).await;
+    }
+}
+
+/// Runs a pass while the loop keeps beating (a pass waits for pulls and containers).
+async fn beating(pulse: &mut Pulse, work: impl std::future::Future<Output = ()>) {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            () = &mut work => return,
+            p = pulse.wait() => pulse.handle(p).await,
+        }
     }
 }
 
