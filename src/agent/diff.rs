@@ -34,22 +34,72 @@ impl Kind {
     }
 }
 
+/// What a step does, with the containers it needs: a create has only the desired one, a
+/// removal only the current one, the rest both. The phases match on it (no `Option`s).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Create {
+        desired: Container,
+    },
+    Recreate {
+        current: Container,
+        desired: Container,
+    },
+    Update {
+        current: Container,
+        desired: Container,
+    },
+    Check {
+        current: Container,
+        desired: Container,
+    },
+    Destroy {
+        current: Container,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Planned {
     pub name: String,
-    pub kind: Kind,
     pub reason: String,
-    pub desired: Option<Container>,
-    pub current: Option<Container>,
+    pub change: Change,
     /// The image is pulled again even though it is present (its tag moved).
     pub refresh_image: bool,
 }
 
 impl Planned {
+    pub fn kind(&self) -> Kind {
+        match self.change {
+            Change::Create { .. } => Kind::Create,
+            Change::Recreate { .. } => Kind::Recreate,
+            Change::Update { .. } => Kind::Update,
+            Change::Check { .. } => Kind::Check,
+            Change::Destroy { .. } => Kind::Destroy,
+        }
+    }
+
+    /// The container there is now (none for a create).
+    pub fn current(&self) -> Option<&Container> {
+        match &self.change {
+            Change::Create { .. } => None,
+            Change::Recreate { current, .. }
+            | Change::Update { current, .. }
+            | Change::Check { current, .. }
+            | Change::Destroy { current } => Some(current),
+        }
+    }
+
+    /// The container to make (a create or a recreate).
+    pub fn to_make(&self) -> Option<&Container> {
+        match &self.change {
+            Change::Create { desired } | Change::Recreate { desired, .. } => Some(desired),
+            _ => None,
+        }
+    }
+
     /// The ID of the container there is now ("" when there is none).
     pub fn current_id(&self) -> String {
-        self.current
-            .as_ref()
+        self.current()
             .map(|c| c.container_id.clone())
             .unwrap_or_default()
     }
@@ -172,30 +222,33 @@ pub fn plan(
             .iter()
             .find(|c| c.container_name == d.container_name);
         let moved = new_digests.contains(&d.container_name);
-        let (kind, reason) = match c {
-            None => (Kind::Create, "not present".to_string()),
+        let (change, reason) = match c {
+            None => (
+                Change::Create { desired: d.clone() },
+                "not present".to_string(),
+            ),
             Some(c) => {
+                let (current, desired) = (c.clone(), d.clone());
                 if let Some(r) = recreate_reason(c, d) {
-                    (Kind::Recreate, r)
+                    (Change::Recreate { current, desired }, r)
                 } else if moved {
                     (
-                        Kind::Recreate,
+                        Change::Recreate { current, desired },
                         format!("image {} has a new digest", d.image.name),
                     )
                 } else if let Some(r) = update_reason(c, d) {
-                    (Kind::Update, r)
+                    (Change::Update { current, desired }, r)
                 } else {
-                    (Kind::Check, "unchanged".to_string())
+                    (Change::Check { current, desired }, "unchanged".to_string())
                 }
             }
         };
+        let refresh_image = moved && matches!(change, Change::Recreate { .. });
         out.push(Planned {
             name: d.container_name.clone(),
-            kind,
             reason,
-            desired: Some(d.clone()),
-            current: c.cloned(),
-            refresh_image: moved && kind == Kind::Recreate,
+            change,
+            refresh_image,
         });
     }
     for c in current {
@@ -206,10 +259,8 @@ pub fn plan(
         }
         out.push(Planned {
             name: c.container_name.clone(),
-            kind: Kind::Destroy,
             reason: "not in the desired state".into(),
-            desired: None,
-            current: Some(c.clone()),
+            change: Change::Destroy { current: c.clone() },
             refresh_image: false,
         });
     }
@@ -283,13 +334,17 @@ mod tests {
     }
 
     fn kinds(p: &[Planned]) -> Vec<(String, Kind)> {
-        p.iter().map(|a| (a.name.clone(), a.kind)).collect()
+        p.iter().map(|a| (a.name.clone(), a.kind())).collect()
     }
 
     #[test]
     fn the_leda_fixture_against_nothing_creates_everything() {
         let p = plan(&desired(), &[], &[], &HashSet::new());
-        assert!(p.iter().all(|a| a.kind == Kind::Create), "{:?}", kinds(&p));
+        assert!(
+            p.iter().all(|a| a.kind() == Kind::Create),
+            "{:?}",
+            kinds(&p)
+        );
         assert_eq!(p.len(), 5);
     }
 
@@ -300,26 +355,26 @@ mod tests {
         // Unchanged: all Check.
         assert!(plan(&want, &current, &[], &HashSet::new())
             .iter()
-            .all(|a| a.kind == Kind::Check));
+            .all(|a| a.kind() == Kind::Check));
 
         // env as a set: order does not matter.
         current[0].config.env.reverse();
         assert_eq!(
-            plan(&want, &current, &[], &HashSet::new())[0].kind,
+            plan(&want, &current, &[], &HashSet::new())[0].kind(),
             Kind::Check
         );
         // env changed → Recreate, naming it.
         current[0].config.env.push("EXTRA=1".into());
         let p = plan(&want, &current, &[], &HashSet::new());
         assert_eq!(
-            (p[0].kind, p[0].reason.as_str()),
+            (p[0].kind(), p[0].reason.as_str()),
             (Kind::Recreate, "env changed")
         );
         current[0] = created(&want[0]);
         // image name changed.
         current[1].image.name = "old/image:0.1".into();
         let p = plan(&want, &current, &[], &HashSet::new());
-        assert_eq!(p[1].kind, Kind::Recreate);
+        assert_eq!(p[1].kind(), Kind::Recreate);
         assert!(
             p[1].reason.starts_with("image changed from old/image:0.1"),
             "{}",
@@ -335,11 +390,11 @@ mod tests {
         current[3].host_config.restart_policy.policy_type = crate::model::RestartPolicyType::Always;
         let p = plan(&want, &current, &[], &HashSet::new());
         assert_eq!(
-            (p[2].kind, p[2].reason.as_str()),
+            (p[2].kind(), p[2].reason.as_str()),
             (Kind::Update, "resources changed")
         );
         assert_eq!(
-            (p[3].kind, p[3].reason.as_str()),
+            (p[3].kind(), p[3].reason.as_str()),
             (Kind::Update, "restart policy changed")
         );
         current[2] = created(&want[2]);
@@ -351,7 +406,7 @@ mod tests {
             &[],
             &HashSet::from(["cloudconnector".to_string()]),
         );
-        assert_eq!(p[4].kind, Kind::Recreate);
+        assert_eq!(p[4].kind(), Kind::Recreate);
         assert!(p[4].reason.contains("has a new digest"));
         assert!(p[4].refresh_image && !p[3].refresh_image);
     }

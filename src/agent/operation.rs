@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::diff::{Kind, Planned};
+use super::diff::{Change, Kind, Planned};
 use super::messages::{action_status as act, status, Action, Component, Feedback};
 use crate::manager::{Manager, ManagerError, StopOptions, UpdateOptions};
 use crate::model::{Container, Status};
@@ -118,12 +118,12 @@ impl Operation {
                 },
                 status: act::IDENTIFIED.into(),
                 progress: 0,
-                message: match p.kind {
+                message: match p.kind() {
                     // Kanto's wording, and why (leda-cm's addition).
                     Kind::Recreate | Kind::Update => {
-                        format!("{} Reason: {}.", p.kind.message(), p.reason)
+                        format!("{} Reason: {}.", p.kind().message(), p.reason)
                     }
-                    _ => p.kind.message().into(),
+                    _ => p.kind().message().into(),
                 },
             })
             .collect();
@@ -142,7 +142,7 @@ impl Operation {
         let removals: Vec<usize> = plan
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.kind == Kind::Destroy)
+            .filter(|(_, p)| p.kind() == Kind::Destroy)
             .map(|(i, _)| i)
             .collect();
         named.push((format!("{domain}:remove-components"), removals));
@@ -312,22 +312,16 @@ impl Operation {
 
     async fn download<R: Runtime>(&mut self, ctx: &Ctx<R>, sel: &[usize], baseline: &str) -> bool {
         self.set_status(baseline, status::DOWNLOADING);
-        let todo: Vec<usize> = sel
+        let todo: Vec<(usize, Container)> = sel
             .iter()
-            .copied()
-            .filter(|&i| matches!(self.steps[i].plan.kind, Kind::Create | Kind::Recreate))
+            .filter_map(|&i| self.steps[i].plan.to_make().map(|d| (i, d.clone())))
             .collect();
-        let jobs = todo.iter().map(|&i| {
+        let jobs = todo.into_iter().map(|(i, desired)| {
             let step = &self.steps[i];
             let board = self.board.clone();
             let ctx = ctx.clone();
-            let desired = step
-                .plan
-                .desired
-                .clone()
-                .expect("create and recreate have a desired container");
             let refresh = step.plan.refresh_image;
-            let temp = if step.plan.kind == Kind::Recreate {
+            let temp = if step.plan.kind() == Kind::Recreate {
                 format!("{}{NEXT}", step.plan.name)
             } else {
                 step.plan.name.clone()
@@ -407,22 +401,19 @@ impl Operation {
         let mut ok = true;
         for &i in sel {
             let step = &self.steps[i];
-            let result = match step.plan.kind {
-                Kind::Recreate | Kind::Destroy => {
-                    self.board.set(i, act::UPDATING, step.plan.kind.message());
-                    let id = step.plan.current_id();
-                    stop_if_live(ctx, &id)
+            let result = match &step.plan.change {
+                Change::Recreate { current, .. } | Change::Destroy { current } => {
+                    self.board.set(i, act::UPDATING, step.plan.kind().message());
+                    stop_if_live(ctx, &current.container_id)
                         .await
                         .map(|_| "Old container instance is stopped.")
                 }
-                Kind::Update => {
-                    self.board.set(i, act::UPDATING, step.plan.kind.message());
-                    let id = step.plan.current_id();
-                    let d = step
-                        .plan
-                        .desired
-                        .as_ref()
-                        .expect("an update has a desired container");
+                Change::Update {
+                    current,
+                    desired: d,
+                } => {
+                    self.board.set(i, act::UPDATING, step.plan.kind().message());
+                    let id = current.container_id.clone();
                     let opts = UpdateOptions {
                         restart_policy: Some(d.host_config.restart_policy.clone()),
                         resources: d.host_config.resources.clone(),
@@ -448,14 +439,14 @@ impl Operation {
         let jobs = sel
             .iter()
             .copied()
-            .filter(|&i| self.steps[i].plan.kind != Kind::Destroy)
+            .filter(|&i| self.steps[i].plan.kind() != Kind::Destroy)
             .map(|i| {
                 let step = &self.steps[i];
                 let ctx = ctx.clone();
                 let board = self.board.clone();
-                let kind = step.plan.kind;
+                let kind = step.plan.kind();
                 let name = step.plan.name.clone();
-                let current = step.plan.current.clone();
+                let current = step.plan.current().cloned();
                 let new_id = step.new_id.clone();
                 async move {
                     board.set(i, act::ACTIVATING, kind.message());
@@ -497,14 +488,16 @@ impl Operation {
         for &i in sel {
             let step = &self.steps[i];
             let name = step.plan.name.clone();
-            let current = step.plan.current.clone();
-            let result: Result<&str, String> = match step.plan.kind {
+            let current = step.plan.current().cloned();
+            let result: Result<&str, String> = match step.plan.kind() {
                 Kind::Create => remove_by_id(ctx, step.new_id.as_deref()).await.map(|_| "Update unsuccessful, but rollback succeeded - new container instance destroyed."),
                 Kind::Recreate => restore_old(ctx, &name, current.as_ref(), step.new_id.as_deref())
                     .await
                     .map(|_| "Update unsuccessful, but rollback succeeded - new container instance destroyed, old container instance restored."),
                 Kind::Update => {
-                    let c = current.as_ref().expect("an update has a current container");
+                    let Change::Update { current: c, .. } = &step.plan.change else {
+                        continue;
+                    };
                     let opts = UpdateOptions {
                         restart_policy: Some(c.host_config.restart_policy.clone()),
                         resources: c.host_config.resources.clone(),
@@ -535,7 +528,7 @@ impl Operation {
         if activated {
             for &i in sel {
                 let step = &self.steps[i];
-                if !matches!(step.plan.kind, Kind::Recreate | Kind::Destroy) {
+                if !matches!(step.plan.kind(), Kind::Recreate | Kind::Destroy) {
                     continue;
                 }
                 let id = step.plan.current_id();
@@ -543,7 +536,7 @@ impl Operation {
                     Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
                     Err(e) => Err(e.to_string()),
                 };
-                if step.plan.kind == Kind::Destroy {
+                if step.plan.kind() == Kind::Destroy {
                     match r {
                         Ok(()) => self.board.set(
                             i,

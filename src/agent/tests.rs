@@ -291,7 +291,7 @@ fn download_progress_is_reported_and_an_interrupted_apply_converges_when_planned
             }
         }
         let p = plan(&desired, &m.list(), &[], &HashSet::new());
-        let kinds: Vec<_> = p.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+        let kinds: Vec<_> = p.iter().map(|s| (s.name.as_str(), s.kind())).collect();
         assert_eq!(kinds, [("a", Kind::Recreate), ("c", Kind::Check)]);
         let mut again = Operation::new("act-1", p, "containers", &|_| "1".into(), vec![], sink);
         assert_eq!(

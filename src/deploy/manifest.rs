@@ -79,7 +79,7 @@ pub fn plan(manifests: &[Manifest], current: &[Container]) -> Vec<Planned> {
     let desired: Vec<Container> = manifests.iter().map(|m| m.container.clone()).collect();
     diff::plan(&desired, current, &[], &Default::default())
         .into_iter()
-        .filter(|p| matches!(p.kind, Kind::Create | Kind::Recreate | Kind::Update))
+        .filter(|p| matches!(p.kind(), Kind::Create | Kind::Recreate | Kind::Update))
         .collect()
 }
 
@@ -168,7 +168,7 @@ mod tests {
         let mut stray = running_a.clone();
         stray.container_name = "stray".into();
         let p = plan(&[a.clone(), b.clone()], &[running_a.clone(), stray]);
-        let kinds: Vec<_> = p.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+        let kinds: Vec<_> = p.iter().map(|s| (s.name.as_str(), s.kind())).collect();
         assert_eq!(kinds, [("b", Kind::Create)]);
         let changed = parse(
             "a.json",
@@ -176,7 +176,7 @@ mod tests {
         )
         .unwrap();
         let p = plan(&[changed], &[running_a]);
-        assert_eq!(p[0].kind, Kind::Recreate);
+        assert_eq!(p[0].kind(), Kind::Recreate);
         let (kept, errors) = unique(vec![a.clone(), b, a]);
         assert_eq!(kept.len(), 2);
         assert!(errors[0].contains("already deployed by another manifest"));

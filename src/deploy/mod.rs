@@ -122,10 +122,10 @@ pub async fn deploy<R: Runtime>(manager: &Arc<Manager<R>>, dir: &std::path::Path
         log::info!(
             "deployment: {} from its manifest: {:?} ({})",
             p.name,
-            p.kind,
+            p.kind(),
             p.reason
         );
-        match p.kind {
+        match p.kind() {
             Kind::Create => summary.created += 1,
             Kind::Recreate => summary.recreated += 1,
             _ => summary.updated += 1,
