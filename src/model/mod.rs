@@ -9,6 +9,8 @@
 
 pub mod defaults;
 pub mod parse;
+#[cfg(test)]
+pub(crate) mod poison;
 pub mod reconcile;
 pub mod restart;
 pub mod size;
