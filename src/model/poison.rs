@@ -165,13 +165,14 @@ pub fn check_accepted(c: &Container, what: &str) {
         driver.max_files
     );
     let rp = &hc.restart_policy;
+    // Negative is the default back-off (refused for on-failure, as Kanto does).
     assert!(
-        (0..=MAX_RETRY_TIMEOUT_NS).contains(&rp.retry_timeout),
+        rp.retry_timeout <= MAX_RETRY_TIMEOUT_NS,
         "{what}: retry_timeout {}",
         rp.retry_timeout
     );
     assert!(
-        rp.maximum_retry_count >= 0,
+        rp.maximum_retry_count >= 0 || rp.policy_type != super::RestartPolicyType::OnFailure,
         "{what}: maximum_retry_count {}",
         rp.maximum_retry_count
     );
@@ -286,3 +287,25 @@ pub fn internal_format_cases() -> Vec<(String, String)> {
     }
     out
 }
+
+/// Extreme integers of the local API's int64/int32 fields.
+pub const INTEGERS: &[i64] = &[
+    0,
+    -1,
+    1,
+    1000,
+    1001,
+    65_535,
+    65_536,
+    86_400,
+    86_401,
+    i32::MAX as i64,
+    i32::MIN as i64,
+    u32::MAX as i64,
+    9_223_372_036,
+    9_223_372_037,
+    i64::MAX / 1_000_000_000,
+    i64::MAX,
+    i64::MIN,
+    i64::MIN + 1,
+];
