@@ -3,7 +3,6 @@
 //! status is its name, hook types are names.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::pb::types::containers as pb;
 use crate::manager::{StopOptions, UpdateOptions};
@@ -407,6 +406,7 @@ pub fn update_options(o: Option<&pb::UpdateOptions>) -> Result<UpdateOptions, Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn round_trips_the_leda_manifests() {
