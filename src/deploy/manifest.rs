@@ -30,6 +30,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Manifest, String> {
                     format!("manifest {file}: {path}: {}", e.inner())
                 }
             })?;
+    c.keep_requested_extras();
     if c.container_name.trim().is_empty() {
         c.container_name = c.container_id.clone();
     }
@@ -245,6 +246,27 @@ mod tests {
             let e = parse("m.json", base(field, raw).as_bytes()).unwrap_err();
             assert!(e.contains(needle), "{field} = {raw}: {e}");
         }
+        // leda-cm's own records in a manifest (an attachment with addresses and ports, a
+        // log dir) are not taken; only the system flag is.
+        let m = parse(
+            "m.json",
+            base(
+                "/leda_cm",
+                r#"{"system": true, "schema_version": 4294967295, "log_dir": "/etc", "image_digest": "sha256:00",
+                    "network": {"network": "x", "ip": "10.9.9.9", "prefix": 255, "gateway": "", "mac": "",
+                                "host_veth": "", "ports": [{"hostPort": 65535, "containerPort": 0, "protocol": "tcp"}],
+                                "result": {}}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            m.container.leda_cm,
+            Some(crate::model::Extras {
+                system: true,
+                ..Default::default()
+            })
+        );
         let ok = parse(
             "m.json",
             base("/host_config/log_config/driver_config/max_files", "1000").as_bytes(),

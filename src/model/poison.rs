@@ -246,6 +246,8 @@ pub const INTERNAL_NUMBERS: &[&str] = &[
     "/state/exit_code",
     "/state/status",
     "/leda_cm/schema_version",
+    "/leda_cm/network/prefix",
+    "/leda_cm/network/ports/0/hostPort",
 ];
 
 /// Numbers carried as text in the internal container JSON (sizes, Go durations).
