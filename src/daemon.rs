@@ -612,7 +612,8 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let now = tokio::time::Instant::now();
+    let mut timer = tokio::time::interval_at(now.checked_add(period).unwrap_or(now), period);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running: Option<tokio::task::JoinHandle<()>> = None;
     loop {

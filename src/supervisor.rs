@@ -229,11 +229,13 @@ impl Pulse {
 
     /// Sleeps `delay` while beating; false when shutdown began meanwhile.
     pub async fn sleep(&mut self, delay: Duration, shutdown: &mut Shutdown) -> bool {
-        let until = tokio::time::Instant::now() + delay;
+        // tokio's sleep saturates a delay past the clock's end (`Instant + Duration` panics).
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return false,
-                _ = tokio::time::sleep_until(until) => return true,
+                _ = &mut sleep => return true,
                 p = self.wait() => self.handle(p).await,
             }
         }

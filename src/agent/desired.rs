@@ -434,4 +434,138 @@ mod tests {
             "{err}"
         );
     }
+
+    /// The real entry point for a desired state's bytes: the envelope, then the parse.
+    fn parse_bytes(bytes: &[u8]) -> Result<Parsed, String> {
+        let env: Envelope<DesiredState> =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a desired state: {e}"))?;
+        parse_desired(&env.payload, "containers")
+    }
+
+    /// Extreme values in every numeric config key of a component (and the envelope's
+    /// timestamp): the component, key and value named, or containers within the documented
+    /// bounds; never a panic.
+    #[test]
+    fn extreme_numbers_are_refused_or_bounded() {
+        use crate::model::poison;
+        let mut base: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/leda-docs/leda-desired-state.json"
+        ))
+        .unwrap();
+        {
+            let config = base["payload"]["domains"][0]["components"][0]["config"]
+                .as_array_mut()
+                .unwrap();
+            for kv in config.iter_mut() {
+                match kv["key"].as_str().unwrap() {
+                    "restartPolicy" => kv["value"] = "on-failure".into(),
+                    "logMode" => kv["value"] = "non-blocking".into(),
+                    _ => {}
+                }
+            }
+        }
+        let keys: &[(&str, &str)] = &[
+            ("restartMaxRetries", "@"),
+            ("restartTimeout", "@"),
+            ("logMaxFiles", "@"),
+            ("logMaxSize", "@"),
+            ("logMaxBufferSize", "@"),
+            ("memory", "@"),
+            ("memoryReservation", "@"),
+            ("memorySwap", "@"),
+            ("port", "@:80"),
+            ("port", "80:@"),
+            ("port", "@-65535:80/udp"),
+            ("port", "1-@:80"),
+            ("port", "localhost:@:80"),
+            ("port", "localhost:80:@-1"),
+        ];
+        let (mut accepted, mut refused) = (0, 0);
+        for (key, template) in keys {
+            let mut b = base.clone();
+            let config = b["payload"]["domains"][0]["components"][0]["config"]
+                .as_array_mut()
+                .unwrap();
+            config.retain(|kv| kv["key"] != *key);
+            config.push(serde_json::json!({"key": key, "value": ""}));
+            let at = format!(
+                "/payload/domains/0/components/0/config/{}/value",
+                config.len() - 1
+            );
+            for text in poison::TEXT_NUMBERS {
+                let value = template.replace('@', text);
+                let label = format!("{key} = {value:?}");
+                match parse_bytes(poison::with_text(&b, &at, &value).as_bytes()) {
+                    Ok(p) => {
+                        accepted += 1;
+                        for (_, c) in &p.containers {
+                            poison::check_accepted(c, &label);
+                        }
+                    }
+                    Err(e) => {
+                        refused += 1;
+                        assert!(e.contains("component databroker"), "{label}: {e}");
+                    }
+                }
+            }
+            // A number where the config wants a string: refused as not a desired state.
+            for raw in poison::JSON_NUMBERS {
+                if raw.starts_with('"') {
+                    continue;
+                }
+                let e = parse_bytes(poison::with_raw(&b, &at, raw).as_bytes()).unwrap_err();
+                assert!(e.starts_with("not a desired state"), "{key} = {raw}: {e}");
+            }
+        }
+        assert!(
+            accepted > 0 && refused > 0,
+            "{accepted} accepted, {refused} refused"
+        );
+        // The envelope's timestamp is only echoed: any integer is fine, anything else refuses
+        // the message as a whole.
+        for raw in poison::JSON_NUMBERS {
+            let text = poison::with_raw(&base, "/timestamp", raw);
+            if let Ok(env) = serde_json::from_slice::<Envelope<DesiredState>>(text.as_bytes()) {
+                assert!(parse_desired(&env.payload, "containers").is_ok(), "{raw}");
+            }
+        }
+        // The bounds, named.
+        for (key, value, needle) in [
+            (
+                "logMaxFiles",
+                "1001",
+                "max log files 1001 is more than 1000",
+            ),
+            ("restartTimeout", "86401", "more than a day"),
+            ("restartTimeout", "9223372036854775807", "more than a day"),
+            ("restartTimeout", "-1", "cannot be negative"),
+            ("restartMaxRetries", "-1", "cannot be negative"),
+            ("memory", "8589934592G", "key memory: invalid value"),
+            ("memory", "8589934591G", "swap memory"),
+            ("port", "65536:80", "key port: invalid value"),
+        ] {
+            let mut kv = vec![(key, value)];
+            if key.starts_with("restart") {
+                kv.push(("restartPolicy", "on-failure"));
+            }
+            let e = component_container(&component("app", &kv))
+                .unwrap_err()
+                .join("; ");
+            assert!(e.contains(needle), "{key} = {value}: {e}");
+        }
+        let c = component_container(&component(
+            "app",
+            &[
+                ("restartPolicy", "on-failure"),
+                ("restartTimeout", "86400"),
+                ("logMaxFiles", "1000"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            c.host_config.restart_policy.retry_timeout,
+            86_400_000_000_000
+        );
+        assert_eq!(c.host_config.log_config.driver_config.max_files, 1000);
+    }
 }

@@ -187,6 +187,104 @@ pub mod action_status {
     pub const REMOVAL_FAILURE: &str = "REMOVAL_FAILURE";
 }
 
+/// An action's status, typed: what code deciding from feedback (deployment) reads, instead
+/// of matching the wire string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionStatus {
+    Identified,
+    Downloading,
+    DownloadSuccess,
+    DownloadFailure,
+    Updating,
+    UpdateSuccess,
+    UpdateFailure,
+    Activating,
+    ActivationSuccess,
+    ActivationFailure,
+    Removing,
+    RemovalSuccess,
+    RemovalFailure,
+}
+
+/// Where an action stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// Identified, or a step under way.
+    Pending,
+    /// The last step done succeeded.
+    Succeeded,
+    /// A step failed (after a rollback the action stays failed).
+    Failed,
+}
+
+impl ActionStatus {
+    pub const ALL: [ActionStatus; 13] = [
+        ActionStatus::Identified,
+        ActionStatus::Downloading,
+        ActionStatus::DownloadSuccess,
+        ActionStatus::DownloadFailure,
+        ActionStatus::Updating,
+        ActionStatus::UpdateSuccess,
+        ActionStatus::UpdateFailure,
+        ActionStatus::Activating,
+        ActionStatus::ActivationSuccess,
+        ActionStatus::ActivationFailure,
+        ActionStatus::Removing,
+        ActionStatus::RemovalSuccess,
+        ActionStatus::RemovalFailure,
+    ];
+
+    /// The wire name (one of [`action_status`]).
+    pub fn as_str(self) -> &'static str {
+        use action_status as a;
+        match self {
+            ActionStatus::Identified => a::IDENTIFIED,
+            ActionStatus::Downloading => a::DOWNLOADING,
+            ActionStatus::DownloadSuccess => a::DOWNLOAD_SUCCESS,
+            ActionStatus::DownloadFailure => a::DOWNLOAD_FAILURE,
+            ActionStatus::Updating => a::UPDATING,
+            ActionStatus::UpdateSuccess => a::UPDATE_SUCCESS,
+            ActionStatus::UpdateFailure => a::UPDATE_FAILURE,
+            ActionStatus::Activating => a::ACTIVATING,
+            ActionStatus::ActivationSuccess => a::ACTIVATION_SUCCESS,
+            ActionStatus::ActivationFailure => a::ACTIVATION_FAILURE,
+            ActionStatus::Removing => a::REMOVING,
+            ActionStatus::RemovalSuccess => a::REMOVAL_SUCCESS,
+            ActionStatus::RemovalFailure => a::REMOVAL_FAILURE,
+        }
+    }
+
+    /// The status a wire name stands for; None for a name Kanto does not have.
+    pub fn parse(name: &str) -> Option<ActionStatus> {
+        ActionStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    pub fn outcome(self) -> ActionOutcome {
+        match self {
+            ActionStatus::Identified
+            | ActionStatus::Downloading
+            | ActionStatus::Updating
+            | ActionStatus::Activating
+            | ActionStatus::Removing => ActionOutcome::Pending,
+            ActionStatus::DownloadSuccess
+            | ActionStatus::UpdateSuccess
+            | ActionStatus::ActivationSuccess
+            | ActionStatus::RemovalSuccess => ActionOutcome::Succeeded,
+            ActionStatus::DownloadFailure
+            | ActionStatus::UpdateFailure
+            | ActionStatus::ActivationFailure
+            | ActionStatus::RemovalFailure => ActionOutcome::Failed,
+        }
+    }
+}
+
+impl Action {
+    /// The action's typed status; None when its status is not one of Kanto's.
+    pub fn typed_status(&self) -> Option<ActionStatus> {
+        ActionStatus::parse(&self.status)
+    }
+}
+
 /// Topics of a domain: Kanto's `domainAsTopic` (dashes dropped, `update` appended).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -254,5 +352,47 @@ mod tests {
             serde_json::to_string(&fb).unwrap(),
             r#"{"status":"IDENTIFYING"}"#
         );
+    }
+
+    #[test]
+    fn action_statuses_are_typed_both_ways() {
+        use action_status as a;
+        let cases = [
+            (a::IDENTIFIED, ActionOutcome::Pending),
+            (a::DOWNLOADING, ActionOutcome::Pending),
+            (a::DOWNLOAD_SUCCESS, ActionOutcome::Succeeded),
+            (a::DOWNLOAD_FAILURE, ActionOutcome::Failed),
+            (a::UPDATING, ActionOutcome::Pending),
+            (a::UPDATE_SUCCESS, ActionOutcome::Succeeded),
+            (a::UPDATE_FAILURE, ActionOutcome::Failed),
+            (a::ACTIVATING, ActionOutcome::Pending),
+            (a::ACTIVATION_SUCCESS, ActionOutcome::Succeeded),
+            (a::ACTIVATION_FAILURE, ActionOutcome::Failed),
+            (a::REMOVING, ActionOutcome::Pending),
+            (a::REMOVAL_SUCCESS, ActionOutcome::Succeeded),
+            (a::REMOVAL_FAILURE, ActionOutcome::Failed),
+        ];
+        assert_eq!(cases.len(), ActionStatus::ALL.len());
+        for (name, outcome) in cases {
+            let s = ActionStatus::parse(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(s.as_str(), name);
+            assert_eq!(s.outcome(), outcome, "{name}");
+        }
+        // Exact names only: no suffix or case matching.
+        for other in [
+            "",
+            "FAILURE",
+            "SOME_FAILURE",
+            "update_failure",
+            "UPDATE_FAILURE ",
+            "COMPLETED",
+        ] {
+            assert_eq!(ActionStatus::parse(other), None, "{other:?}");
+        }
+        let action = Action {
+            status: a::ACTIVATION_FAILURE.into(),
+            ..Default::default()
+        };
+        assert_eq!(action.typed_status(), Some(ActionStatus::ActivationFailure));
     }
 }

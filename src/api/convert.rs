@@ -3,7 +3,6 @@
 //! status is its name, hook types are names.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::pb::types::containers as pb;
 use crate::manager::{StopOptions, UpdateOptions};
@@ -44,7 +43,7 @@ pub fn to_pb(c: &Container) -> pb::Container {
                 path: h.path.clone(),
                 args: h.args.clone(),
                 env: h.env.clone(),
-                timeout: h.timeout as i32,
+                timeout: h.timeout.clamp(i32::MIN.into(), i32::MAX.into()) as i32,
                 r#type: HOOK_TYPES
                     .get(h.hook_type as usize)
                     .unwrap_or(&"Unknown")
@@ -372,16 +371,22 @@ fn resources_from_pb(r: &pb::Resources) -> model::Resources {
     }
 }
 
-/// Kanto's stop options: a timeout in seconds (≤ 0: the daemon's default).
-pub fn stop_options(o: Option<&pb::StopOptions>) -> StopOptions {
-    match o {
-        None => StopOptions::default(),
-        Some(o) => StopOptions {
-            timeout: (o.timeout > 0).then(|| Duration::from_secs(o.timeout as u64)),
-            signal: (!o.signal.is_empty()).then(|| o.signal.clone()),
-            force: o.force,
-        },
-    }
+/// Kanto's stop options: a timeout in seconds (≤ 0: the daemon's default), at most a day
+/// (`model::validate::MAX_STOP_TIMEOUT_SECS`; more is an error naming the field).
+pub fn stop_options(o: Option<&pb::StopOptions>) -> Result<StopOptions, ConvertError> {
+    let Some(o) = o else {
+        return Ok(StopOptions::default());
+    };
+    let timeout = if o.timeout <= 0 {
+        None
+    } else {
+        model::validate::stop_timeout(o.timeout).map_err(|e| bad("stop_options.timeout", e))?
+    };
+    Ok(StopOptions {
+        timeout,
+        signal: (!o.signal.is_empty()).then(|| o.signal.clone()),
+        force: o.force,
+    })
 }
 
 pub fn update_options(o: Option<&pb::UpdateOptions>) -> Result<UpdateOptions, ConvertError> {
@@ -401,6 +406,7 @@ pub fn update_options(o: Option<&pb::UpdateOptions>) -> Result<UpdateOptions, Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn round_trips_the_leda_manifests() {
@@ -465,7 +471,7 @@ mod tests {
 
     #[test]
     fn stop_options_default_to_the_daemons_timeout() {
-        assert_eq!(stop_options(None), StopOptions::default());
+        assert_eq!(stop_options(None), Ok(StopOptions::default()));
         let o = pb::StopOptions {
             timeout: 0,
             force: true,
@@ -473,17 +479,224 @@ mod tests {
         };
         assert_eq!(
             stop_options(Some(&o)),
-            StopOptions {
+            Ok(StopOptions {
                 timeout: None,
                 signal: None,
                 force: true
-            }
+            })
         );
         let o = pb::StopOptions {
             timeout: 7,
             force: false,
             signal: "SIGINT".into(),
         };
-        assert_eq!(stop_options(Some(&o)).timeout, Some(Duration::from_secs(7)));
+        assert_eq!(
+            stop_options(Some(&o)).unwrap().timeout,
+            Some(Duration::from_secs(7))
+        );
+    }
+
+    /// What a create of the local API ends in before containerd: the conversion, the
+    /// manager's defaults and validation.
+    fn as_created(p: &pb::Container) -> Result<Container, String> {
+        let mut c = from_pb(p).map_err(|e| e.to_string())?;
+        crate::model::defaults::fill_defaults(&mut c, || "poison-id".into());
+        crate::model::validate::validate(&c).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    /// Extreme values in every numeric field of a create, an update and a stop of the local
+    /// API: InvalidArgument naming the field, or a container within the documented bounds;
+    /// never a panic.
+    #[test]
+    fn extreme_numbers_are_refused_or_bounded() {
+        use crate::model::poison;
+        let mut base_model = crate::model::tests_manifests().remove(0);
+        base_model.host_config.restart_policy.policy_type = RestartPolicyType::OnFailure;
+        base_model.host_config.log_config.mode_config.mode = "non-blocking".into();
+        base_model.hooks.push(model::Hook {
+            path: "/bin/true".into(),
+            ..Default::default()
+        });
+        let base = to_pb(&base_model);
+        assert!(as_created(&base).is_ok());
+        type Set = fn(&mut pb::Container, i64);
+        fn hc(p: &mut pb::Container) -> &mut pb::HostConfig {
+            p.host_config.as_mut().unwrap()
+        }
+        let ints: &[(&str, Set)] = &[
+            ("restart_count", |p, v| p.restart_count = v),
+            ("hooks[0].timeout", |p, v| {
+                p.hooks[0].timeout = v.clamp(i32::MIN.into(), i32::MAX.into()) as i32
+            }),
+            ("maximum_retry_count", |p, v| {
+                hc(p).restart_policy.as_mut().unwrap().maximum_retry_count = v
+            }),
+            ("retry_timeout", |p, v| {
+                hc(p).restart_policy.as_mut().unwrap().retry_timeout = v
+            }),
+            ("host_port", |p, v| hc(p).port_mappings[0].host_port = v),
+            ("host_port_end", |p, v| {
+                hc(p).port_mappings[0].host_port_end = v
+            }),
+            ("container_port", |p, v| {
+                hc(p).port_mappings[0].container_port = v
+            }),
+            ("max_files", |p, v| {
+                hc(p)
+                    .log_config
+                    .as_mut()
+                    .unwrap()
+                    .driver_config
+                    .as_mut()
+                    .unwrap()
+                    .max_files = v
+            }),
+            ("state.pid", |p, v| p.state.as_mut().unwrap().pid = v),
+            ("state.exit_code", |p, v| {
+                p.state.as_mut().unwrap().exit_code = v
+            }),
+        ];
+        let (mut accepted, mut refused) = (0, 0);
+        for (field, set) in ints {
+            for &v in poison::INTEGERS {
+                let mut p = base.clone();
+                set(&mut p, v);
+                match as_created(&p) {
+                    Ok(c) => {
+                        accepted += 1;
+                        poison::check_accepted(&c, &format!("{field} = {v}"));
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+        type SetText = fn(&mut pb::Container, String);
+        let texts: &[(&str, SetText)] = &[
+            ("max_size", |p, v| {
+                hc(p)
+                    .log_config
+                    .as_mut()
+                    .unwrap()
+                    .driver_config
+                    .as_mut()
+                    .unwrap()
+                    .max_size = v
+            }),
+            ("max_buffer_size", |p, v| {
+                hc(p)
+                    .log_config
+                    .as_mut()
+                    .unwrap()
+                    .mode_config
+                    .as_mut()
+                    .unwrap()
+                    .max_buffer_size = v
+            }),
+            ("memory", |p, v| {
+                hc(p).resources.get_or_insert_with(Default::default).memory = v
+            }),
+            ("memory_reservation", |p, v| {
+                hc(p)
+                    .resources
+                    .get_or_insert_with(Default::default)
+                    .memory_reservation = v
+            }),
+            ("memory_swap", |p, v| {
+                let r = hc(p).resources.get_or_insert_with(Default::default);
+                r.memory = "100M".into();
+                r.memory_swap = v;
+            }),
+            ("hooks[0].type", |p, v| p.hooks[0].r#type = v),
+            ("state.status", |p, v| p.state.as_mut().unwrap().status = v),
+        ];
+        for (field, set) in texts {
+            for text in poison::TEXT_NUMBERS {
+                let mut p = base.clone();
+                set(&mut p, text.to_string());
+                match as_created(&p) {
+                    Ok(c) => {
+                        accepted += 1;
+                        poison::check_accepted(&c, &format!("{field} = {text:?}"));
+                    }
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+        assert!(
+            accepted > 0 && refused > 0,
+            "{accepted} accepted, {refused} refused"
+        );
+        for (field, set, v, needle) in [
+            (ints[3].0, ints[3].1, i64::MAX, "more than a day"),
+            (ints[3].0, ints[3].1, 86_401, "more than a day"),
+            (ints[3].0, ints[3].1, i64::MIN, "cannot be negative"),
+            (
+                ints[4].0,
+                ints[4].1,
+                65_536,
+                "host_config.port_mappings[0].host_port: port 65536 is out of range",
+            ),
+            (
+                ints[6].0,
+                ints[6].1,
+                -1,
+                "container_port: port -1 is out of range",
+            ),
+            (ints[7].0, ints[7].1, 1001, "more than 1000"),
+            (ints[7].0, ints[7].1, i64::MAX, "more than 1000"),
+        ] {
+            let mut p = base.clone();
+            set(&mut p, v);
+            let e = as_created(&p).unwrap_err();
+            assert!(e.contains(needle), "{field} = {v}: {e}");
+        }
+
+        // update: the restart policy and the resources.
+        for &v in poison::INTEGERS {
+            for t in ["on-failure", "always", ""] {
+                let o = pb::UpdateOptions {
+                    restart_policy: Some(pb::RestartPolicy {
+                        maximum_retry_count: if t == "on-failure" { v } else { 0 },
+                        retry_timeout: v,
+                        r#type: t.into(),
+                    }),
+                    resources: None,
+                };
+                let o = update_options(Some(&o)).unwrap();
+                let mut c = as_created(&base).unwrap();
+                c.host_config.restart_policy = o.restart_policy.unwrap();
+                if crate::model::validate::validate(&c).is_ok() {
+                    poison::check_accepted(&c, &format!("update {t} {v}"));
+                }
+            }
+        }
+        // stop: ≤ 0 the default, at most a day, more refused naming the field.
+        for &v in poison::INTEGERS {
+            let o = pb::StopOptions {
+                timeout: v,
+                ..Default::default()
+            };
+            match stop_options(Some(&o)) {
+                Ok(s) => assert!(
+                    s.timeout
+                        .map_or(v <= 0, |t| t == Duration::from_secs(v as u64)
+                            && v <= 86_400),
+                    "{v}: {s:?}"
+                ),
+                Err(e) => {
+                    assert!(v > 86_400, "{v}: {e}");
+                    assert_eq!(e.field, "stop_options.timeout");
+                }
+            }
+        }
+        // out again: values the model may hold that the wire types cannot.
+        let mut c = base_model.clone();
+        c.hooks[0].timeout = i64::MAX;
+        c.hooks[0].hook_type = -1;
+        c.host_config.restart_policy.retry_timeout = i64::MIN;
+        let p = to_pb(&c);
+        assert_eq!(p.hooks[0].timeout, i32::MAX);
+        assert_eq!(p.hooks[0].r#type, "Unknown");
     }
 }

@@ -227,7 +227,8 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::StopContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
-        let opts = convert::stop_options(r.stop_options.as_ref());
+        let opts = convert::stop_options(r.stop_options.as_ref())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.manager
             .stop(required_id(&r.id)?, opts)
             .await
@@ -305,7 +306,8 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         let id = required_id(&r.id)?;
         if r.force && r.stop_options.is_some() {
             // A graceful stop first, as the options ask; a stopped container is fine.
-            let opts = convert::stop_options(r.stop_options.as_ref());
+            let opts = convert::stop_options(r.stop_options.as_ref())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
             match self.manager.stop(id, opts).await {
                 Ok(_) | Err(ManagerError::State(_)) => {}
                 Err(e) => return Err(status(e)),

@@ -30,6 +30,7 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Manifest, String> {
                     format!("manifest {file}: {path}: {}", e.inner())
                 }
             })?;
+    c.keep_requested_extras();
     if c.container_name.trim().is_empty() {
         c.container_name = c.container_id.clone();
     }
@@ -180,5 +181,100 @@ mod tests {
         let (kept, errors) = unique(vec![a.clone(), b, a]);
         assert_eq!(kept.len(), 2);
         assert!(errors[0].contains("already deployed by another manifest"));
+    }
+
+    /// Extreme values in every numeric field of a manifest: a clear error naming the file,
+    /// or a container within the documented bounds; never a panic.
+    #[test]
+    fn extreme_numbers_are_refused_or_bounded() {
+        use crate::model::poison;
+        let (mut accepted, mut refused) = (0, 0);
+        for (label, text) in poison::internal_format_cases() {
+            match parse("poison.json", text.as_bytes()) {
+                Ok(m) => {
+                    accepted += 1;
+                    poison::check_accepted(&m.container, &label);
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(e.starts_with("manifest poison.json: "), "{label}: {e}");
+                }
+            }
+        }
+        assert!(
+            accepted > 0 && refused > 0,
+            "{accepted} accepted, {refused} refused"
+        );
+        // The bounds themselves.
+        let base = |field: &str, raw: &str| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&leda("core_databroker.json")).unwrap();
+            poison::with_raw(&v, field, raw)
+        };
+        for (field, raw, needle) in [
+            (
+                "/host_config/log_config/driver_config/max_files",
+                "1001",
+                "more than 1000",
+            ),
+            (
+                "/host_config/log_config/driver_config/max_files",
+                "1e400",
+                "number out of range",
+            ),
+            (
+                "/host_config/restart_policy/retry_timeout",
+                "\"25h\"",
+                "more than a day",
+            ),
+            (
+                "/host_config/restart_policy/retry_timeout",
+                "1e19",
+                "more than a day",
+            ),
+            (
+                "/host_config/port_mappings/0/host_port",
+                "65536",
+                "host_port",
+            ),
+            (
+                "/host_config/port_mappings/0/container_port",
+                "-1",
+                "container_port",
+            ),
+        ] {
+            let e = parse("m.json", base(field, raw).as_bytes()).unwrap_err();
+            assert!(e.contains(needle), "{field} = {raw}: {e}");
+        }
+        // leda-cm's own records in a manifest (an attachment with addresses and ports, a
+        // log dir) are not taken; only the system flag is.
+        let m = parse(
+            "m.json",
+            base(
+                "/leda_cm",
+                r#"{"system": true, "schema_version": 4294967295, "log_dir": "/etc", "image_digest": "sha256:00",
+                    "network": {"network": "x", "ip": "10.9.9.9", "prefix": 255, "gateway": "", "mac": "",
+                                "host_veth": "", "ports": [{"hostPort": 65535, "containerPort": 0, "protocol": "tcp"}],
+                                "result": {}}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            m.container.leda_cm,
+            Some(crate::model::Extras {
+                system: true,
+                ..Default::default()
+            })
+        );
+        let ok = parse(
+            "m.json",
+            base("/host_config/log_config/driver_config/max_files", "1000").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.container.host_config.log_config.driver_config.max_files,
+            1000
+        );
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::agent::diff::Kind;
-use crate::agent::messages::Feedback;
+use crate::agent::messages::{Action, ActionOutcome, ActionStatus, Feedback};
 use crate::agent::operation::{self, Ctx, Operation, Outcome, Sink};
 use crate::config::DeploymentMode;
 use crate::manager::Manager;
@@ -132,7 +132,7 @@ pub async fn deploy<R: Runtime>(manager: &Arc<Manager<R>>, dir: &std::path::Path
         }
     }
     let sink: Sink = Arc::new(|_: &str, fb: Feedback| {
-        for a in fb.actions.iter().filter(|a| a.status.ends_with("FAILURE")) {
+        for a in failed_actions(&fb) {
             log::warn!("deployment: {}: {} {}", a.component.id, a.status, a.message);
         }
     });
@@ -150,14 +150,36 @@ pub async fn deploy<R: Runtime>(manager: &Arc<Manager<R>>, dir: &std::path::Path
     };
     if op.run_standalone(&ctx, &|| false).await != Outcome::Completed {
         // Which ones failed is in the log lines above; the rest stand.
-        for (i, name) in names.iter().enumerate() {
-            let status = op.action_status(i);
-            if status.ends_with("FAILURE") {
-                summary.failed.push(format!("{name}: {status}"));
-            }
-        }
+        summary
+            .failed
+            .extend(failures(&names, |i| op.action_status(i)));
     }
     summary
+}
+
+/// The actions of a feedback that failed (their typed status says so).
+fn failed_actions(fb: &Feedback) -> impl Iterator<Item = &Action> {
+    fb.actions
+        .iter()
+        .filter(|a| a.typed_status().map(ActionStatus::outcome) == Some(ActionOutcome::Failed))
+}
+
+/// `name: STATUS` of every planned container whose action ended failed; `status(i)` is the
+/// operation's status of the i-th. A status that is not one of Kanto's counts as failed (and
+/// is named), so that nothing unexpected passes for a success.
+fn failures(names: &[String], status: impl Fn(usize) -> String) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            let text = status(i);
+            match ActionStatus::parse(&text).map(ActionStatus::outcome) {
+                Some(ActionOutcome::Failed) => Some(format!("{name}: {text}")),
+                Some(_) => None,
+                None => Some(format!("{name}: unknown status {text:?}")),
+            }
+        })
+        .collect()
 }
 
 /// The deployment task: the first pass after the live restore, then one per trigger
@@ -256,4 +278,57 @@ async fn pass<R: Runtime>(manager: &Arc<Manager<R>>, dir: &std::path::Path) {
         log::warn!("{text}");
     }
     systemd::status(&format!("running; {text}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::messages::action_status as a;
+
+    #[test]
+    fn failures_are_read_from_typed_statuses() {
+        let names: Vec<String> = ["web", "db", "cache", "mqtt", "odd"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let statuses = [
+            a::ACTIVATION_SUCCESS,
+            a::UPDATE_FAILURE,
+            a::DOWNLOAD_FAILURE,
+            a::UPDATING,
+            "SOMETHING_ELSE",
+        ];
+        assert_eq!(
+            failures(&names, |i| statuses[i].to_string()),
+            [
+                "db: UPDATE_FAILURE",
+                "cache: DOWNLOAD_FAILURE",
+                "odd: unknown status \"SOMETHING_ELSE\""
+            ]
+        );
+        assert!(failures(&names, |_| a::ACTIVATION_SUCCESS.to_string()).is_empty());
+
+        let action = |id: &str, status: &str| Action {
+            component: crate::agent::messages::Component {
+                id: id.into(),
+                version: String::new(),
+            },
+            status: status.into(),
+            ..Default::default()
+        };
+        let fb = Feedback {
+            actions: vec![
+                action("web", a::ACTIVATION_FAILURE),
+                action("db", a::REMOVAL_SUCCESS),
+                action("cache", a::REMOVAL_FAILURE),
+                // Not a status of Kanto's: not taken for a failure by its suffix.
+                action("odd", "NOT_A_FAILURE"),
+            ],
+            ..Default::default()
+        };
+        let failed: Vec<&str> = failed_actions(&fb)
+            .map(|a| a.component.id.as_str())
+            .collect();
+        assert_eq!(failed, ["web", "cache"]);
+    }
 }

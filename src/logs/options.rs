@@ -15,7 +15,7 @@
 //! | `log-driver`      | `json-file` (required; marks the invocation as the log driver)         |
 //! | `dir`             | absolute directory of `json.log` (required; created if missing)        |
 //! | `max-size`        | bytes or a Kanto size (`100M`); `0` or absent: never rotate            |
-//! | `max-files`       | files kept including the live one, ≥ 1 (default 1)                     |
+//! | `max-files`       | files kept including the live one, ≥ 1 (default 1), at most 1000 (more is read as 1000) |
 //! | `mode`            | `blocking` (default) or `non-blocking`                                 |
 //! | `max-buffer-size` | non-blocking buffer, bytes or a Kanto size (default 1M = 1048576)      |
 //!
@@ -31,6 +31,9 @@ use super::size::parse_size;
 pub const DRIVER_KEY: &str = "log-driver";
 /// The only driver there is.
 pub const JSON_FILE: &str = "json-file";
+/// The most files a driver keeps: each rotation renames all of them (validation refuses more,
+/// so only an older record can ask; it gets this many).
+pub const MAX_FILES: u32 = crate::model::validate::MAX_LOG_FILES as u32;
 /// Kanto's default `max_buffer_size` ("1M").
 pub const DEFAULT_MAX_BUFFER: u64 = 1 << 20;
 
@@ -122,7 +125,7 @@ impl DriverOptions {
                 Some("dir") => return Err(invalid("not an absolute path")),
                 Some("max-size") => max_size = Some(bytes(text()).ok_or_else(|| invalid(SIZE))?),
                 Some("max-files") => match text().parse::<u32>() {
-                    Ok(n) if n >= 1 => max_files = Some(n),
+                    Ok(n) if n >= 1 => max_files = Some(n.min(MAX_FILES)),
                     _ => return Err(invalid("not a whole number ≥ 1")),
                 },
                 Some("mode") => match text() {
@@ -411,5 +414,60 @@ mod tests {
         ] {
             assert_eq!(is_driver_invocation(&args(argv)), want, "{argv:?}");
         }
+    }
+
+    /// Extreme values of the numeric options: refused naming key and value, or bounded
+    /// (max-files at most [`MAX_FILES`]); never a panic.
+    #[test]
+    fn extreme_numbers_are_refused_or_bounded() {
+        use crate::model::poison::TEXT_NUMBERS;
+        for key in ["max-size", "max-files", "max-buffer-size"] {
+            for value in TEXT_NUMBERS {
+                let a = args(&[
+                    "log-driver",
+                    "json-file",
+                    "dir",
+                    "/d",
+                    "mode",
+                    "non-blocking",
+                    key,
+                    value,
+                ]);
+                match DriverOptions::from_args(&a) {
+                    Ok(o) => {
+                        assert!((1..=MAX_FILES).contains(&o.max_files), "{key} {value:?}");
+                        assert!(o.max_size.map_or(true, |n| n > 0), "{key} {value:?}");
+                        // The URI made from them parses back the same.
+                        let back =
+                            DriverOptions::from_args(&shim_argv(&o.to_uri(Path::new("/x")))[1..]);
+                        assert_eq!(back.as_ref(), Ok(&o), "{key} {value:?}");
+                    }
+                    Err(e) => assert!(
+                        matches!(&e, OptionsError::Invalid { key: k, .. } if k == key),
+                        "{key} {value:?}: {e}"
+                    ),
+                }
+            }
+        }
+        let o = DriverOptions::from_args(&args(&[
+            "log-driver",
+            "json-file",
+            "dir",
+            "/d",
+            "max-files",
+            "4294967295",
+        ]))
+        .unwrap();
+        assert_eq!(o.max_files, MAX_FILES);
+        let o = DriverOptions::from_args(&args(&[
+            "log-driver",
+            "json-file",
+            "dir",
+            "/d",
+            "max-size",
+            "18446744073709551615",
+        ]))
+        .unwrap();
+        assert_eq!(o.max_size, Some(u64::MAX));
     }
 }

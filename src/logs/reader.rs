@@ -89,7 +89,7 @@ pub fn tail_start<R: Read + Seek>(r: &mut R, len: u64, lines: usize) -> io::Resu
             // The first newline ends the last complete line; the (lines + 1)-th precedes the
             // first line wanted.
             newlines += 1;
-            if newlines == lines + 1 {
+            if newlines == lines.saturating_add(1) {
                 return Ok(start + i as u64 + 1);
             }
         }
@@ -339,6 +339,10 @@ mod tests {
             assert_eq!(tail_start(&mut c, len, lines).unwrap(), want, "{lines}");
         }
         assert_eq!(tail_start(&mut c, 0, 3).unwrap(), 0);
+        // Any count from outside: no overflow.
+        for lines in [i32::MAX as usize, usize::MAX - 1, usize::MAX] {
+            assert_eq!(tail_start(&mut c, len, lines).unwrap(), 0, "{lines}");
+        }
         // Across scan chunks.
         let mut big = Vec::new();
         for i in 0..50_000 {

@@ -9,6 +9,8 @@
 
 pub mod defaults;
 pub mod parse;
+#[cfg(test)]
+pub(crate) mod poison;
 pub mod reconcile;
 pub mod restart;
 pub mod size;
@@ -698,6 +700,17 @@ impl State {
 impl Container {
     pub fn extras(&self) -> Extras {
         self.leda_cm.clone().unwrap_or_default()
+    }
+
+    /// Drops what only leda-cm itself records (its bridge attachment with addresses and
+    /// ports, the log dir, the image digest, the schema version) from a container that came
+    /// from outside (a manifest, an installed artifact); only the `system` flag is asked for.
+    pub fn keep_requested_extras(&mut self) {
+        let system = self.leda_cm.as_ref().is_some_and(|x| x.system);
+        self.leda_cm = system.then(|| Extras {
+            system,
+            ..Default::default()
+        });
     }
 
     pub fn extras_mut(&mut self) -> &mut Extras {

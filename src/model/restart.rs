@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use super::validate::MAX_RETRY_TIMEOUT_NS;
 use super::{RestartPolicy, RestartPolicyType};
 
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -33,9 +34,16 @@ pub enum Decision {
     RestartAfter(Duration),
 }
 
+/// The policy's retry timeout as the back-off's bound, at most a day
+/// ([`MAX_RETRY_TIMEOUT_NS`]: validation refuses more; an older record is clamped).
 pub fn max_backoff(policy: &RestartPolicy) -> Duration {
     if policy.retry_timeout > 0 {
-        Duration::from_nanos(policy.retry_timeout as u64)
+        Duration::from_nanos(
+            policy
+                .retry_timeout
+                .min(MAX_RETRY_TIMEOUT_NS)
+                .unsigned_abs(),
+        )
     } else {
         DEFAULT_MAX_BACKOFF
     }
@@ -63,7 +71,7 @@ pub fn decide(policy: &RestartPolicy, exit: Exit) -> Decision {
     let next = if previous.is_zero() {
         FIRST_BACKOFF
     } else {
-        previous * 2
+        previous.saturating_mul(2)
     };
     Decision::RestartAfter(next.min(max))
 }
@@ -196,6 +204,42 @@ mod tests {
                 want,
                 "{t:?} running={running} manual={manual} before={before}"
             );
+        }
+    }
+
+    /// Extreme policies and exits (from records or requests): no panic, the back-off stays
+    /// within a day.
+    #[test]
+    fn extreme_values_neither_panic_nor_exceed_a_day() {
+        use RestartPolicyType::*;
+        let day = Duration::from_secs(24 * 3600);
+        for t in [No, Always, UnlessStopped, OnFailure] {
+            for timeout in [i64::MIN, -1, 0, 1, MAX_RETRY_TIMEOUT_NS, i64::MAX] {
+                for max in [i64::MIN, -1, 0, 1, i64::MAX] {
+                    let p = RestartPolicy {
+                        maximum_retry_count: max,
+                        retry_timeout: timeout,
+                        policy_type: t,
+                    };
+                    assert!(max_backoff(&p) <= day, "{p:?}");
+                    for restarts in [i64::MIN, -1, 0, i64::MAX] {
+                        for previous in [Duration::ZERO, day, Duration::MAX] {
+                            for code in [i64::MIN, -1, 0, 1, i64::MAX] {
+                                let e = Exit {
+                                    exit_code: code,
+                                    manually_stopped: false,
+                                    ran_for: Duration::ZERO,
+                                    restarts,
+                                    previous_backoff: previous,
+                                };
+                                if let Decision::RestartAfter(d) = decide(&p, e) {
+                                    assert!(d <= day, "{p:?} {e:?}: {d:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -24,6 +24,27 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError 
     }
 }
 
+/// The most log files a container may keep (the live one included): rotation renames each
+/// of them, so a count from outside must not make it a loop of billions.
+pub const MAX_LOG_FILES: i64 = 1000;
+/// The longest restart back-off a policy may ask for (`retry_timeout`, nanoseconds): a day.
+pub const MAX_RETRY_TIMEOUT_NS: i64 = 24 * 3600 * 1_000_000_000;
+/// The longest stop grace period a request may give before SIGKILL (seconds): a day.
+pub const MAX_STOP_TIMEOUT_SECS: i64 = 24 * 3600;
+
+/// A stop request's timeout in seconds → the grace period (`None` for 0: the daemon's
+/// default); negative or longer than [`MAX_STOP_TIMEOUT_SECS`] is an error.
+pub fn stop_timeout(secs: i64) -> Result<Option<std::time::Duration>, String> {
+    match secs {
+        0 => Ok(None),
+        s if s < 0 => Err(format!("timeout {s}: must be ≥ 0 seconds")),
+        s if s > MAX_STOP_TIMEOUT_SECS => Err(format!(
+            "timeout {s}: must be at most {MAX_STOP_TIMEOUT_SECS} seconds (a day)"
+        )),
+        s => Ok(Some(std::time::Duration::from_secs(s.unsigned_abs()))),
+    }
+}
+
 /// Runtimes containerd knows by these names (Kanto's list).
 pub const RUNTIMES: &[&str] = &[
     "io.containerd.runc.v2",
@@ -295,6 +316,15 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
                     "max log files cannot be < 1",
                 ));
             }
+            if driver.max_files > MAX_LOG_FILES {
+                return Err(err(
+                    "host_config.log_config.driver_config.max_files",
+                    format!(
+                        "max log files {} is more than {MAX_LOG_FILES}",
+                        driver.max_files
+                    ),
+                ));
+            }
             if parse_size(&driver.max_size).is_none() {
                 return Err(err(
                     "host_config.log_config.driver_config.max_size",
@@ -361,6 +391,16 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
             format!(
                 "cannot use max retry count when the restart policy is {}",
                 rp.policy_type.as_str()
+            ),
+        ));
+    }
+    if rp.retry_timeout > MAX_RETRY_TIMEOUT_NS {
+        return Err(err(
+            "host_config.restart_policy.retry_timeout",
+            format!(
+                "restart policy retry timeout {} s is more than a day ({} s)",
+                rp.retry_timeout / 1_000_000_000,
+                MAX_RETRY_TIMEOUT_NS / 1_000_000_000
             ),
         ));
     }

@@ -482,12 +482,10 @@ pub struct Stop {
     pub signal: String,
 }
 
+/// The timeout is at most a day (`model::validate::MAX_STOP_TIMEOUT_SECS`).
 pub fn stop_options(s: &Stop) -> Result<StopOptions, ThingError> {
-    if s.timeout < 0 {
-        return Err(ThingError::invalid(
-            "stopWithOptions: timeout: must be ≥ 0 seconds",
-        ));
-    }
+    let timeout = crate::model::validate::stop_timeout(s.timeout)
+        .map_err(|e| ThingError::invalid(format!("stopWithOptions: {e}")))?;
     if !s.signal.is_empty() && crate::manager::parse_signal(&s.signal).is_none() {
         return Err(ThingError::invalid(format!(
             "stopWithOptions: signal: unknown signal {:?}",
@@ -495,7 +493,7 @@ pub fn stop_options(s: &Stop) -> Result<StopOptions, ThingError> {
         )));
     }
     Ok(StopOptions {
-        timeout: (s.timeout > 0).then(|| std::time::Duration::from_secs(s.timeout as u64)),
+        timeout,
         signal: (!s.signal.is_empty()).then(|| s.signal.clone()),
         force: s.force,
     })
@@ -628,5 +626,163 @@ mod tests {
             RestartPolicyType::Always
         );
         assert_eq!(o.resources.unwrap().memory, "200M");
+    }
+
+    /// What `createWithConfig` and `update` end in before containerd: the manager's defaults
+    /// and validation.
+    fn as_created(cfg: &Value) -> Result<Container, String> {
+        let cfg: Config = arg("config", cfg).map_err(|e| e.message)?;
+        let mut c = container_from("busybox", "poison", &cfg).map_err(|e| e.message)?;
+        fill_defaults(&mut c, || "poison-id".into());
+        crate::model::validate::validate(&c).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    /// Extreme values in every numeric field of a Container feature's config (create,
+    /// createWithConfig, update) and of stopWithOptions: a 400 naming the field, or a
+    /// container within the documented bounds; never a panic.
+    #[test]
+    fn extreme_numbers_are_refused_or_bounded() {
+        use crate::model::poison;
+        let mut base = fixture()["properties"]["status"]["config"].clone();
+        base["restartPolicy"]["type"] = "ON_FAILURE".into();
+        base["log"]["mode"] = "NON_BLOCKING".into();
+        base["log"]["maxBufferSize"] = "1M".into();
+        let numbers = [
+            "/restartPolicy/maxRetryCount",
+            "/restartPolicy/retryTimeout",
+            "/portMappings/0/hostPort",
+            "/portMappings/0/hostPortEnd",
+            "/portMappings/0/containerPort",
+            "/log/maxFiles",
+        ];
+        let texts = [
+            "/log/maxSize",
+            "/log/maxBufferSize",
+            "/resources/memory",
+            "/resources/memoryReservation",
+            "/resources/memorySwap",
+        ];
+        let mut cases = Vec::new();
+        for pointer in numbers {
+            for raw in poison::JSON_NUMBERS {
+                cases.push((
+                    format!("{pointer} = {raw}"),
+                    poison::with_raw(&base, pointer, raw),
+                ));
+            }
+        }
+        for pointer in texts {
+            for text in poison::TEXT_NUMBERS {
+                cases.push((
+                    format!("{pointer} = {text:?}"),
+                    poison::with_text(&base, pointer, text),
+                ));
+            }
+        }
+        let (mut accepted, mut refused) = (0, 0);
+        for (label, text) in &cases {
+            // 1e400 is refused by the JSON parser itself, before any field is read.
+            let Ok(cfg) = serde_json::from_str::<Value>(text) else {
+                refused += 1;
+                continue;
+            };
+            match as_created(&cfg) {
+                Ok(c) => {
+                    accepted += 1;
+                    poison::check_accepted(&c, label);
+                }
+                Err(_) => refused += 1,
+            }
+            // update: the restart policy and resources of the same config.
+            let u = json!({"restartPolicy": cfg["restartPolicy"], "resources": cfg.get("resources").cloned().unwrap_or(json!({}))});
+            if let Ok(u) = arg::<Update>("update", &u) {
+                if let Ok(o) = update_options(&u) {
+                    let mut c = as_created(&base).unwrap();
+                    if let Some(p) = o.restart_policy {
+                        c.host_config.restart_policy = p;
+                    }
+                    if let Some(r) = o.resources {
+                        c.host_config.resources = Some(r);
+                        fill_defaults(&mut c, String::new);
+                    }
+                    if crate::model::validate::validate(&c).is_ok() {
+                        poison::check_accepted(&c, label);
+                    }
+                }
+            }
+        }
+        assert!(
+            accepted > 0 && refused > 0,
+            "{accepted} accepted, {refused} refused"
+        );
+        for (cfg, needle) in [
+            (
+                json!({"restartPolicy": {"type": "ON_FAILURE", "retryTimeout": 1e19}}),
+                "more than a day",
+            ),
+            (
+                json!({"restartPolicy": {"type": "ON_FAILURE", "retryTimeout": -0.5}}),
+                "≥ 0",
+            ),
+            (
+                json!({"restartPolicy": {"type": "ON_FAILURE", "maxRetryCount": -1}}),
+                "cannot be negative",
+            ),
+            (json!({"log": {"maxFiles": 1001}}), "more than 1000"),
+            (json!({"log": {"maxFiles": 1.5}}), "log.maxFiles"),
+            (
+                json!({"portMappings": [{"hostPort": 65536, "containerPort": 80}]}),
+                "portMappings[0].hostPort",
+            ),
+            (
+                json!({"portMappings": [{"hostPort": -1, "containerPort": 80}]}),
+                "portMappings[0].hostPort",
+            ),
+        ] {
+            let e = as_created(&cfg).unwrap_err();
+            assert!(e.contains(needle), "{cfg}: {e}");
+        }
+        // -0.0 seconds is zero.
+        let c = as_created(&json!({"restartPolicy": {"type": "ON_FAILURE", "retryTimeout": -0.0}}))
+            .unwrap();
+        assert_eq!(c.host_config.restart_policy.retry_timeout, 0);
+
+        // stopWithOptions: ≤ a day, ≥ 0, an integer.
+        for raw in poison::JSON_NUMBERS {
+            let Ok(v) = serde_json::from_str::<Value>(&format!("{{\"timeout\": {raw}}}")) else {
+                continue;
+            };
+            if let Ok(s) = arg::<Stop>("stopWithOptions", &v) {
+                if let Ok(o) = stop_options(&s) {
+                    assert!(
+                        o.timeout
+                            .map_or(true, |t| t <= std::time::Duration::from_secs(86_400)),
+                        "{raw}: {o:?}"
+                    );
+                }
+            }
+        }
+        for (timeout, ok) in [
+            (0, true),
+            (86_400, true),
+            (86_401, false),
+            (i64::MAX, false),
+            (-1, false),
+            (i64::MIN, false),
+        ] {
+            let r = stop_options(&Stop {
+                timeout,
+                ..Default::default()
+            });
+            assert_eq!(r.is_ok(), ok, "{timeout}: {r:?}");
+        }
+        let e = stop_options(&Stop {
+            timeout: i64::MAX,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("at most 86400 seconds"), "{}", e.message);
     }
 }

@@ -359,4 +359,110 @@ mod tests {
         );
         assert!(data(vec![("Container:y".into(), vec![])], 1).is_none());
     }
+
+    /// Extreme frequencies in a real Metrics request (the fixture's envelope through the
+    /// Ditto parser): refused with a 400, or a period from 0 to a day that the timer can add
+    /// to now; never a panic (1e19 used to abort the daemon).
+    #[test]
+    fn extreme_frequencies_are_refused_or_bounded() {
+        use crate::model::poison;
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/leda-docs/container-metrics-request.json"
+        ))
+        .unwrap();
+        let thing = crate::things::ditto::Thing {
+            namespace: "dummy-namespace".into(),
+            name: "dummy-gateway:dummy-device-id:edge:containers".into(),
+            tenant: String::new(),
+        };
+        let topic =
+            "command//dummy-namespace:dummy-gateway:dummy-device-id:edge:containers/req/r1/request";
+        let mut cases: Vec<String> = poison::JSON_NUMBERS
+            .iter()
+            .map(|raw| poison::with_raw(&fixture, "/value/frequency", raw))
+            .collect();
+        cases.extend(
+            poison::TEXT_NUMBERS
+                .iter()
+                .map(|t| poison::with_text(&fixture, "/value/frequency", t)),
+        );
+        let (mut accepted, mut refused) = (0, 0);
+        let now = std::time::Instant::now();
+        for text in &cases {
+            let request = match crate::things::ditto::parse_request(topic, text.as_bytes(), &thing)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    assert_eq!(e.1.status, 400, "{text}");
+                    refused += 1;
+                    continue;
+                }
+            };
+            assert_eq!(request.feature, "Metrics");
+            match parse_request(&request.value) {
+                Ok(r) => {
+                    accepted += 1;
+                    assert!(r.frequency <= MAX_FREQUENCY, "{text}: {:?}", r.frequency);
+                    assert!(
+                        r.frequency.is_zero() || r.frequency >= MIN_FREQUENCY,
+                        "{text}"
+                    );
+                    assert!(now.checked_add(r.frequency).is_some());
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert_eq!(e.status, 400, "{text}");
+                    assert!(e.message.starts_with("request: "), "{text}: {}", e.message);
+                }
+            }
+        }
+        assert!(
+            accepted > 0 && refused > 0,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
+    /// Extreme samples from containerd: percentages stay within 0–100, no panic.
+    #[test]
+    fn extreme_samples_stay_in_range() {
+        let values = [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX];
+        for &a in &values {
+            for &b in &values {
+                for &c in &values {
+                    for &d in &values {
+                        let before = CpuSample {
+                            container_ns: a,
+                            host_ns: b,
+                        };
+                        let now = CpuSample {
+                            container_ns: c,
+                            host_ns: d,
+                        };
+                        if let Some(p) = cpu_utilization(before, now) {
+                            assert!((0.0..=100.0).contains(&p), "{p}");
+                        }
+                    }
+                }
+                let m = Metrics {
+                    memory_used: a,
+                    memory_limit: b,
+                    pids: a,
+                    ..Default::default()
+                };
+                for host in values {
+                    for (id, v) in measurements("Container:x", &m, Some(100.0), host, true, &[]) {
+                        assert!(v.is_finite() && v >= 0.0, "{id} {v}");
+                        if id.ends_with("utilization") {
+                            assert!(v <= 100.0, "{id} {v}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(data(
+            vec![("Container:x".into(), vec![("pids", f64::MAX)])],
+            u64::MAX
+        )
+        .is_some());
+    }
 }

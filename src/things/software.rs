@@ -283,16 +283,19 @@ pub fn verify_checksums(bytes: &[u8], checksums: &BTreeMap<String, String>) -> R
 }
 
 /// The container an artifact describes (the manager's internal JSON).
+/// leda-cm's own records in it (attachment, log dir, digest) are dropped.
 pub fn container_from_artifact(bytes: &[u8]) -> Result<Container, String> {
-    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(
-        |e| {
-            format!(
-                "the artifact is not a container description: {}: {}",
-                e.path(),
-                e.inner()
-            )
-        },
-    )
+    let mut c: Container =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+            .map_err(|e| {
+                format!(
+                    "the artifact is not a container description: {}: {}",
+                    e.path(),
+                    e.inner()
+                )
+            })?;
+    c.keep_requested_extras();
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -404,5 +407,64 @@ mod tests {
         verify_checksums(body, &BTreeMap::new()).unwrap();
         let e = container_from_artifact(br#"{"container_name": 5}"#).unwrap_err();
         assert!(e.contains("container_name"), "{e}");
+    }
+
+    /// Extreme values in every numeric field of an installed artifact (the internal format),
+    /// then what the manager's create checks, and in the install and remove arguments: an
+    /// error, or a container within the documented bounds; never a panic.
+    #[test]
+    fn extreme_numbers_are_refused_or_bounded() {
+        use crate::model::poison;
+        let (mut accepted, mut refused) = (0, 0);
+        for (label, text) in poison::internal_format_cases() {
+            let checked = container_from_artifact(text.as_bytes()).and_then(|mut c| {
+                crate::model::defaults::fill_defaults(&mut c, || "poison-id".into());
+                crate::model::validate::validate(&c).map_err(|e| e.to_string())?;
+                Ok(c)
+            });
+            match checked {
+                Ok(c) => {
+                    accepted += 1;
+                    assert!(c.leda_cm.is_none(), "{label}");
+                    poison::check_accepted(&c, &label);
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            accepted > 0 && refused > 0,
+            "{accepted} accepted, {refused} refused"
+        );
+        let install = serde_json::json!({
+            "correlationId": "c",
+            "weight": 0,
+            "softwareModules": [{"softwareModule": {"name": "m", "version": "1"},
+                "artifacts": [{"filename": "a.json", "size": 0, "download": {"HTTPS": {"url": "https://x/a.json"}},
+                    "checksums": {"SHA256": "00"}}]}]
+        });
+        for pointer in ["/weight", "/softwareModules/0/artifacts/0/size"] {
+            for raw in poison::JSON_NUMBERS {
+                let text = poison::with_raw(&install, pointer, raw);
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                if let Ok(i) = crate::things::convert::arg::<Install>("install", &v) {
+                    let _ = validate_install(&i);
+                }
+            }
+        }
+        let remove = serde_json::json!({"correlationId": "c", "software": [{"name": "x", "version": "1"}], "weight": 0});
+        for raw in poison::JSON_NUMBERS {
+            let text = poison::with_raw(&remove, "/weight", raw);
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            if let Ok(r) = crate::things::convert::arg::<Remove>("remove", &v) {
+                assert!(validate_remove(&r).is_ok(), "{raw}");
+            }
+        }
+        for hex in ["", "0", "zz", "é0", "0é", "+f", "-1", "ffff"] {
+            let _ = decode_hex(hex);
+        }
     }
 }
