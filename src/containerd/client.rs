@@ -139,5 +139,22 @@ pub(crate) fn time(ts: &Option<prost_types::Timestamp>) -> Option<SystemTime> {
     if ts.seconds <= 0 {
         return None;
     }
-    Some(SystemTime::UNIX_EPOCH + Duration::new(ts.seconds as u64, ts.nanos.max(0) as u32))
+    // Whatever containerd sends: no overflow (a time past what SystemTime holds is none).
+    let nanos = ts.nanos.clamp(0, 999_999_999) as u32;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(ts.seconds as u64, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn containerd_times_never_overflow() {
+        use prost_types::Timestamp;
+        let t = |seconds, nanos| super::time(&Some(Timestamp { seconds, nanos }));
+        assert_eq!(t(0, 5), None);
+        assert_eq!(t(-1, 0), None);
+        assert!(t(1_700_000_000, 1).is_some());
+        assert!(t(1_700_000_000, i32::MAX).is_some());
+        let _ = t(i64::MAX, i32::MAX); // none or a time: never a panic
+        assert_eq!(super::time(&None), None);
+    }
 }
