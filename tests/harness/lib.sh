@@ -42,6 +42,88 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     done
 }
 
+# --- networks of one instance ----------------------------------------------------------
+# Harness instances (test runs, their test daemons, devices) run side by side on one host:
+# each bridge gets a name and a /24 of 10.207.0.0/16 of its own, claimed host-wide under
+# $LEDA_HARNESS_NET_CLAIMS (a directory per /24, made under a flock so that two claimers never
+# take the same). A claim records its owner dir and PID; one whose PID is gone (0: only the
+# dir counts) or whose owner dir is gone is stale and taken over. A /24 some route or address
+# of this host already covers is never claimed.
+HARNESS_NET_CLAIMS=${LEDA_HARNESS_NET_CLAIMS:-/tmp/leda-cm-net-claims}
+
+harness_claim_live() { # CLAIM-DIR: is its owner still there?
+    local c=$1 owner pid
+    owner=$(cat "$c/owner" 2>/dev/null) || return 1
+    pid=$(cat "$c/pid" 2>/dev/null) || return 1
+    [ -n "$owner" ] && [ -d "$owner" ] || return 1
+    [ "$pid" = 0 ] || kill -0 "$pid" 2>/dev/null
+}
+
+# harness_claim_net OWNER-DIR TAG [PID]: claims a /24 and a bridge name for OWNER-DIR (an
+# existing dir; held while PID lives, 0 or none: while OWNER-DIR exists); prints "BRIDGE NET3", e.g.
+# "lcab12cd-17 10.207.17" (bridge lc<TAG>-<n>, at most 15 characters for a 6-character TAG,
+# address NET3.1/24).
+harness_claim_net() {
+    local owner=$1 tag=$2 pid=${3:-0} d=$HARNESS_NET_CLAIMS
+    mkdir -p "$d"
+    (
+        flock -w 60 9 || die "cannot lock $d/lock"
+        local taken i net3 c start
+        taken=$({ ip -4 route show; ip -4 -o addr show; } | sed 's/^/ /')
+        # Start at a point of the owner's own, so that claimers rarely walk the same slots.
+        start=$(( $(printf '%s' "$owner" | cksum | cut -d' ' -f1) % 253 ))
+        for i in $(seq 0 252); do
+            i=$(( (start + i) % 253 + 2 ))
+            net3=10.207.$i
+            c=$d/$net3
+            if [ -d "$c" ]; then
+                harness_claim_live "$c" && continue
+                harness_release_claim "$c"
+            fi
+            case $taken in *" $net3."*) continue ;; esac
+            mkdir "$c" || continue
+            echo "$owner" >"$c/owner"
+            echo "$pid" >"$c/pid"
+            echo "lc$tag-$i" >"$c/bridge"
+            printf 'lc%s-%s %s\n' "$tag" "$i" "$net3"
+            exit 0
+        done
+        die "no free /24 in 10.207.0.0/16 (claims in $d)"
+    ) 9>>"$d/lock"
+}
+
+# Removes a claim and its bridge (when there); the caller holds the lock.
+harness_release_claim() {
+    local c=$1 bridge
+    bridge=$(cat "$c/bridge" 2>/dev/null) || bridge=
+    if [ -n "$bridge" ]; then ip link del "$bridge" 2>/dev/null || true; fi
+    rm -rf "$c"
+}
+
+# harness_release_net NET3: gives the claim of NET3 back, removing its bridge.
+harness_release_net() {
+    local d=$HARNESS_NET_CLAIMS
+    [ -d "$d/$1" ] || return 0
+    (
+        flock -w 60 9 || exit 1
+        harness_release_claim "$d/$1"
+    ) 9>>"$d/lock"
+}
+
+# harness_release_nets_of DIR: gives back every claim whose owner dir is DIR or under it.
+harness_release_nets_of() {
+    local dir=${1%/} d=$HARNESS_NET_CLAIMS c owner
+    [ -d "$d" ] || return 0
+    (
+        flock -w 60 9 || exit 1
+        for c in "$d"/10.207.*; do
+            [ -d "$c" ] || continue
+            owner=$(cat "$c/owner" 2>/dev/null) || owner=
+            case $owner in "$dir" | "$dir"/*) harness_release_claim "$c" ;; esac
+        done
+    ) 9>>"$d/lock"
+}
+
 # --- containerd -------------------------------------------------------------------------
 # harness_start_containerd DIR: a containerd with its own root, state and sockets under DIR.
 harness_start_containerd() {
