@@ -204,9 +204,25 @@ impl Drop for Net {
             .args(["link", "del", &self.bridge])
             .output();
         // Chains the plugins made during this test (the shared port-mapping ones included
-        // when they were not there before), with the rules that jump to them.
+        // when they were not there before), with the rules that jump to them. Other harness
+        // instances (a device, another run) may have made chains meanwhile: a chain of a
+        // container goes only when its rules name this test's subnet (or it has none), and
+        // the shared CNI-HOSTPORT-* ones only once CNI-HOSTPORT-DNAT maps no port of anyone.
+        let rules = |table: &str, chain: &str| sh(&format!("iptables -w -t {table} -S {chain}"));
+        let dnat_unused = !rules("nat", "CNI-HOSTPORT-DNAT")
+            .lines()
+            .any(|l| l.starts_with("-A "));
+        let ours = format!("{}.", self.net3);
         let made: Vec<String> = cni_chains()
             .difference(&self.chains_before)
+            .filter(|tc| {
+                let (table, chain) = tc.split_once('/').unwrap();
+                if chain.starts_with("CNI-HOSTPORT-") {
+                    return dnat_unused;
+                }
+                let text = rules(table, chain);
+                text.contains(&ours) || !text.lines().any(|l| l.starts_with("-A "))
+            })
             .cloned()
             .collect();
         for tc in &made {

@@ -33,6 +33,12 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# harness_listens PID PORT: PID (the process this harness started, not whoever else took the
+# port meanwhile) listens on TCP PORT.
+harness_listens() {
+    ss -Hltnp "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
+}
+
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     local secs=$1 what=$2; shift 2
     local deadline=$((SECONDS + secs))
@@ -122,6 +128,41 @@ harness_release_nets_of() {
             case $owner in "$dir" | "$dir"/*) harness_release_claim "$c" ;; esac
         done
     ) 9>>"$d/lock"
+}
+
+# harness_others_hold_nets DIR: does a live claim of an owner outside DIR exist (another
+# instance's bridge, which needs forwarding and the portmap chains)?
+harness_others_hold_nets() {
+    local dir=${1%/} d=$HARNESS_NET_CLAIMS c owner
+    for c in "$d"/10.207.*; do
+        [ -d "$c" ] || continue
+        owner=$(cat "$c/owner" 2>/dev/null) || owner=
+        case $owner in "$dir" | "$dir"/*) continue ;; esac
+        harness_claim_live "$c" && return 0
+    done
+    return 1
+}
+
+# The bridge plugin turns IPv4 forwarding on, for every instance at once: the first instance
+# notes how it was (host-wide), the last one going puts it back.
+harness_note_ip_forward() {
+    mkdir -p "$HARNESS_NET_CLAIMS"
+    [ -f "$HARNESS_NET_CLAIMS/ip-forward-before" ] ||
+        cat /proc/sys/net/ipv4/ip_forward >"$HARNESS_NET_CLAIMS/ip-forward-before"
+}
+
+harness_restore_ip_forward() { # OWNER-DIR: unless an instance outside it holds a bridge
+    local f=$HARNESS_NET_CLAIMS/ip-forward-before
+    [ -f "$f" ] || return 0
+    harness_others_hold_nets "$1" && return 0
+    [ "$(cat /proc/sys/net/ipv4/ip_forward)" = "$(cat "$f")" ] ||
+        cat "$f" >/proc/sys/net/ipv4/ip_forward
+    rm -f "$f"
+}
+
+# harness_chain_unused CHAIN: the nat CHAIN is absent or holds no rule.
+harness_chain_unused() {
+    [ "$(iptables -w -t nat -S "$1" 2>/dev/null | grep -c '^-A ')" = 0 ]
 }
 
 # --- containerd -------------------------------------------------------------------------
@@ -215,8 +256,8 @@ $extra
 CONF
     mosquitto -c "$d/mosquitto.conf" >/dev/null 2>&1 &
     echo $! >"$d/mosquitto.pid"
-    wait_for 10 "mosquitto" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" ||
-        die "mosquitto did not come up (log: $d/mosquitto.log)"
+    wait_for 10 "mosquitto" harness_listens "$!" "$port" ||
+        die "mosquitto did not come up on port $port (log: $d/mosquitto.log)"
 }
 
 # --- registries -------------------------------------------------------------------------
@@ -235,7 +276,7 @@ harness_start_registry() {
     } >"$d/config.yml"
     docker-registry serve "$d/config.yml" >"$d/registry.log" 2>&1 &
     echo $! >"$d/registry.pid"
-    wait_for 10 "registry" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" ||
+    wait_for 10 "registry" harness_listens "$!" "$port" ||
         die "registry on port $port did not come up (log: $d/registry.log)"
 }
 
