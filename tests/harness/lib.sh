@@ -155,6 +155,9 @@ harness_restore_ip_forward() { # OWNER-DIR: unless an instance outside it holds 
     local f=$HARNESS_NET_CLAIMS/ip-forward-before
     [ -f "$f" ] || return 0
     harness_others_hold_nets "$1" && return 0
+    # Nor while any bridge is left on this host (OWNER-DIR's are gone by now): one made
+    # without a claim (an older harness, another tool) may need forwarding too.
+    [ -n "$(ip -o link show type bridge 2>/dev/null)" ] && return 0
     [ "$(cat /proc/sys/net/ipv4/ip_forward)" = "$(cat "$f")" ] ||
         cat "$f" >/proc/sys/net/ipv4/ip_forward
     rm -f "$f"
