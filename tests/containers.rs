@@ -20,6 +20,8 @@ struct Env {
     ns: String,
     state: std::path::PathBuf,
     sock: std::path::PathBuf,
+    /// runc's state root of the test's containers: its own, under the test's dir.
+    runc_root: std::path::PathBuf,
 }
 
 impl Env {
@@ -29,6 +31,7 @@ impl Env {
         Env {
             ns: h.namespace(test),
             state: dir.join("state"),
+            runc_root: dir.join("runc"),
             sock: h.containerd_sock.clone(),
             h,
         }
@@ -42,8 +45,15 @@ impl Env {
         serde_json::from_value(v).unwrap()
     }
 
+    /// A containerd client on `sock` for the test's namespace and runc root.
+    fn client(&self, sock: &std::path::Path) -> Client {
+        let mut client = Client::lazy(sock, &self.ns);
+        client.runc_root = Some(self.runc_root.display().to_string());
+        client
+    }
+
     fn manager(&self, containers: &ContainersConfig) -> Arc<Manager<Ctrd>> {
-        let ctrd = Ctrd::new(Client::lazy(&self.sock, &self.ns), containers).unwrap();
+        let ctrd = Ctrd::new(self.client(&self.sock), containers).unwrap();
         Manager::new(
             ctrd,
             Settings {
@@ -432,7 +442,7 @@ fn containerd_away_means_unavailable_errors_and_running_containers_survive() {
     let ctrd = common::PrivateContainerd::start(&env.h, &dir);
     let sock = ctrd.socket();
     rt().block_on(async {
-        let ctrd_client = Client::lazy(&sock, &env.ns);
+        let ctrd_client = env.client(&sock);
         let m = Manager::new(
             Ctrd::new(ctrd_client, &env.containers_config(serde_json::json!({}))).unwrap(),
             Settings {

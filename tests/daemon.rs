@@ -45,15 +45,31 @@ fn ready_status_and_watchdog_pings_that_stop_when_the_main_loop_hangs() {
         "{statuses:?}"
     );
 
-    // The ping rate is what is measured: the pings of 1.5 s.
-    std::thread::sleep(Duration::from_millis(1500));
-    let pings: Vec<_> = notify
-        .lines()
-        .into_iter()
-        .filter(|(_, l)| l == "WATCHDOG=1")
-        .map(|(at, _)| at)
-        .collect();
-    assert!(pings.len() >= 5, "only {} pings in 1.5 s", pings.len());
+    // The ping rate is what is measured: five pings, within 1.5 s of each other.
+    let pings = || -> Vec<Instant> {
+        notify
+            .lines()
+            .into_iter()
+            .filter(|(_, l)| l == "WATCHDOG=1")
+            .map(|(at, _)| at)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pings().len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} pings in 5 s",
+            pings().len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pings = pings();
+    let five = &pings[pings.len() - 5..];
+    assert!(
+        five[4] - five[0] < Duration::from_millis(1500),
+        "five pings took {:?}",
+        five[4] - five[0]
+    );
     for pair in pings.windows(2).rev().take(4) {
         let gap = pair[1] - pair[0];
         assert!(
@@ -75,13 +91,44 @@ fn ready_status_and_watchdog_pings_that_stop_when_the_main_loop_hangs() {
     );
     notify.mark("hang");
     // No ping in 1.5 s: seven watchdog periods; the time without pings is what is tested.
-    std::thread::sleep(Duration::from_millis(1500));
-    let late = notify
-        .lines_after_mark("hang")
-        .iter()
-        .filter(|l| *l == "WATCHDOG=1")
-        .count();
+    let late = pings_through_window(&notify, &setup, "hang", Duration::from_millis(1500));
     assert_eq!(late, 0, "{late} pings after the hang");
+}
+
+/// The pings between the mark `name` (already queued) and the end of `window` after it, told
+/// only once the daemon proved its runtime ran through the window: it answers two API
+/// requests after the window (the watchdog task shares that one-thread runtime: a tick that
+/// fell due in the window is taken no later than those), then a second mark is read. Without
+/// that proof a daemon that was merely frozen would pass.
+fn pings_through_window(
+    notify: &NotifyListener,
+    setup: &DaemonSetup,
+    name: &str,
+    window: Duration,
+) -> usize {
+    let marked = Instant::now();
+    // The window is the time under test (watchdog periods), so it is waited out.
+    while marked.elapsed() < window {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let api = setup.runtime_dir.join("cm.sock");
+    for _ in 0..2 {
+        let out = common::kanto_cm(&api, &["list", "-q"]);
+        assert!(
+            out.status.success(),
+            "{name}: the API did not answer after the window: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let end = format!("{name}-end");
+    notify.mark(&end);
+    let end_line = format!("TEST_MARK={end}");
+    notify
+        .lines_after_mark(name)
+        .iter()
+        .take_while(|l| **l != end_line)
+        .filter(|l| *l == "WATCHDOG=1")
+        .count()
 }
 
 /// Every long-lived loop feeds the watchdog: hang any one of them (test-only hook) and the
@@ -158,12 +205,7 @@ fn watchdog_pings_stop_when_any_loop_hangs() {
         // Pings sent before that line are read before a mark queued after it.
         notify.mark(name);
         // Timing under test: over five watchdog periods (200 ms) after that, no ping.
-        std::thread::sleep(Duration::from_millis(1000));
-        let late = notify
-            .lines_after_mark(name)
-            .iter()
-            .filter(|l| *l == "WATCHDOG=1")
-            .count();
+        let late = pings_through_window(&notify, &setup, name, Duration::from_millis(1000));
         assert_eq!(late, 0, "{name}: {late} pings after the hang");
         drop(daemon);
         drop(broker);
@@ -470,24 +512,38 @@ fn sigterm_at_any_point_exits_within_the_bound_and_releases_the_lock() {
     let h = Harness::get();
     // Bound: SHUTDOWN_GRACE is 10 s; a daemon with nothing to finish needs far less.
     let bound = Duration::from_secs(3);
-    // The moment of the SIGTERM is what each case tests: "at once" and "during start-up" by
-    // time (nothing marks them); the waiting one once the main loop logged the wait; "after
-    // ready" a while into running, its loops ticking.
+    // The moment of the SIGTERM is what each case tests: "at once" right after the spawn;
+    // "during start-up" once it logged its start (before READY); the waiting one once the
+    // main loop logged the wait; "after ready" once it is ready and has answered an API
+    // request (its loops running).
     let moments = [
-        ("at once", Duration::ZERO),
-        ("during start-up", Duration::from_millis(15)),
-        ("while waiting for containerd", Duration::ZERO),
-        ("after ready", Duration::from_millis(300)),
+        "at once",
+        "during start-up",
+        "while waiting for containerd",
+        "after ready",
     ];
-    for (what, delay) in moments {
+    for what in moments {
         let mut setup = DaemonSetup::new(&h, "sigterm");
         if what == "while waiting for containerd" {
             setup.containerd_sock = setup.dir.join("absent.sock");
         }
         let notify = NotifyListener::new(&setup.dir);
         let mut daemon = setup.spawn(Some(&notify));
+        if what == "during start-up" {
+            assert!(
+                daemon.wait_log("starting: state dir", Duration::from_secs(10)),
+                "{}",
+                daemon.stderr()
+            );
+        }
         if what == "after ready" {
             assert!(notify.wait_ready(READY_TIMEOUT), "{}", daemon.stderr());
+            let out = common::kanto_cm(&setup.runtime_dir.join("cm.sock"), &["list", "-q"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         if what == "while waiting for containerd" {
             assert!(
@@ -496,7 +552,6 @@ fn sigterm_at_any_point_exits_within_the_bound_and_releases_the_lock() {
                 daemon.stderr()
             );
         }
-        std::thread::sleep(delay);
         let sent = Instant::now();
         daemon.signal(libc::SIGTERM);
         let status = daemon

@@ -55,20 +55,14 @@ struct Net {
 }
 
 impl Net {
-    fn new(test: &str, n: u8, extra_bridge: Value) -> Net {
+    fn new(test: &str, extra_bridge: Value) -> Net {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let h = Harness::get();
         let mut setup = DaemonSetup::new(&h, test);
-        let tag = run_tag(&h);
-        let bridge = format!("lcm{tag}{n}");
-        // A /24 in 10.207.0.0/16 that no route of this machine covers.
-        let routes = sh("ip -4 route show");
-        let third = (pid_byte() as u32 * 7 + n as u32 * 13) % 250 + 2;
-        let net3 = (0..250)
-            .map(|i| format!("10.207.{}", (third + i) % 250 + 2))
-            .find(|p| !routes.contains(&format!("{p}.")))
-            .expect("a free 10.207.x.0/24");
-        let mut b = json!({"disable": false, "name": bridge, "ip4": format!("{net3}.1/24")});
+        // The daemon's own bridge name and /24, claimed host-wide (common::NetClaim).
+        let bridge = setup.net.bridge.clone();
+        let net3 = setup.net.net3.clone();
+        let mut b = json!({"disable": false, "name": bridge, "ip4": setup.net.ip4()});
         common::merge(&mut b, extra_bridge);
         setup.extra_config = json!({
             "containers": {"insecure_registries": [h.registry]},
@@ -194,19 +188,6 @@ fn free_mapping() -> (u16, String) {
     (port, format!("127.0.0.1:{port}:80"))
 }
 
-/// Six characters of the harness run, for names of this run's interfaces.
-fn run_tag(h: &Harness) -> String {
-    h.run_id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(6)
-        .collect()
-}
-
-fn pid_byte() -> u8 {
-    (std::process::id() % 251) as u8
-}
-
 impl Drop for Net {
     fn drop(&mut self) {
         if self.daemon.is_some() {
@@ -223,9 +204,25 @@ impl Drop for Net {
             .args(["link", "del", &self.bridge])
             .output();
         // Chains the plugins made during this test (the shared port-mapping ones included
-        // when they were not there before), with the rules that jump to them.
+        // when they were not there before), with the rules that jump to them. Other harness
+        // instances (a device, another run) may have made chains meanwhile: a chain of a
+        // container goes only when its rules name this test's subnet (or it has none), and
+        // the shared CNI-HOSTPORT-* ones only once CNI-HOSTPORT-DNAT maps no port of anyone.
+        let rules = |table: &str, chain: &str| sh(&format!("iptables -w -t {table} -S {chain}"));
+        let dnat_unused = !rules("nat", "CNI-HOSTPORT-DNAT")
+            .lines()
+            .any(|l| l.starts_with("-A "));
+        let ours = format!("{}.", self.net3);
         let made: Vec<String> = cni_chains()
             .difference(&self.chains_before)
+            .filter(|tc| {
+                let (table, chain) = tc.split_once('/').unwrap();
+                if chain.starts_with("CNI-HOSTPORT-") {
+                    return dnat_unused;
+                }
+                let text = rules(table, chain);
+                text.contains(&ours) || !text.lines().any(|l| l.starts_with("-A "))
+            })
             .cloned()
             .collect();
         for tc in &made {
@@ -283,7 +280,7 @@ const HTTPD: &[&str] = &["httpd", "-f", "-p", "80", "-h", "/var/www"];
 
 #[test]
 fn bridged_containers_reach_each_other_the_host_and_published_ports_and_keep_their_addresses() {
-    let mut t = Net::new("net-bridge", 1, json!({}));
+    let mut t = Net::new("net-bridge", json!({}));
     t.start();
     let (port, mapping) = free_mapping();
     let web = t.run("web", &["--ports", &mapping], HTTPD);
@@ -417,7 +414,7 @@ fn bridged_containers_reach_each_other_the_host_and_published_ports_and_keep_the
 
 #[test]
 fn icc_false_isolates_containers_but_not_the_host_with_a_read_only_root() {
-    let mut t = Net::new("net-icc", 2, json!({"icc": false}));
+    let mut t = Net::new("net-icc", json!({"icc": false}));
     // With the root read-only, as on a device: the plugins write only to /proc/sys, sysfs
     // and leda-cm's state dir.
     std::fs::create_dir_all(&t.setup.state_dir).unwrap();
@@ -474,7 +471,7 @@ fn icc_false_isolates_containers_but_not_the_host_with_a_read_only_root() {
 
 #[test]
 fn a_taken_host_port_fails_the_create_and_leaves_nothing() {
-    let mut t = Net::new("net-port", 3, json!({}));
+    let mut t = Net::new("net-port", json!({}));
     t.start();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
@@ -555,7 +552,7 @@ fn a_taken_host_port_fails_the_create_and_leaves_nothing() {
 
 #[test]
 fn a_missing_plugin_is_named_with_its_dir() {
-    let mut t = Net::new("net-noplugin", 4, json!({}));
+    let mut t = Net::new("net-noplugin", json!({}));
     let empty = t.setup.dir.join("no-plugins");
     std::fs::create_dir_all(&empty).unwrap();
     // host-local and bridge present, portmap missing.
@@ -606,40 +603,32 @@ fn a_missing_plugin_is_named_with_its_dir() {
 fn an_invalid_or_overlapping_subnet_is_a_configuration_error_at_start() {
     let h = Harness::get();
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    // A bridge of the test's own with an address, so that a route exists to overlap.
-    let tag = run_tag(&h);
-    let own = format!("lcmo{tag}");
-    struct Link(String);
-    impl Drop for Link {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["link", "del", &self.0]).output();
-        }
-    }
-    let _link = Link(own.clone());
-    let routes = sh("ip -4 route show");
-    let net2 = (100..200)
-        .map(|b| format!("10.{b}"))
-        .find(|p| !routes.contains(&format!("{p}.")))
-        .unwrap();
+    // A bridge of the test's own with an address, so that a route exists to overlap: the
+    // name and /24 of a claim (common::NetClaim), which removes the bridge when dropped. The
+    // daemons below have claims (names) of their own; the subnet they are given is the
+    // lower half of this /24, which no other instance on this host holds.
+    let dir = h.test_dir("net-subnet-own");
+    let own = common::NetClaim::new(&h, &dir);
+    let (own_bridge, net3) = (own.bridge.clone(), own.net3.clone());
     assert!(Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "ip link add {own} type bridge && ip addr add {net2}.9.1/24 dev {own} && ip link set {own} up"
+            "ip link add {own_bridge} type bridge && ip addr add {net3}.1/24 dev {own_bridge} && ip link set {own_bridge} up"
         ))
         .status()
         .unwrap()
         .success());
     let cases = [
         (
-            json!({"name": "lcmx", "ip4": format!("{net2}.0.1/16")}),
-            format!("bridge subnet {net2}.0.0/16 overlaps the route {net2}.9.0/24 of interface {own}"),
+            json!({"ip4": format!("{net3}.1/25")}),
+            format!("bridge subnet {net3}.0/25 overlaps the route {net3}.0/24 of interface {own_bridge}"),
         ),
         (
-            json!({"name": "lcmx", "ip4": "10.1.2.3/40"}),
+            json!({"ip4": "10.1.2.3/40"}),
             "invalid network.default_bridge.ip4 \"10.1.2.3/40\": prefix length \"40\" is not between 1 and 30".to_string(),
         ),
         (
-            json!({"name": "lcmx", "ip4": "10.1.2.1/24", "fcidr4": "10.9.0.0/24"}),
+            json!({"ip4": "10.1.2.1/24", "fcidr4": "10.9.0.0/24"}),
             "invalid network.default_bridge.fcidr4 \"10.9.0.0/24\": not inside the bridge subnet 10.1.2.0/24".to_string(),
         ),
     ];

@@ -521,8 +521,21 @@ impl MtlsRegistry {
             addr: format!("127.0.0.1:{port}"),
             certs,
         };
+        // Up when the registry started here listens on the port (lib.sh harness_listens),
+        // not when anything answers there.
+        let h = Harness::get();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&reg.addr).is_err() {
+        let listens = format!(
+            ". '{}/lib.sh'; harness_listens {} {port}",
+            h.scripts.display(),
+            reg.child.id()
+        );
+        while !Command::new("bash")
+            .arg("-c")
+            .arg(&listens)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
             assert!(
                 Instant::now() < deadline,
                 "the mTLS registry did not come up"

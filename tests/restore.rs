@@ -47,8 +47,11 @@ fn kill_9_of_the_daemon_keeps_containers_and_restart_adopts_them() {
         .block_on(async {
             let containers: ContainersConfig =
                 serde_json::from_value(serde_json::json!({"insecure_registries": [h.registry]})).unwrap();
+            // The runc root the daemon below is configured with (DaemonSetup).
+            let mut client = Client::lazy(&h.containerd_sock, &setup.namespace);
+            client.runc_root = Some(setup.runc_root.display().to_string());
             let m = Manager::new(
-                Ctrd::new(Client::lazy(&h.containerd_sock, &setup.namespace), &containers).unwrap(),
+                Ctrd::new(client, &containers).unwrap(),
                 Settings {
                     namespace: setup.namespace.clone(),
                     state_dir: setup.state_dir.clone(),

@@ -70,9 +70,27 @@ impl Harness {
         d
     }
 
-    /// A containerd namespace unique to this run and test.
+    /// A containerd namespace unique to this run, test and call: test binaries of one run
+    /// share the harness's containerd, and runc's cgroups are `<namespace>/<id>`.
     pub fn namespace(&self, test: &str) -> String {
-        format!("leda-test-{}-{}", self.run_id, test.replace('_', "-"))
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "leda-test-{}-{}-{}-{}",
+            self.run_id,
+            test.replace('_', "-"),
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        )
+    }
+
+    /// Six characters of the harness run, for names of this run's interfaces.
+    pub fn tag(&self) -> String {
+        self.run_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(6)
+            .collect::<String>()
+            .to_ascii_lowercase()
     }
 
     /// Runs a function of tests/harness/lib.sh.
@@ -88,6 +106,60 @@ impl Harness {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+}
+
+/// A bridge name and a /24 of 10.207.0.0/16 claimed host-wide for one daemon or test
+/// (tests/harness/lib.sh `harness_claim_net`): no other harness instance on this host uses
+/// either while it is held. Dropping it removes the bridge (when one was made) and the claim;
+/// the harness's teardown gives back whatever a crashed test left.
+pub struct NetClaim {
+    scripts: PathBuf,
+    /// `lc<run tag>-<n>`.
+    pub bridge: String,
+    /// `10.207.<n>`: the /24 is `<net3>.0/24`.
+    pub net3: String,
+}
+
+impl NetClaim {
+    /// Claims for `owner` (an existing dir of the harness's work dir), held while this test
+    /// process lives.
+    pub fn new(harness: &Harness, owner: &Path) -> NetClaim {
+        let out = harness.lib(&format!(
+            "harness_claim_net '{}' '{}' {}",
+            owner.display(),
+            harness.tag(),
+            std::process::id()
+        ));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (bridge, net3) = text
+            .trim()
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("harness_claim_net said {text:?}"));
+        NetClaim {
+            scripts: harness.scripts.clone(),
+            bridge: bridge.to_string(),
+            net3: net3.to_string(),
+        }
+    }
+
+    /// The bridge's address with the prefix (`ip4`).
+    pub fn ip4(&self) -> String {
+        format!("{}.1/24", self.net3)
+    }
+}
+
+impl Drop for NetClaim {
+    fn drop(&mut self) {
+        // No panic here: this also runs while unwinding.
+        let _ = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                ". '{}/lib.sh'; harness_release_net '{}'",
+                self.scripts.display(),
+                self.net3
+            ))
+            .output();
     }
 }
 
@@ -259,12 +331,19 @@ pub struct DaemonSetup {
     pub env: Vec<(String, String)>,
     /// Runs the daemon through this wrapper (e.g. tests/harness/ro-root).
     pub wrapper: Vec<String>,
+    /// runc's state root of the daemon's containers (`containers.runc_root`), under `dir`.
+    pub runc_root: PathBuf,
+    /// The daemon's own bridge name and subnet (`network.default_bridge`), also when the
+    /// bridge is disabled: a test that enables it never meets another instance's.
+    pub net: NetClaim,
 }
 
 impl DaemonSetup {
     pub fn new(harness: &Harness, test: &str) -> DaemonSetup {
         let dir = harness.test_dir(test);
         DaemonSetup {
+            runc_root: dir.join("runc"),
+            net: NetClaim::new(harness, &dir),
             state_dir: dir.join("state"),
             runtime_dir: dir.join("run"),
             namespace: harness.namespace(test),
@@ -285,12 +364,18 @@ impl DaemonSetup {
             "containers": {
                 "address_path": self.containerd_sock,
                 "default_ns": self.namespace,
+                "runc_root": self.runc_root,
             },
             "grpc_server": { "address_path": self.runtime_dir.join("cm.sock") },
             "things": { "enable": false },
             "deployment": { "enable": false },
-            // Only tests/network.rs puts containers on a bridge (one of its own).
-            "network": { "default_bridge": { "disable": true } },
+            // Only tests/network.rs puts containers on a bridge; whoever enables it gets the
+            // daemon's own name and subnet.
+            "network": { "default_bridge": {
+                "disable": true,
+                "name": self.net.bridge,
+                "ip4": self.net.ip4(),
+            } },
         });
         merge(&mut base, self.extra_config.clone());
         base

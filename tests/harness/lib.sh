@@ -33,6 +33,12 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# harness_listens PID PORT: PID (the process this harness started, not whoever else took the
+# port meanwhile) listens on TCP PORT.
+harness_listens() {
+    ss -Hltnp "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
+}
+
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
     local secs=$1 what=$2; shift 2
     local deadline=$((SECONDS + secs))
@@ -40,6 +46,126 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
         ((SECONDS < deadline)) || return 1
         sleep 0.1
     done
+}
+
+# --- networks of one instance ----------------------------------------------------------
+# Harness instances (test runs, their test daemons, devices) run side by side on one host:
+# each bridge gets a name and a /24 of 10.207.0.0/16 of its own, claimed host-wide under
+# $LEDA_HARNESS_NET_CLAIMS (a directory per /24, made under a flock so that two claimers never
+# take the same). A claim records its owner dir and PID; one whose PID is gone (0: only the
+# dir counts) or whose owner dir is gone is stale and taken over. A /24 some route or address
+# of this host already covers is never claimed.
+HARNESS_NET_CLAIMS=${LEDA_HARNESS_NET_CLAIMS:-/tmp/leda-cm-net-claims}
+
+harness_claim_live() { # CLAIM-DIR: is its owner still there?
+    local c=$1 owner pid
+    owner=$(cat "$c/owner" 2>/dev/null) || return 1
+    pid=$(cat "$c/pid" 2>/dev/null) || return 1
+    [ -n "$owner" ] && [ -d "$owner" ] || return 1
+    [ "$pid" = 0 ] || kill -0 "$pid" 2>/dev/null
+}
+
+# harness_claim_net OWNER-DIR TAG [PID]: claims a /24 and a bridge name for OWNER-DIR (an
+# existing dir; held while PID lives, 0 or none: while OWNER-DIR exists); prints "BRIDGE NET3", e.g.
+# "lcab12cd-17 10.207.17" (bridge lc<TAG>-<n>, at most 15 characters for a 6-character TAG,
+# address NET3.1/24).
+harness_claim_net() {
+    local owner=$1 tag=$2 pid=${3:-0} d=$HARNESS_NET_CLAIMS
+    mkdir -p "$d"
+    (
+        flock -w 60 9 || die "cannot lock $d/lock"
+        local taken i net3 c start
+        taken=$({ ip -4 route show; ip -4 -o addr show; } | sed 's/^/ /')
+        # Start at a point of the owner's own, so that claimers rarely walk the same slots.
+        start=$(( $(printf '%s' "$owner" | cksum | cut -d' ' -f1) % 253 ))
+        for i in $(seq 0 252); do
+            i=$(( (start + i) % 253 + 2 ))
+            net3=10.207.$i
+            c=$d/$net3
+            if [ -d "$c" ]; then
+                harness_claim_live "$c" && continue
+                harness_release_claim "$c"
+            fi
+            case $taken in *" $net3."*) continue ;; esac
+            mkdir "$c" || continue
+            echo "$owner" >"$c/owner"
+            echo "$pid" >"$c/pid"
+            echo "lc$tag-$i" >"$c/bridge"
+            printf 'lc%s-%s %s\n' "$tag" "$i" "$net3"
+            exit 0
+        done
+        die "no free /24 in 10.207.0.0/16 (claims in $d)"
+    ) 9>>"$d/lock"
+}
+
+# Removes a claim and its bridge (when there); the caller holds the lock.
+harness_release_claim() {
+    local c=$1 bridge
+    bridge=$(cat "$c/bridge" 2>/dev/null) || bridge=
+    if [ -n "$bridge" ]; then ip link del "$bridge" 2>/dev/null || true; fi
+    rm -rf "$c"
+}
+
+# harness_release_net NET3: gives the claim of NET3 back, removing its bridge.
+harness_release_net() {
+    local d=$HARNESS_NET_CLAIMS
+    [ -d "$d/$1" ] || return 0
+    (
+        flock -w 60 9 || exit 1
+        harness_release_claim "$d/$1"
+    ) 9>>"$d/lock"
+}
+
+# harness_release_nets_of DIR: gives back every claim whose owner dir is DIR or under it.
+harness_release_nets_of() {
+    local dir=${1%/} d=$HARNESS_NET_CLAIMS c owner
+    [ -d "$d" ] || return 0
+    (
+        flock -w 60 9 || exit 1
+        for c in "$d"/10.207.*; do
+            [ -d "$c" ] || continue
+            owner=$(cat "$c/owner" 2>/dev/null) || owner=
+            case $owner in "$dir" | "$dir"/*) harness_release_claim "$c" ;; esac
+        done
+    ) 9>>"$d/lock"
+}
+
+# harness_others_hold_nets DIR: does a live claim of an owner outside DIR exist (another
+# instance's bridge, which needs forwarding and the portmap chains)?
+harness_others_hold_nets() {
+    local dir=${1%/} d=$HARNESS_NET_CLAIMS c owner
+    for c in "$d"/10.207.*; do
+        [ -d "$c" ] || continue
+        owner=$(cat "$c/owner" 2>/dev/null) || owner=
+        case $owner in "$dir" | "$dir"/*) continue ;; esac
+        harness_claim_live "$c" && return 0
+    done
+    return 1
+}
+
+# The bridge plugin turns IPv4 forwarding on, for every instance at once: the first instance
+# notes how it was (host-wide), the last one going puts it back.
+harness_note_ip_forward() {
+    mkdir -p "$HARNESS_NET_CLAIMS"
+    [ -f "$HARNESS_NET_CLAIMS/ip-forward-before" ] ||
+        cat /proc/sys/net/ipv4/ip_forward >"$HARNESS_NET_CLAIMS/ip-forward-before"
+}
+
+harness_restore_ip_forward() { # OWNER-DIR: unless an instance outside it holds a bridge
+    local f=$HARNESS_NET_CLAIMS/ip-forward-before
+    [ -f "$f" ] || return 0
+    harness_others_hold_nets "$1" && return 0
+    # Nor while any bridge is left on this host (OWNER-DIR's are gone by now): one made
+    # without a claim (an older harness, another tool) may need forwarding too.
+    [ -n "$(ip -o link show type bridge 2>/dev/null)" ] && return 0
+    [ "$(cat /proc/sys/net/ipv4/ip_forward)" = "$(cat "$f")" ] ||
+        cat "$f" >/proc/sys/net/ipv4/ip_forward
+    rm -f "$f"
+}
+
+# harness_chain_unused CHAIN: the nat CHAIN is absent or holds no rule.
+harness_chain_unused() {
+    [ "$(iptables -w -t nat -S "$1" 2>/dev/null | grep -c '^-A ')" = 0 ]
 }
 
 # --- containerd -------------------------------------------------------------------------
@@ -133,8 +259,8 @@ $extra
 CONF
     mosquitto -c "$d/mosquitto.conf" >/dev/null 2>&1 &
     echo $! >"$d/mosquitto.pid"
-    wait_for 10 "mosquitto" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" ||
-        die "mosquitto did not come up (log: $d/mosquitto.log)"
+    wait_for 10 "mosquitto" harness_listens "$!" "$port" ||
+        die "mosquitto did not come up on port $port (log: $d/mosquitto.log)"
 }
 
 # --- registries -------------------------------------------------------------------------
@@ -153,7 +279,7 @@ harness_start_registry() {
     } >"$d/config.yml"
     docker-registry serve "$d/config.yml" >"$d/registry.log" 2>&1 &
     echo $! >"$d/registry.pid"
-    wait_for 10 "registry" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" ||
+    wait_for 10 "registry" harness_listens "$!" "$port" ||
         die "registry on port $port did not come up (log: $d/registry.log)"
 }
 
