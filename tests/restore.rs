@@ -170,8 +170,11 @@ fn interrupted_creates_and_removals_and_an_earlier_runs_leftovers_are_cleaned_at
             let containers: ContainersConfig =
                 serde_json::from_value(serde_json::json!({"insecure_registries": [h.registry]}))
                     .unwrap();
+            // The runc root the daemon below is configured with (DaemonSetup).
+            let mut client = Client::lazy(&h.containerd_sock, &ns);
+            client.runc_root = Some(setup.runc_root.display().to_string());
             let m = Manager::new(
-                Ctrd::new(Client::lazy(&h.containerd_sock, &ns), &containers).unwrap(),
+                Ctrd::new(client, &containers).unwrap(),
                 Settings {
                     namespace: ns.clone(),
                     state_dir: setup.state_dir.clone(),
