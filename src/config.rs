@@ -77,6 +77,44 @@ pub enum ConfigError {
     NotAnObject { file: String },
     #[error("config file {file}: key `{key}` cannot be set in a drop-in (only in the main file)")]
     MainOnly { file: String, key: String },
+    /// A security setting leda-cm does not implement: refused rather than ignored (a device
+    /// configured to run only signed images must never run an unsigned one).
+    #[error("configuration key `{key}` = {value}: {reason}")]
+    Refused {
+        key: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// Security settings leda-cm parses but does not implement yet: each set one refuses the
+/// configuration (fail closed). Pure: the merged configuration in, the first refusal out.
+pub fn refuse_unimplemented(config: &Config) -> Result<(), ConfigError> {
+    let c = &config.containers;
+    let verifier = c.image_verifier_type.trim();
+    if !(verifier.is_empty() || verifier.eq_ignore_ascii_case("none")) {
+        return Err(ConfigError::Refused {
+            key: "containers.image_verifier_type",
+            value: format!("{verifier:?}"),
+            reason: "image signature verification is not implemented in leda-cm yet; it refuses to start rather than run images unverified (\"none\" runs without verification)",
+        });
+    }
+    if !c.image_dec_keys.is_empty() {
+        return Err(ConfigError::Refused {
+            key: "containers.image_dec_keys",
+            // Key paths may carry passwords (`path:password`): only how many.
+            value: format!("{} key(s)", c.image_dec_keys.len()),
+            reason: "encrypted images are not supported by leda-cm yet; it refuses to start rather than pretend to decrypt (remove the key to run plain images only)",
+        });
+    }
+    if !c.image_dec_recipients.is_empty() {
+        return Err(ConfigError::Refused {
+            key: "containers.image_dec_recipients",
+            value: format!("{} recipient(s)", c.image_dec_recipients.len()),
+            reason: "encrypted images are not supported by leda-cm yet; it refuses to start rather than pretend to decrypt",
+        });
+    }
+    Ok(())
 }
 
 /// Parses the sources in order; later sources override earlier ones.
@@ -109,6 +147,18 @@ pub fn parse(sources: &[Source]) -> Result<Loaded, ConfigError> {
         key: String::new(),
         message: e.to_string(),
     })?;
+    refuse_unimplemented(&config)?;
+    if config
+        .containers
+        .image_verifier_type
+        .trim()
+        .eq_ignore_ascii_case("none")
+        && !config.containers.image_verifier_config.is_empty()
+    {
+        warnings.push(
+            "containers.image_verifier_config is set but image_verifier_type is \"none\": images are not verified".into(),
+        );
+    }
     Ok(Loaded { config, warnings })
 }
 
@@ -626,6 +676,64 @@ mod tests {
         LEDA_CONFIG
             .replace("@CM_LOD_DD@", "/var/log")
             .replace("@CM_THINGS_ENABLED@", "true")
+    }
+
+    #[test]
+    fn unimplemented_security_settings_are_refused_never_ignored() {
+        let refused = |text: &str| match parse(&[src("/etc/x.json", text)]) {
+            Err(ConfigError::Refused { key, value, .. }) => Some((key, value)),
+            Ok(_) => None,
+            Err(e) => panic!("{text}: {e}"),
+        };
+        let cases: &[(&str, Option<&str>)] = &[
+            ("{}", None),
+            ("{\"containers\": {\"image_verifier_type\": \"none\"}}", None),
+            ("{\"containers\": {\"image_verifier_type\": \"\"}}", None),
+            (
+                "{\"containers\": {\"image_verifier_type\": \"notation\", \"image_verifier_config\": {\"configDir\": \"/etc/notation\"}}}",
+                Some("containers.image_verifier_type"),
+            ),
+            (
+                "{\"containers\": {\"image_verifier_type\": \"cosign\"}}",
+                Some("containers.image_verifier_type"),
+            ),
+            (
+                "{\"containers\": {\"image_dec_keys\": [\"/k.pem:secret-pass\"]}}",
+                Some("containers.image_dec_keys"),
+            ),
+            (
+                "{\"containers\": {\"image_dec_recipients\": [\"pkcs7:/c.pem\"]}}",
+                Some("containers.image_dec_recipients"),
+            ),
+        ];
+        for (text, want) in cases {
+            let got = refused(text);
+            assert_eq!(got.as_ref().map(|(k, _)| *k), *want, "{text}");
+            if let Some((_, value)) = got {
+                assert!(!value.contains("secret-pass"), "a password in {value}");
+            }
+        }
+        // Set in a drop-in, it is refused the same way.
+        let err = parse(&[
+            src("/etc/x.json", "{}"),
+            Source {
+                dropin: true,
+                ..src(
+                    "/d/10.json",
+                    "{\"containers\": {\"image_verifier_type\": \"notation\"}}",
+                )
+            },
+        ]);
+        assert!(matches!(err, Err(ConfigError::Refused { .. })), "{err:?}");
+        let ok = parse(&[src(
+            "/etc/x.json",
+            "{\"containers\": {\"image_verifier_config\": {\"configDir\": \"/x\"}}}",
+        )])
+        .unwrap();
+        assert!(ok
+            .warnings
+            .iter()
+            .any(|w| w.contains("images are not verified")));
     }
 
     #[test]

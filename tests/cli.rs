@@ -564,3 +564,65 @@ fn a_stale_socket_is_replaced_and_the_socket_is_removed_on_exit() {
     assert!(daemon.stop().success());
     assert!(!sock.exists(), "socket left behind");
 }
+
+/// An image encrypted by ocicrypt (skopeo `--encryption-key jwe:`) is refused with a clear
+/// error and nothing is left, also when its plaintext layers are already unpacked (from the
+/// same image unencrypted): leda-cm cannot check that the caller holds a key, so it never
+/// uses it (fail closed).
+#[test]
+fn an_encrypted_image_is_refused_even_with_its_layers_unpacked() {
+    let d = Device::start("cli-encrypted");
+    let dir = d.setup.dir.join("enc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let encrypted = format!("{}/leda/encrypted-{}:1", d.h.registry, d.h.run_id);
+    let script = format!(
+        "set -e; cd '{dir}'; openssl genrsa -out key.pem 2048 2>/dev/null; \
+         openssl rsa -in key.pem -pubout -out pub.pem 2>/dev/null; \
+         skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+           --encryption-key jwe:pub.pem docker://{plain} docker://{encrypted}",
+        dir = dir.display(),
+        plain = d.image(),
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "encrypting: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The plaintext layers unpacked, by a container of the unencrypted image.
+    d.ok(&["create", "-n", "plain", &d.image(), "true"]);
+    let before = d.ctr(&["containers", "ls", "-q"]);
+
+    let err = d.fails(&["create", "-n", "secret", &encrypted, "true"]);
+    assert!(
+        err.contains("is encrypted") && err.contains("+encrypted"),
+        "{err}"
+    );
+    assert_eq!(d.ctr(&["containers", "ls", "-q"]), before);
+    // In the content store already (fetched by ctr, image record and all): the same.
+    d.ctr(&["images", "pull", "--plain-http", &encrypted]);
+    let images = d.ctr(&["images", "ls", "-q"]);
+    assert!(images.contains(&encrypted), "{images}");
+    let err = d.fails(&["create", "-n", "secret", &encrypted, "true"]);
+    assert!(err.contains("is encrypted"), "{err}");
+    assert_eq!(d.ctr(&["containers", "ls", "-q"]), before);
+    let listed = d.ok(&["list", "-q"]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        !d.setup
+            .state_dir
+            .join("containers")
+            .read_dir()
+            .unwrap()
+            .any(|e| {
+                std::fs::read_to_string(e.unwrap().path().join("config.json"))
+                    .map(|t| t.contains("\"secret\""))
+                    .unwrap_or(false)
+            }),
+        "a record of the refused container"
+    );
+}

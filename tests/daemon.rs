@@ -353,6 +353,46 @@ fn malformed_config_names_file_line_column_and_key_and_writes_nothing() {
     );
 }
 
+/// Security settings leda-cm does not implement refuse the configuration (exit 78, which the
+/// unit's RestartPreventExitStatus lists) before anything is written: a device set to run
+/// only signed (or only decryptable) images never runs others.
+#[test]
+fn unimplemented_security_settings_refuse_to_start_and_write_nothing() {
+    let h = Harness::get();
+    let cases = [
+        (
+            serde_json::json!({"containers": {"image_verifier_type": "notation",
+                "image_verifier_config": {"configDir": "/etc/notation"}}}),
+            "`containers.image_verifier_type` = \"notation\": image signature verification is not implemented",
+        ),
+        (
+            serde_json::json!({"containers": {"image_dec_keys": ["/keys/k.pem:hunter2"]}}),
+            "`containers.image_dec_keys` = 1 key(s): encrypted images are not supported",
+        ),
+        (
+            serde_json::json!({"containers": {"image_dec_recipients": ["pkcs7:/c.pem"]}}),
+            "`containers.image_dec_recipients` = 1 recipient(s)",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut setup = DaemonSetup::new(&h, "refused");
+        setup.extra_config = extra;
+        let mut daemon = setup.spawn(None);
+        let status = daemon
+            .wait_exit(Duration::from_secs(10))
+            .expect("did not exit");
+        let err = daemon.stderr();
+        assert_eq!(status.code(), Some(78), "{err}");
+        assert!(err.contains(expected), "expected {expected:?} in:\n{err}");
+        assert!(
+            !err.contains("hunter2"),
+            "a key password in the log:\n{err}"
+        );
+        assert!(!setup.state_dir.exists(), "state dir written");
+        assert!(!setup.runtime_dir.exists(), "runtime dir written");
+    }
+}
+
 #[test]
 fn unknown_keys_are_warnings_naming_them() {
     let h = Harness::get();

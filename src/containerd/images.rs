@@ -68,6 +68,22 @@ fn ctrd_descriptor(d: &Descriptor) -> CtrdDescriptor {
     }
 }
 
+/// The first layer encrypted by ocicrypt (media type `…+encrypted`): leda-cm cannot decrypt
+/// it, and must not use an image whose plaintext layers happen to be unpacked already
+/// (that would skip the key check), so such an image is refused with this layer named.
+fn encrypted_layer(layers: &[Descriptor]) -> Option<String> {
+    layers
+        .iter()
+        .find(|l| l.media_type().to_string().ends_with("+encrypted"))
+        .map(|l| {
+            format!(
+                "layer {} is encrypted ({}); leda-cm does not support encrypted images yet",
+                l.digest(),
+                l.media_type()
+            )
+        })
+}
+
 fn pull_error(image: &str, reason: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Pull {
         image: image.to_string(),
@@ -643,6 +659,9 @@ impl Client {
         };
         let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| pull_error(name, format!("stored manifest is not valid: {e}")))?;
+        if let Some(why) = encrypted_layer(manifest.layers()) {
+            return Err(pull_error(name, why));
+        }
         let config_bytes = match self.read_content(manifest.config().digest().as_ref()).await {
             Ok(b) => b,
             Err(RuntimeError::NotFound { .. }) => return Ok(None),
@@ -729,6 +748,9 @@ impl Client {
             ManifestKind::Image => (root.clone(), None),
         };
         let image = manifest.image().map_err(|e| fail(&e))?;
+        if let Some(why) = encrypted_layer(image.layers()) {
+            return Err(fail(&why));
+        }
         let counter = Counter {
             done: AtomicU64::new(0),
             total: image.layers().iter().map(|l| l.size()).sum::<u64>()
@@ -821,6 +843,31 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encrypted_layers_are_named() {
+        let layer = |media: &str| -> Descriptor {
+            serde_json::from_value(serde_json::json!({
+                "mediaType": media, "size": 1,
+                "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            }))
+            .unwrap()
+        };
+        let plain = layer("application/vnd.oci.image.layer.v1.tar+gzip");
+        let docker = layer("application/vnd.docker.image.rootfs.diff.tar.gzip");
+        assert_eq!(encrypted_layer(&[plain.clone(), docker]), None);
+        for media in [
+            "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+            "application/vnd.oci.image.layer.v1.tar+zstd+encrypted",
+            "application/vnd.oci.image.layer.v1.tar+encrypted",
+        ] {
+            let why = encrypted_layer(&[plain.clone(), layer(media)]).expect(media);
+            assert!(
+                why.contains(media) && why.contains("encrypted images"),
+                "{why}"
+            );
+        }
+    }
 
     #[test]
     fn chain_ids_follow_the_image_spec() {

@@ -139,6 +139,18 @@ pub fn validate(c: &Container) -> Result<(), ValidationError> {
     if c.image.name.trim().is_empty() {
         return Err(err("image.name", "image is not provided"));
     }
+    // Fail closed: keys asked for are never silently dropped (the image would be used
+    // without them, or not at all without saying why).
+    if c.image
+        .decrypt_config
+        .as_ref()
+        .is_some_and(|d| !d.keys.is_empty() || !d.recipients.is_empty())
+    {
+        return Err(err(
+            "image.decrypt_config",
+            "encrypted images are not supported by leda-cm yet",
+        ));
+    }
     if !valid_name(&c.container_name) {
         return Err(err(
             "container_name",
@@ -491,6 +503,8 @@ mod tests {
             serde_json::json!({"host_config": {"restart_policy": {"type": "on-failure", "maximum_retry_count": 3}}}),
             serde_json::json!({"host_config": {"privileged": true, "devices": []}}),
             serde_json::json!({"host_config": {"extra_capabilities": ["CAP_NET_ADMIN", "sys_time"]}}),
+            // Kanto's clients send an empty one with every create.
+            serde_json::json!({"image": {"name": "i", "decrypt_config": {"keys": [], "recipients": []}}}),
         ];
         for json in cases {
             let c = container(json.clone());
@@ -506,6 +520,16 @@ mod tests {
     #[test]
     fn invalid_containers_name_the_field() {
         let cases: &[(serde_json::Value, &str, &str)] = &[
+            (
+                serde_json::json!({"image": {"name": "i", "decrypt_config": {"keys": ["/k.pem"]}}}),
+                "image.decrypt_config",
+                "encrypted images are not supported",
+            ),
+            (
+                serde_json::json!({"image": {"name": "i", "decrypt_config": {"recipients": ["pkcs7:/c.pem"]}}}),
+                "image.decrypt_config",
+                "encrypted images are not supported",
+            ),
             (
                 serde_json::json!({"container_name": "-bad"}),
                 "container_name",
