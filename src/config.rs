@@ -333,6 +333,57 @@ pub struct Config {
     pub update_agent: UpdateAgentConfig,
     pub connection: ConnectionConfig,
     pub deployment: DeploymentConfig,
+    /// leda-cm: what a remote request (a desired state, a twin command) may ask for.
+    pub remote_requests: RemoteRequestsConfig,
+}
+
+/// leda-cm's remote-request policy. The local MQTT broker is the trust boundary: any client
+/// that may publish on the update agent's or the twin's topics could otherwise run a
+/// container as root with any host directory mounted (Kanto allows it). Local requests (the
+/// gRPC API, `kanto-cm`, deployment manifests) are not limited by it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RemoteRequestsConfig {
+    pub privileged: bool,
+    /// `network_mode: host`.
+    pub host_network: bool,
+    /// Host devices mapped into the container.
+    pub devices: bool,
+    /// Capabilities beyond the default set.
+    pub extra_capabilities: bool,
+    /// A log directory of the request's choosing (`log_config…root_dir`).
+    pub log_dirs: bool,
+    /// Host directories bind mounts may come from (absolute; `/` allows any).
+    #[serde(deserialize_with = "absolute_paths")]
+    pub mount_sources: Vec<String>,
+}
+
+impl Default for RemoteRequestsConfig {
+    fn default() -> Self {
+        RemoteRequestsConfig {
+            privileged: false,
+            host_network: false,
+            devices: false,
+            extra_capabilities: false,
+            log_dirs: false,
+            // Leda's data partition (its documented desired state mounts device
+            // certificates from /data/var/certificates).
+            mount_sources: vec!["/data".into()],
+        }
+    }
+}
+
+fn absolute_paths<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = v
+        .iter()
+        .find(|p| !p.starts_with('/') || p.split('/').any(|c| c == ".." || c == "."))
+    {
+        return Err(serde::de::Error::custom(format!(
+            "`{bad}` is not an absolute, normalised path"
+        )));
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

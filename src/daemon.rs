@@ -439,6 +439,7 @@ async fn serve(
             let settings = things::Settings {
                 features,
                 state_dir: paths.state_dir.clone(),
+                remote: config.remote_requests.clone(),
             };
             let twin = Things::new(settings, manager.clone(), mqtt.clone());
             sup.spawn(
@@ -514,6 +515,7 @@ fn agent_settings(config: &Config, paths: &Paths) -> AgentSettings {
             config::UpdateAgentMode::Orchestrated => agent::Mode::Orchestrated,
         },
         state_dir: paths.state_dir.clone(),
+        remote: config.remote_requests.clone(),
     }
 }
 

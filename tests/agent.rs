@@ -142,7 +142,12 @@ fn leda_fixture(d: &Device) -> Value {
 
 #[test]
 fn the_leda_desired_state_converges_then_a_second_one_destroys_recreates_and_keeps() {
-    let d = agent_device("agent_leda", json!({}));
+    // Its certificate mounts point into the test's dir (`/data` on a device).
+    let workdir = Harness::get().workdir;
+    let d = agent_device(
+        "agent_leda",
+        json!({"remote_requests": {"mount_sources": [workdir]}}),
+    );
     // A system container, not in any desired state: it must survive both.
     let image = service_image(&d.h);
     d.kcm_ok(&["create", "--name", "sua", &image]);
@@ -717,6 +722,25 @@ fn bad_desired_states_are_reported_and_change_nothing() {
         &|| d.send("noid", json!([component("", &image, &[])])),
         "noid",
         "a component has an empty id",
+    );
+    // What the remote-request policy does not allow (defaults): nothing of it is applied.
+    expect(
+        &d,
+        &|| d.send("asroot", json!([kv("privileged", "true")])),
+        "asroot",
+        "container app: a privileged container is not allowed for remote requests (remote_requests.privileged)",
+    );
+    expect(
+        &d,
+        &|| d.send("hostnet", json!([kv("network", "host")])),
+        "hostnet",
+        "the host network is not allowed for remote requests",
+    );
+    expect(
+        &d,
+        &|| d.send("hostetc", json!([kv("mount", "/etc:/hostetc")])),
+        "hostetc",
+        "a mount of /etc (allowed under: /data) is not allowed for remote requests (remote_requests.mount_sources)",
     );
     // 8 MiB, sent with mosquitto's own client: once it made the daemon's MQTT client drop
     // the connection unacknowledged and the broker deliver it again on every reconnect.

@@ -518,6 +518,27 @@ fn bad_requests_get_their_errors_and_change_nothing() {
         "messages:parameter.invalid",
         "memory",
     );
+    // The remote-request policy (defaults): no host network, no mount of /etc.
+    error(
+        d.call(
+            "ContainerFactory",
+            "createWithConfig",
+            json!({"imageRef": image, "config": {"networkMode": "HOST"}}),
+        ),
+        403,
+        "messages:subject.forbidden",
+        "the host network is not allowed for remote requests (remote_requests.host_network)",
+    );
+    error(
+        d.call(
+            "ContainerFactory",
+            "createWithConfig",
+            json!({"imageRef": image, "config": {"mountPoints": [{"source": "/etc", "destination": "/hostetc"}]}}),
+        ),
+        403,
+        "messages:subject.forbidden",
+        "a mount of /etc (allowed under: /data)",
+    );
     error(
         d.call("Metrics", "request", json!({"frequency": "often"})),
         400,

@@ -50,6 +50,8 @@ pub struct Settings {
     pub verbose_inventory: bool,
     pub mode: Mode,
     pub state_dir: PathBuf,
+    /// What a desired state may ask for (`remote_requests`).
+    pub remote: crate::config::RemoteRequestsConfig,
 }
 
 pub fn now_ms() -> i64 {
@@ -719,6 +721,18 @@ async fn identify<R: Runtime>(
             return None;
         }
     };
+    // What the policy does not allow a remote request: refused as a whole, nothing changed.
+    let refused: Vec<String> = parsed
+        .containers
+        .iter()
+        .flat_map(|(_, c)| crate::model::policy::violations(c, &settings.remote))
+        .collect();
+    if !refused.is_empty() {
+        let e = refused.join("; ");
+        log::warn!("desired state {activity_id} rejected: {e}");
+        shared.send(activity_id, plain(status::IDENTIFICATION_FAILED, &e));
+        return None;
+    }
     // Tidy what an interrupted replacement left (idempotent: a resumed apply starts here).
     operation::tidy_leftovers(&shared.manager).await;
     let system = parsed

@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod parse;
 #[cfg(test)]
 pub(crate) mod poison;
+pub mod policy;
 pub mod reconcile;
 pub mod restart;
 pub mod size;

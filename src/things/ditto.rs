@@ -122,6 +122,14 @@ impl ThingError {
         }
     }
 
+    /// Not allowed by the remote-request policy.
+    pub fn forbidden(message: impl Into<String>) -> ThingError {
+        ThingError {
+            status: 403,
+            message: message.into(),
+        }
+    }
+
     pub fn not_found(message: impl Into<String>) -> ThingError {
         ThingError {
             status: 404,
@@ -146,6 +154,7 @@ impl ThingError {
     pub fn code(&self) -> &'static str {
         match self.status {
             400 => "messages:parameter.invalid",
+            403 => "messages:subject.forbidden",
             404 => "messages:subject.notfound",
             413 => "messages:payload.toolarge",
             _ => "messages:execution.failed",

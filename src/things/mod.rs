@@ -76,6 +76,8 @@ impl Features {
 pub struct Settings {
     pub features: Features,
     pub state_dir: PathBuf,
+    /// What a twin command may ask for (`remote_requests`).
+    pub remote: crate::config::RemoteRequestsConfig,
 }
 
 /// What is kept in `<state>/things/twin.json`.
@@ -694,6 +696,10 @@ async fn create<R: Runtime>(
     if image_ref.trim().is_empty() {
         return Err(ThingError::invalid("imageRef must be set"));
     }
+    let refused = crate::model::policy::violations(&c, &shared.settings.remote);
+    if !refused.is_empty() {
+        return Err(ThingError::forbidden(refused.join("; ")));
+    }
     let m = &shared.manager;
     let created = m.create(c, None).await.map_err(thing_error)?;
     let id = created.container_id.clone();
@@ -791,7 +797,14 @@ async fn install<R: Runtime>(shared: &Arc<Shared<R>>, i: Install) {
                 break;
             }
             match software::container_from_artifact(&bytes) {
-                Ok(c) => containers.push(c),
+                Ok(c) => {
+                    let refused = crate::model::policy::violations(&c, &shared.settings.remote);
+                    if !refused.is_empty() {
+                        rejected = Some(format!("artifact {}: {}", a.filename, refused.join("; ")));
+                        break;
+                    }
+                    containers.push(c)
+                }
                 Err(e) => {
                     rejected = Some(format!("artifact {}: {e}", a.filename));
                     break;
