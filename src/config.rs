@@ -87,6 +87,99 @@ pub enum ConfigError {
     },
 }
 
+/// Kanto keys leda-cm accepts and does not use, set to something else than Kanto's default:
+/// one warning each (ignoring them is harmless; README "Configuration keys").
+pub fn ignored_settings(config: &Config) -> Vec<String> {
+    let d = Config::default();
+    let mut out = Vec::new();
+    let mut note = |changed: bool, key: &str, why: &str| {
+        if changed {
+            out.push(format!(
+                "configuration key `{key}` is accepted and not used: {why}"
+            ));
+        }
+    };
+    let own_dirs = "leda-cm keeps all its state under manager.home_dir and its runtime files under manager.exec_root_dir";
+    note(
+        config.log.log_file_max_age != d.log.log_file_max_age,
+        "log.log_file_max_age",
+        "log files rotate by size and count",
+    );
+    note(
+        config.log.syslog != d.log.syslog,
+        "log.syslog",
+        "logs go to stderr (the journal under systemd)",
+    );
+    note(
+        config.manager.container_client_sid != d.manager.container_client_sid,
+        "manager.container_client_sid",
+        "Kanto's internal service ID",
+    );
+    note(
+        config.manager.network_manager_sid != d.manager.network_manager_sid,
+        "manager.network_manager_sid",
+        "Kanto's internal service ID",
+    );
+    note(
+        config.containers.home_dir != d.containers.home_dir,
+        "containers.home_dir",
+        own_dirs,
+    );
+    note(
+        config.containers.exec_root_dir != d.containers.exec_root_dir,
+        "containers.exec_root_dir",
+        own_dirs,
+    );
+    note(
+        config.containers.lease_id != d.containers.lease_id,
+        "containers.lease_id",
+        "leda-cm holds one short lease per pull or create",
+    );
+    note(
+        config.network.home_dir != d.network.home_dir,
+        "network.home_dir",
+        own_dirs,
+    );
+    note(
+        config.network.exec_root_dir != d.network.exec_root_dir,
+        "network.exec_root_dir",
+        own_dirs,
+    );
+    note(
+        config.things.home_dir != d.things.home_dir,
+        "things.home_dir",
+        own_dirs,
+    );
+    note(
+        config.deployment.home_dir != d.deployment.home_dir,
+        "deployment.home_dir",
+        own_dirs,
+    );
+    let c = &config.connection;
+    let mqtt = "rumqttc's requests never block; the connection's keep-alive bounds a dead broker";
+    note(
+        c.disconnect_timeout != d.connection.disconnect_timeout,
+        "connection.disconnect_timeout",
+        "at shutdown the connection drains for at most 8 s",
+    );
+    note(
+        c.acknowledge_timeout != d.connection.acknowledge_timeout,
+        "connection.acknowledge_timeout",
+        mqtt,
+    );
+    note(
+        c.subscribe_timeout != d.connection.subscribe_timeout,
+        "connection.subscribe_timeout",
+        mqtt,
+    );
+    note(
+        c.unsubscribe_timeout != d.connection.unsubscribe_timeout,
+        "connection.unsubscribe_timeout",
+        mqtt,
+    );
+    out
+}
+
 /// Security settings leda-cm parses but does not implement yet: each set one refuses the
 /// configuration (fail closed). Pure: the merged configuration in, the first refusal out.
 pub fn refuse_unimplemented(config: &Config) -> Result<(), ConfigError> {
@@ -105,6 +198,20 @@ pub fn refuse_unimplemented(config: &Config) -> Result<(), ConfigError> {
             // Key paths may carry passwords (`path:password`): only how many.
             value: format!("{} key(s)", c.image_dec_keys.len()),
             reason: "encrypted images are not supported by leda-cm yet; it refuses to start rather than pretend to decrypt (remove the key to run plain images only)",
+        });
+    }
+    if c.runc_runtime != ContainersConfig::default().runc_runtime {
+        return Err(ConfigError::Refused {
+            key: "containers.runc_runtime",
+            value: format!("{:?}", c.runc_runtime),
+            reason: "leda-cm runs containers with io.containerd.runc.v2 only; another runtime (e.g. a sandboxing one) would not be used",
+        });
+    }
+    if config.network.net_type != NetworkConfig::default().net_type {
+        return Err(ConfigError::Refused {
+            key: "network.type",
+            value: format!("{:?}", config.network.net_type),
+            reason: "leda-cm's only network type is \"bridge\"",
         });
     }
     if !c.image_dec_recipients.is_empty() {
@@ -148,6 +255,7 @@ pub fn parse(sources: &[Source]) -> Result<Loaded, ConfigError> {
         message: e.to_string(),
     })?;
     refuse_unimplemented(&config)?;
+    warnings.extend(ignored_settings(&config));
     if config
         .containers
         .image_verifier_type
@@ -730,6 +838,33 @@ mod tests {
     }
 
     #[test]
+    fn unused_kanto_keys_are_warned_about_only_when_changed() {
+        let warnings = |text: &str| parse(&[src("/etc/x.json", text)]).unwrap().warnings;
+        assert!(warnings("{}").is_empty());
+        // Kanto's defaults written out: nothing to say.
+        assert!(warnings(
+            "{\"log\": {\"log_file_max_age\": 28, \"syslog\": false}, \"containers\": {\"lease_id\": \"kanto-cm.lease\"}}"
+        )
+        .is_empty());
+        let w = warnings(
+            "{\"log\": {\"syslog\": true}, \"things\": {\"home_dir\": \"/x\"}, \"connection\": {\"subscribe_timeout\": \"1s\"}}",
+        );
+        let keys: Vec<&str> = w
+            .iter()
+            .map(|w| w.split('`').nth(1).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "log.syslog",
+                "things.home_dir",
+                "connection.subscribe_timeout"
+            ],
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn unimplemented_security_settings_are_refused_never_ignored() {
         let refused = |text: &str| match parse(&[src("/etc/x.json", text)]) {
             Err(ConfigError::Refused { key, value, .. }) => Some((key, value)),
@@ -756,6 +891,16 @@ mod tests {
                 "{\"containers\": {\"image_dec_recipients\": [\"pkcs7:/c.pem\"]}}",
                 Some("containers.image_dec_recipients"),
             ),
+            (
+                "{\"containers\": {\"runc_runtime\": \"io.containerd.runsc.v1\"}}",
+                Some("containers.runc_runtime"),
+            ),
+            (
+                "{\"containers\": {\"runc_runtime\": \"io.containerd.runc.v2\"}}",
+                None,
+            ),
+            ("{\"network\": {\"type\": \"macvlan\"}}", Some("network.type")),
+            ("{\"network\": {\"type\": \"bridge\"}}", None),
         ];
         for (text, want) in cases {
             let got = refused(text);

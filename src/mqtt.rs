@@ -184,6 +184,8 @@ impl Mqtt {
         // Feedback is a burst of small packets: no Nagle delay (40 ms per burst on loopback).
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
+        // connection.connect_timeout (whole seconds, at least one).
+        network.set_connection_timeout(config.connect_timeout.0.as_secs().max(1));
         event_loop.set_network_options(network);
         Ok((
             Mqtt {
