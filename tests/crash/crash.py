@@ -175,7 +175,14 @@ class Listener:
                     except ValueError:
                         continue
                     p = j.get("payload") or {}
-                    out.append((j.get("activityId"), p.get("status"), p.get("message")))
+                    msg = p.get("message")
+                    if str(p.get("status", "")).endswith("FAILURE"):
+                        # The reasons are in the actions' messages.
+                        msg = "; ".join(
+                            f"{(a.get('component') or {}).get('id')}: {a.get('message')}"
+                            for a in p.get("actions") or [] if a.get("status") != "COMPLETED"
+                        ) or msg
+                    out.append((j.get("activityId"), p.get("status"), msg))
         except FileNotFoundError:
             pass
         return out
@@ -186,6 +193,14 @@ class Listener:
             if a == activity and (not seq or seq[-1] != s):
                 seq.append(s)
         return seq
+
+    def failures(self, activity):
+        """The *_FAILURE feedback of an activity with its reasons, first of each status."""
+        seen = {}
+        for a, s, m in self.all():
+            if a == activity and s and s.endswith("FAILURE") and s not in seen:
+                seen[s] = m
+        return "; ".join(f"{s}: {str(m)[:400]}" for s, m in seen.items())
 
     def final(self, activity):
         """The final status of an activity heard so far (COMPLETED, INCOMPLETE, …), or None."""
@@ -608,7 +623,26 @@ class Trial:
             lib(f"harness_start_containerd '{CTRD_DIR}'")
         return recs
 
+    def settle(self, quiet=1.0, limit=10.0):
+        """Waits until leda-cm is idle: records, containerd's view and the state dir's temp
+        files and record dirs unchanged for `quiet` seconds (at most `limit`)."""
+        def look():
+            v = containerd_view(self.ns)
+            return (sorted(self.daemon.records().items(), key=str),
+                    sorted(v["containers"]), sorted(v["active"]), sorted(v["leases"]),
+                    sorted(v["tasks"].items()), state_file_problems(self.daemon.state))
+        last, since, deadline = None, time.time(), time.time() + limit
+        while time.time() < deadline:
+            cur = look()
+            if cur != last:
+                last, since = cur, time.time()
+            elif time.time() - since >= quiet:
+                return
+            time.sleep(0.2)
+        self.notes.append(f"leda-cm still busy {limit:.0f} s after the end")
+
     def check_orphans_and_files(self):
+        self.settle()
         for what, ev in orphan_problems(self.daemon, self.ns):
             self.violate(what, ev)
         for what, ev in state_file_problems(self.daemon.state):
@@ -684,7 +718,8 @@ class Trial:
             if f[0] != "COMPLETED":
                 self.converge_s = None
                 self.violate("lost", f"the apply across a {what} restart ended {f[0]}: {f[1]!r}; "
-                             f"statuses {self.ctx.listener.statuses(self.act + '-v2')}")
+                             f"statuses {self.ctx.listener.statuses(self.act + '-v2')}; "
+                             f"{self.ctx.listener.failures(self.act + '-v2')}")
                 ok, why = self.converged_apply(V2_NAMES, "A=2")
                 if not ok:
                     self.violate("not converged", why)
