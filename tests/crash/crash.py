@@ -526,7 +526,9 @@ class Trial:
         self.frac = rng.uniform(0, MAX_FRACTION)
         self.delay = None  # frac × the reference duration, once measured
         self.down = rng.uniform(0.2, 2.0)
-        self.power_cut = ctx.power_cut and self.scenario in KILL_SCENARIOS
+        coin = rng.random() < 0.5  # drawn last: the draws above do not depend on the mode
+        self.power_cut = self.scenario in KILL_SCENARIOS and (
+            ctx.power_cut == "all" or (ctx.power_cut == "mixed" and coin))
         self.ns = f"crash-{RUN_ID}-{index}"
         self.dir = os.path.join(ctx.root, f"trial-{index}")
         self.daemon = Daemon(ctx.bin, self.dir, self.ns, ctx.broker)
@@ -892,7 +894,10 @@ def main():
     ap.add_argument("--seed", type=int)
     ap.add_argument("--trial", type=int, help="run only trial K of the seed's sequence")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
-    ap.add_argument("--power-cut", action="store_true")
+    ap.add_argument("--power-cut", action="store_const", const="all", dest="power_cut",
+                    help="every kill is a power cut")
+    ap.add_argument("--mixed", action="store_const", const="mixed", dest="power_cut",
+                    help="each kill is a power cut or a SIGKILL of leda-cm, at random")
     ap.add_argument("--keep", action="store_true", help="keep the trial dirs of passed trials")
     a = ap.parse_args()
     ctx = Ctx()
@@ -901,15 +906,16 @@ def main():
     bad = [s for s in ctx.scenarios if s not in SCENARIOS]
     if bad:
         sys.exit(f"unknown scenario {bad}; known: {SCENARIOS}")
-    ctx.power_cut = a.power_cut
+    ctx.power_cut = a.power_cut or "off"
+    mode = {"off": "", "all": " --power-cut", "mixed": " --mixed"}[ctx.power_cut]
     ctx.keep = a.keep
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 31)
     ctx.root = os.path.join(WORK, "crash")
     os.makedirs(ctx.root, exist_ok=True)
     say(f"crash suite: seed {seed}, {a.trials} trials, scenarios {','.join(ctx.scenarios)}"
-        f"{', power cut' if a.power_cut else ''}; binary {ctx.bin}")
+        f"{mode}; binary {ctx.bin}")
     say(f"reproduce: tests/crash/run.sh --seed {seed} --trials {a.trials}"
-        f" --scenarios {','.join(ctx.scenarios)}{' --power-cut' if a.power_cut else ''}")
+        f" --scenarios {','.join(ctx.scenarios)}{mode}  (one trial: add --trial K)")
     ctx.broker = Broker(ctx.root)
     ctx.broker.start()
     ctx.listener = Listener(ctx.broker, ctx.root)
@@ -928,11 +934,11 @@ def main():
     finally:
         ctx.listener.stop()
         ctx.broker.stop()
-    summary(trials, time.time() - t_all, seed, a)
+    summary(trials, time.time() - t_all, seed, mode)
     return 1 if any(t.violations for t in trials) else 0
 
 
-def summary(trials, took, seed, a):
+def summary(trials, took, seed, mode):
     conv = [t.converge_s for t in trials if t.converge_s is not None]
 
     def count(what):
@@ -944,7 +950,7 @@ def summary(trials, took, seed, a):
                     "record without containerd container")
     file_kinds = ("temp file", "state file does not parse", "record dir without config.json")
     say("")
-    say(f"== crash suite summary (seed {seed}{', power cut' if a.power_cut else ''}, {took:.0f} s)")
+    say(f"== crash suite summary (seed {seed}{mode}, {took:.0f} s)")
     say(f"trials {len(trials)}, passed {sum(1 for t in trials if not t.violations)}, "
         f"converged {len(conv)}/{len(trials)}")
     say(f"orphans: {trials_with(*orphan_kinds)} trials ("
@@ -956,7 +962,8 @@ def summary(trials, took, seed, a):
             f"(n={len(conv)})")
     by = {}
     for t in trials:
-        s = by.setdefault(t.scenario, [0, 0])
+        key = t.scenario + ("/power-cut" if t.power_cut else "")
+        s = by.setdefault(key, [0, 0])
         s[0] += 1
         s[1] += bool(t.violations)
     say("per scenario: " + ", ".join(f"{k} {v[1]}/{v[0]} failed" for k, v in sorted(by.items())))

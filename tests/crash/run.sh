@@ -7,13 +7,14 @@
 # or empty record dirs. Runs under tests/harness/run (real containerd, mosquitto, registry).
 #
 #   tests/crash/run.sh [--trials N] [--seed S] [--trial K] [--scenarios a,b] [--power-cut]
-#                      [--debug | --bin PATH] [--keep]
+#                      [--mixed] [--debug | --bin PATH] [--keep]
 #
 #   --trials N      number of trials (default 5); the benchmark mode is N >= 100
 #   --seed S        the seed of the trial sequence (printed; default random)
 #   --trial K       only trial K of the seed's sequence (to reproduce one)
 #   --scenarios L   among apply,create,remove,broker,containerd (default all)
 #   --power-cut     the kill scenarios also SIGKILL containerd, its shims and the containers
+#   --mixed         each kill trial is a power cut or a plain SIGKILL of leda-cm, at random
 #   --debug         use the debug build (default: release); --bin PATH: that binary
 #   --keep          keep the work dir (always kept when a trial fails)
 #
@@ -30,7 +31,7 @@ while (($#)); do
     --debug) profile=debug; shift ;;
     --bin) bin=$2; shift 2 ;;
     --keep) keep=(--keep); args+=(--keep); shift ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) args+=("$1"); shift ;;
     esac
 done
