@@ -435,6 +435,35 @@ def power_cut(daemon, ns):
     return len(victims)
 
 
+def bundle_evidence(ns, ids):
+    """containerd's task bundle dirs of containers without a task: what a task create cut
+    short left (its contents, whether the rootfs is still mounted)."""
+    base = os.path.join(CTRD_DIR, "state", "io.containerd.runtime.v2.task", ns)
+    with open("/proc/mounts") as f:
+        mounts = [ln.split()[1] for ln in f]
+    out = []
+    for cid in ids:
+        d = os.path.join(base, cid)
+        if os.path.isdir(d):
+            out.append(f"task bundle {cid} left without a task: {sorted(os.listdir(d))}, "
+                       f"rootfs mounted: {os.path.join(d, 'rootfs') in mounts}")
+        elif os.path.lexists(d):
+            out.append(f"task bundle path {cid} exists, not a dir: {os.lstat(d)}")
+        else:
+            out.append(f"no task bundle dir for {cid}; mounts naming it: "
+                       f"{[m for m in mounts if cid in m]}")
+        for pid in shim_pids():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if cid.encode() in argv:
+                out.append(f"shim of {cid} still runs: pid {pid}, "
+                           f"{b' '.join(argv).decode(errors='replace')}")
+    return out
+
+
 def restart_containerd(down):
     lib(f"kill_pid {containerd_pid()}")
     time.sleep(down)
@@ -601,6 +630,11 @@ class Trial:
                 return True
             time.sleep(0.1)
         self.violate("not converged", f"after {CONVERGE_TIMEOUT:.0f} s: {last}")
+        listed = self.daemon.listed() or {}
+        t = tasks(self.ns)
+        idle = [c["container_id"] for c in listed.values() if c["container_id"] not in t]
+        for ev in bundle_evidence(self.ns, idle):
+            self.violate("not converged", ev)
         return False
 
     def kill(self):
@@ -772,6 +806,7 @@ class Trial:
                              f"restart (records at the kill: {sorted(recs.values(), key=str)})")
         # The client does again what was not acknowledged (ignoring "already exists").
         retries = []
+        evidence = {}
         for n in names:
             listed = self.daemon.listed() or {}
             if n not in listed:
@@ -779,7 +814,28 @@ class Trial:
             if "start" not in acks.get(n, set()):
                 c = (self.daemon.listed() or {}).get(n)
                 if c and tasks(self.ns).get(c["container_id"]) != "RUNNING":
-                    retries.append((n, "start", self.daemon.kcm("start", "-n", n)))
+                    res = self.daemon.kcm("start", "-n", n)
+                    # What containerd holds for it at that moment.
+                    evidence[n] = bundle_evidence(self.ns, [c["container_id"]]) if res[0] else []
+                    retries.append((n, "start", res))
+        # A start refused after the restart: how long until one is accepted (a client that
+        # keeps trying converges; one that tries once, as kanto-cm users and the update
+        # agent do, does not: that is the violation).
+        for n, step, (rc, out, err) in retries:
+            if step != "start" or rc == 0:
+                continue
+            t_fail = time.time()
+            while time.time() - t_fail < CONVERGE_TIMEOUT:
+                time.sleep(0.5)
+                if self.daemon.kcm("start", "-n", n)[0] == 0:
+                    break
+            took = time.time() - t0
+            c = (self.daemon.listed() or {}).get(n, {})
+            self.violate("not converged", f"start of {n} refused after the restart: {err}; "
+                         + (f"accepted {took:.1f} s after the restart" if
+                            tasks(self.ns).get(c.get("container_id")) == "RUNNING" else
+                            f"still refused {took:.0f} s after the restart")
+                         + "; at the refusal: " + "; ".join(evidence.get(n, [])))
         want = set(names) | {"keep"}
         if not self.wait_converged(lambda: self.converged_apply(want, None), t0):
             for n, step, (rc, out, err) in retries:

@@ -46,4 +46,7 @@ if [ -z "$bin" ]; then
 fi
 [ -x "$bin" ] || { echo "no leda-cm binary at $bin" >&2; exit 1; }
 
-exec "$top/tests/harness/run" "${keep[@]}" -- python3 "$here/crash.py" --bin "$bin" "${args[@]}"
+# Debian's python3 (the harness installs it), whatever else is first in PATH.
+py=python3
+[ -x /usr/bin/python3 ] && py=/usr/bin/python3
+exec "$top/tests/harness/run" "${keep[@]}" -- "$py" "$here/crash.py" --bin "$bin" "${args[@]}"
