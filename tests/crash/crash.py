@@ -7,7 +7,10 @@ runc root) on the harness's containerd and registry and on a mosquitto broker of
 (persistence on, so that a broker restart loses no session), runs one scenario, interrupts
 it at a random point, lets things come back and checks the invariants:
 
-  converged     what the last request asked for exists and runs, nothing else does
+  converged     what the last request asked for exists and runs, nothing else does, with a
+                client that repeats once what it got no answer for (kanto-cm users and the
+                update agent try once); a start refused after the restart is a violation,
+                and the suite measures how long until one is accepted
   orphans       every containerd container, active snapshot of the namespace has a leda-cm
                 record and every record a containerd container; no lease is left
   resurrected   a container whose removal had passed its point of no return before the
