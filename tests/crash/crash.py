@@ -438,7 +438,7 @@ def power_cut(daemon, ns):
     return len(victims)
 
 
-def bundle_evidence(ns, ids):
+def bundle_evidence(ns, ids, quiet=False):
     """containerd's task bundle dirs of containers without a task: what a task create cut
     short left (its contents, whether the rootfs is still mounted)."""
     base = os.path.join(CTRD_DIR, "state", "io.containerd.runtime.v2.task", ns)
@@ -452,7 +452,7 @@ def bundle_evidence(ns, ids):
                        f"rootfs mounted: {os.path.join(d, 'rootfs') in mounts}")
         elif os.path.lexists(d):
             out.append(f"task bundle path {cid} exists, not a dir: {os.lstat(d)}")
-        else:
+        elif not quiet:
             out.append(f"no task bundle dir for {cid}; mounts naming it: "
                        f"{[m for m in mounts if cid in m]}")
         for pid in shim_pids():
@@ -636,7 +636,7 @@ class Trial:
         listed = self.daemon.listed() or {}
         t = tasks(self.ns)
         idle = [c["container_id"] for c in listed.values() if c["container_id"] not in t]
-        for ev in bundle_evidence(self.ns, idle):
+        for ev in bundle_evidence(self.ns, idle, quiet=True):
             self.violate("not converged", ev)
         return False
 
@@ -724,7 +724,8 @@ class Trial:
         self.wait_converged(pred, t0)
         f = self.ctx.listener.final(self.act + "-v2r")
         if f and f[0] != "COMPLETED":
-            self.violate("not converged", f"re-published desired state ended {f}")
+            self.violate("not converged", f"re-published desired state ended {f[0]}: "
+                         f"{self.ctx.listener.failures(self.act + '-v2r')}")
 
     def run_outage(self, what):
         self.start_daemon()
@@ -998,7 +999,9 @@ def main():
 
 
 def summary(trials, took, seed, mode):
-    conv = [t.converge_s for t in trials if t.converge_s is not None]
+    def converged(t):
+        return t.converge_s is not None and not any(w == "not converged" for w, _ in t.violations)
+    conv = [t.converge_s for t in trials if converged(t)]
 
     def count(what):
         return sum(1 for t in trials for w, _ in t.violations if w == what)
@@ -1011,7 +1014,9 @@ def summary(trials, took, seed, mode):
     say("")
     say(f"== crash suite summary (seed {seed}{mode}, {took:.0f} s)")
     say(f"trials {len(trials)}, passed {sum(1 for t in trials if not t.violations)}, "
-        f"converged {len(conv)}/{len(trials)}")
+        f"converged {len(conv)}/{len(trials)} (not converged in "
+        f"{trials_with('not converged')}: a start refused after the restart in "
+        f"{sum(1 for t in trials if any(ev.startswith('start of') for w, ev in t.violations))})")
     say(f"orphans: {trials_with(*orphan_kinds)} trials ("
         + ", ".join(f"{k} {count(k)}" for k in orphan_kinds) + ")")
     say(f"resurrected: {count('resurrected')}; lost: {count('lost')}; state dir: "
