@@ -12,7 +12,8 @@ it at a random point, lets things come back and checks the invariants:
                 update agent try once); a start refused after the restart is a violation,
                 and the suite measures how long until one is accepted
   orphans       every containerd container, active snapshot of the namespace has a leda-cm
-                record and every record a containerd container; no lease is left
+                record and every record a containerd container; no lease is left, no shim
+                of this containerd for the namespace runs without a task
   resurrected   a container whose removal had passed its point of no return before the
                 kill (record gone, or the removal acknowledged to the client) is known to
                 leda-cm again after the restart
@@ -522,6 +523,17 @@ def orphan_problems(daemon, ns):
     leases = {r.split()[0]: r.strip() for r in ctr(ns, "leases", "ls").splitlines()[1:] if r.strip()}
     for lease in v["leases"]:
         problems.append(("orphan lease", f"{leases.get(lease, lease)} (leda-cm idle)"))
+    # A shim is an OS process, not a containerd object, but one without a task is a leak too.
+    for pid in shim_pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        except OSError:
+            continue
+        opt = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("-")}
+        if opt.get("-namespace") == ns and opt.get("-id") not in v["tasks"]:
+            problems.append(("orphan shim", f"pid {pid} for {opt.get('-id')} without a task: "
+                             f"{' '.join(argv).strip()}"))
     for cid, name in recs.items():
         if cid not in v["containers"]:
             problems.append(("record without containerd container", f"{cid} ({name})"))
@@ -1008,14 +1020,14 @@ def summary(trials, took, seed, mode):
 
     def trials_with(*what):
         return sum(1 for t in trials if any(w in what for w, _ in t.violations))
-    orphan_kinds = ("orphan container", "orphan snapshot", "orphan lease",
+    orphan_kinds = ("orphan container", "orphan snapshot", "orphan lease", "orphan shim",
                     "record without containerd container")
     file_kinds = ("temp file", "state file does not parse", "record dir without config.json")
     say("")
     say(f"== crash suite summary (seed {seed}{mode}, {took:.0f} s)")
     say(f"trials {len(trials)}, passed {sum(1 for t in trials if not t.violations)}, "
         f"converged {len(conv)}/{len(trials)} (not converged in "
-        f"{trials_with('not converged')}: a start refused after the restart in "
+        f"{trials_with('not converged')}; create trials with a start refused after the restart: "
         f"{sum(1 for t in trials if any(ev.startswith('start of') for w, ev in t.violations))})")
     say(f"orphans: {trials_with(*orphan_kinds)} trials ("
         + ", ".join(f"{k} {count(k)}" for k in orphan_kinds) + ")")
