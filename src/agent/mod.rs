@@ -589,9 +589,7 @@ async fn runner<R: Runtime>(shared: Arc<Shared<R>>, mut jobs: mpsc::UnboundedRec
         // Shutdown before the restore: the job channel closes.
         () = async { while !jobs.is_closed() { tokio::time::sleep(Duration::from_millis(100)).await } } => return,
     }
-    let ctx = Ctx {
-        manager: shared.manager.clone(),
-    };
+    let ctx = Ctx::new(shared.manager.clone());
     let stopping = || shared.stopping.load(Ordering::SeqCst);
     // The orchestrated operation waiting for its commands, with its generation.
     let mut waiting: Option<(Operation, u64)> = None;
@@ -633,11 +631,38 @@ async fn runner<R: Runtime>(shared: Arc<Shared<R>>, mut jobs: mpsc::UnboundedRec
                     Mode::Orchestrated => waiting = Some((op, generation)),
                     Mode::Standalone => {
                         let gen = &shared.generation;
-                        let outcome = op
-                            .run_standalone(&ctx, &|| {
-                                stopping() || gen.load(Ordering::SeqCst) != generation
-                            })
-                            .await;
+                        let superseded = || stopping() || gen.load(Ordering::SeqCst) != generation;
+                        let mut outcome = op.run_standalone(&ctx, &superseded).await;
+                        // containerd went away mid-apply (a restart): nothing the desired
+                        // state asked for was wrong, so once containerd is back the apply
+                        // starts again from what exists (as after a daemon restart).
+                        let mut retries = 0;
+                        while outcome == Outcome::Unavailable && retries < UNAVAILABLE_RETRIES {
+                            retries += 1;
+                            log::warn!(
+                                "desired state {activity_id}: containerd became unavailable mid-apply; it is applied again once containerd is back"
+                            );
+                            if !wait_for_containerd(&shared.manager, &superseded).await {
+                                outcome = Outcome::Superseded;
+                                break;
+                            }
+                            let Some(again) = identify_noting(
+                                &shared,
+                                &activity_id,
+                                &desired,
+                                "resumed after containerd returned",
+                            )
+                            .await
+                            else {
+                                outcome = Outcome::Completed;
+                                break;
+                            };
+                            op = again;
+                            outcome = op.run_standalone(&ctx, &superseded).await;
+                        }
+                        if outcome == Outcome::Unavailable {
+                            op.give_up(&ctx).await;
+                        }
                         if outcome == Outcome::Superseded && stopping() {
                             log::info!(
                                 "stopping: desired state {activity_id} is resumed at the next start"
@@ -685,6 +710,34 @@ async fn runner<R: Runtime>(shared: Arc<Shared<R>>, mut jobs: mpsc::UnboundedRec
     }
 }
 
+/// How often an apply is run again after containerd went away under it.
+const UNAVAILABLE_RETRIES: u32 = 3;
+/// How long an apply waits for containerd to return before it gives up.
+const CONTAINERD_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until containerd answers and the manager has reconciled with it again; false when
+/// the apply was superseded (or the daemon stops) meanwhile, or containerd stays away.
+async fn wait_for_containerd<R: Runtime>(
+    manager: &Arc<Manager<R>>,
+    superseded: &(dyn Fn() -> bool + Sync),
+) -> bool {
+    let deadline = tokio::time::Instant::now() + CONTAINERD_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if superseded() {
+            return false;
+        }
+        if manager.runtime().list().await.is_ok() {
+            // The monitor reconciles when containerd returns: give it its turn, then the
+            // apply diffs against what that restore left.
+            let _ = manager.reconcile().await;
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    log::warn!("containerd did not return within {CONTAINERD_WAIT:?}");
+    true
+}
+
 fn superseded_feedback() -> Feedback {
     Feedback {
         status: status::SUPERSEDED.into(),
@@ -706,6 +759,15 @@ async fn identify<R: Runtime>(
     } else {
         ""
     };
+    identify_noting(shared, activity_id, desired, note).await
+}
+
+async fn identify_noting<R: Runtime>(
+    shared: &Shared<R>,
+    activity_id: &str,
+    desired: &DesiredState,
+    note: &str,
+) -> Option<Operation> {
     let plain = |status: &str, message: &str| Feedback {
         status: status.into(),
         message: message.into(),

@@ -86,18 +86,38 @@ pub struct Operation {
 /// What the phases reach.
 pub struct Ctx<R: Runtime> {
     pub manager: Arc<Manager<R>>,
+    /// Set when a step failed because containerd was unavailable (not the request's fault).
+    pub unavailable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<R: Runtime> Clone for Ctx<R> {
     fn clone(&self) -> Self {
         Ctx {
             manager: self.manager.clone(),
+            unavailable: self.unavailable.clone(),
         }
     }
 }
 
-fn err_text(e: ManagerError) -> String {
-    e.to_string()
+impl<R: Runtime> Ctx<R> {
+    pub fn new(manager: Arc<Manager<R>>) -> Ctx<R> {
+        Ctx {
+            manager,
+            unavailable: Default::default(),
+        }
+    }
+
+    /// The error's text; notes when containerd was unavailable.
+    fn err(&self, e: ManagerError) -> String {
+        if matches!(
+            e,
+            ManagerError::Runtime(crate::runtime::RuntimeError::Unavailable(_))
+        ) {
+            self.unavailable
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        e.to_string()
+    }
 }
 
 impl Operation {
@@ -422,7 +442,7 @@ impl Operation {
                         .update(&id, opts)
                         .await
                         .map(|_| "Container instance is updated with new configuration.")
-                        .map_err(err_text)
+                        .map_err(|e| ctx.err(e))
                 }
                 _ => continue,
             };
@@ -504,7 +524,7 @@ impl Operation {
                     };
                     match ctx.manager.update(&c.container_id, opts).await {
                         Ok(_) => ensure_running(ctx, current.as_ref()).await.map(|_| "Update unsuccessful, but rollback succeeded - container configuration restored from older instance."),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(ctx.err(e)),
                     }
                 }
                 Kind::Destroy => ensure_running(ctx, current.as_ref()).await.map(|_| "Update unsuccessful, but rollback succeeded - container kept."),
@@ -534,7 +554,7 @@ impl Operation {
                 let id = step.plan.current_id();
                 let r = match ctx.manager.remove(&id, true).await {
                     Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(ctx.err(e)),
                 };
                 if step.plan.kind() == Kind::Destroy {
                     match r {
@@ -592,6 +612,8 @@ impl Operation {
         ctx: &Ctx<R>,
         superseded: &(dyn Fn() -> bool + Sync),
     ) -> Outcome {
+        use std::sync::atomic::Ordering;
+        ctx.unavailable.store(false, Ordering::SeqCst);
         for phase in ["DOWNLOAD", "UPDATE", "ACTIVATE"] {
             if superseded() {
                 return Outcome::Superseded;
@@ -599,6 +621,10 @@ impl Operation {
             let ok = self.run(ctx, phase, "").await;
             crate::fault::agent_stall_after(&self.status(""), superseded).await;
             if !ok {
+                if ctx.unavailable.load(Ordering::SeqCst) {
+                    // Rolling back needs containerd too: the caller waits for it instead.
+                    return Outcome::Unavailable;
+                }
                 self.run(ctx, "ROLLBACK", "").await;
                 self.run(ctx, "CLEANUP", "").await;
                 return Outcome::Incomplete;
@@ -606,9 +632,17 @@ impl Operation {
         }
         if self.run(ctx, "CLEANUP", "").await {
             Outcome::Completed
+        } else if ctx.unavailable.load(Ordering::SeqCst) {
+            Outcome::Unavailable
         } else {
             Outcome::Incomplete
         }
+    }
+
+    /// containerd stayed away: roll back and clean up what can be, and end INCOMPLETE.
+    pub async fn give_up<R: Runtime>(&mut self, ctx: &Ctx<R>) {
+        self.run(ctx, "ROLLBACK", "").await;
+        self.run(ctx, "CLEANUP", "").await;
     }
 
     /// Names of the containers this operation creates or replaces.
@@ -626,6 +660,8 @@ pub enum Outcome {
     Completed,
     Incomplete,
     Superseded,
+    /// A phase failed because containerd was unavailable; nothing rolled back yet.
+    Unavailable,
 }
 
 /// Tidies what an interrupted replacement left (`<name>.next`, `<name>.prev`): run before
@@ -661,13 +697,13 @@ async fn create_fresh<R: Runtime>(
         ctx.manager
             .pull_image(&desired.image.name, Some(progress.clone()))
             .await
-            .map_err(err_text)?;
+            .map_err(|e| ctx.err(e))?;
     }
     if let Ok(old) = ctx.manager.find_by_name(name) {
         ctx.manager
             .remove(&old.container_id, true)
             .await
-            .map_err(err_text)?;
+            .map_err(|e| ctx.err(e))?;
     }
     if desired.container_name != name {
         // A successor next to its predecessor: an ID of its own (a manifest's fixed ID is
@@ -680,7 +716,7 @@ async fn create_fresh<R: Runtime>(
         .create(desired, Some(progress))
         .await
         .map(|c| c.container_id)
-        .map_err(err_text)
+        .map_err(|e| ctx.err(e))
 }
 
 async fn stop_if_live<R: Runtime>(ctx: &Ctx<R>, id: &str) -> Result<(), String> {
@@ -690,19 +726,23 @@ async fn stop_if_live<R: Runtime>(ctx: &Ctx<R>, id: &str) -> Result<(), String> 
             .stop(id, StopOptions::default())
             .await
             .map(|_| ())
-            .map_err(err_text),
+            .map_err(|e| ctx.err(e)),
         Ok(_) | Err(ManagerError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(ctx.err(e)),
     }
 }
 
 async fn start<R: Runtime>(ctx: &Ctx<R>, id: Option<&str>) -> Result<(), String> {
     let id = id.ok_or("the new container was not created")?;
-    let c = ctx.manager.get(id).map_err(err_text)?;
+    let c = ctx.manager.get(id).map_err(|e| ctx.err(e))?;
     if c.state.status == Status::Running {
         return Ok(());
     }
-    ctx.manager.start(id).await.map(|_| ()).map_err(err_text)
+    ctx.manager
+        .start(id)
+        .await
+        .map(|_| ())
+        .map_err(|e| ctx.err(e))
 }
 
 async fn ensure_running<R: Runtime>(
@@ -710,7 +750,7 @@ async fn ensure_running<R: Runtime>(
     current: Option<&Container>,
 ) -> Result<(), String> {
     let c = current.ok_or("no container to check")?;
-    let now = ctx.manager.get(&c.container_id).map_err(err_text)?;
+    let now = ctx.manager.get(&c.container_id).map_err(|e| ctx.err(e))?;
     if now.state.running {
         Ok(())
     } else if now.state.paused {
@@ -718,13 +758,13 @@ async fn ensure_running<R: Runtime>(
             .resume(&c.container_id)
             .await
             .map(|_| ())
-            .map_err(err_text)
+            .map_err(|e| ctx.err(e))
     } else {
         ctx.manager
             .start(&c.container_id)
             .await
             .map(|_| ())
-            .map_err(err_text)
+            .map_err(|e| ctx.err(e))
     }
 }
 
@@ -746,11 +786,20 @@ async fn swap_and_start<R: Runtime>(
             ctx.manager
                 .rename(&old.container_id, &format!("{name}{PREV}"))
                 .await
-                .map_err(err_text)?;
+                .map_err(|e| ctx.err(e))?;
         }
     }
-    if ctx.manager.get(new_id).map_err(err_text)?.container_name != name {
-        ctx.manager.rename(new_id, name).await.map_err(err_text)?;
+    if ctx
+        .manager
+        .get(new_id)
+        .map_err(|e| ctx.err(e))?
+        .container_name
+        != name
+    {
+        ctx.manager
+            .rename(new_id, name)
+            .await
+            .map_err(|e| ctx.err(e))?;
     }
     start(ctx, Some(new_id)).await
 }
@@ -760,7 +809,7 @@ async fn remove_by_id<R: Runtime>(ctx: &Ctx<R>, id: Option<&str>) -> Result<(), 
         None => Ok(()),
         Some(id) => match ctx.manager.remove(id, true).await {
             Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(ctx.err(e)),
         },
     }
 }
@@ -774,12 +823,12 @@ async fn restore_old<R: Runtime>(
 ) -> Result<(), String> {
     remove_by_id(ctx, new_id).await?;
     let old = old.ok_or("no old container to restore")?;
-    let now = ctx.manager.get(&old.container_id).map_err(err_text)?;
+    let now = ctx.manager.get(&old.container_id).map_err(|e| ctx.err(e))?;
     if now.container_name != name {
         ctx.manager
             .rename(&old.container_id, name)
             .await
-            .map_err(err_text)?;
+            .map_err(|e| ctx.err(e))?;
     }
     ensure_running(ctx, Some(old)).await
 }

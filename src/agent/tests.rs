@@ -94,7 +94,7 @@ fn standalone_recreates_creates_keeps_and_destroys_but_never_a_system_container(
         ];
         let (sink, log) = sink();
         let mut op = operation(&m, &desired, sink);
-        let ctx = Ctx { manager: m.clone() };
+        let ctx = Ctx::new(m.clone());
         assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
 
         assert_eq!(
@@ -161,7 +161,7 @@ fn a_failed_activation_rolls_back_to_the_old_container() {
         rt.state().fail_start_image = Some("broken:2".into());
         let (sink, log) = sink();
         let mut op = operation(&m, &[desired("a", "broken:2", &[])], sink);
-        let ctx = Ctx { manager: m.clone() };
+        let ctx = Ctx::new(m.clone());
         assert_eq!(
             op.run_standalone(&ctx, &|| false).await,
             Outcome::Incomplete
@@ -205,7 +205,7 @@ fn orchestrated_commands_are_taken_in_order_only() {
         let m = manager(rt.clone(), &dir);
         let (sink, log) = sink();
         let mut op = operation(&m, &[desired("c", "new:1", &[])], sink);
-        let ctx = Ctx { manager: m.clone() };
+        let ctx = Ctx::new(m.clone());
 
         // Out of order: failure feedback, nothing done.
         assert!(!op.run(&ctx, "ACTIVATE", "").await);
@@ -259,7 +259,7 @@ fn download_progress_is_reported_and_an_interrupted_apply_converges_when_planned
         let desired = [desired("a", "app:2", &[]), desired("c", "app:1", &[])];
         let (sink, log) = sink();
         let mut op = operation(&m, &desired, sink.clone());
-        let ctx = Ctx { manager: m.clone() };
+        let ctx = Ctx::new(m.clone());
         // The first attempt stops after the download (a crash, say).
         assert!(op.run(&ctx, "DOWNLOAD", "").await);
         assert!(by_name(&m, "a.next").is_some() && by_name(&m, "c").is_some());
@@ -313,7 +313,7 @@ fn a_superseded_operation_stops_before_its_next_phase() {
         let m = manager(rt.clone(), &dir);
         let (sink, _log) = sink();
         let mut op = operation(&m, &[desired("c", "app:1", &[])], sink);
-        let ctx = Ctx { manager: m.clone() };
+        let ctx = Ctx::new(m.clone());
         assert_eq!(op.run_standalone(&ctx, &|| true).await, Outcome::Superseded);
         assert_eq!(rt.calls("pull") + rt.calls("create"), 0);
     });

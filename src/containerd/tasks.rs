@@ -27,6 +27,10 @@ use crate::runtime::{
     CreateRequest, ExitInfo, Metrics, RuntimeContainer, RuntimeError, TaskInfo, TaskIo, TaskStatus,
 };
 
+/// How long a task create waits for an earlier create of the same container (a killed
+/// daemon's) to finish in containerd.
+const BUNDLE_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RESOURCES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 
@@ -175,31 +179,50 @@ impl Client {
             .map_err(|s| map_status("snapshot mounts", &format!("snapshot {id}"), s))?
             .into_inner()
             .mounts;
-        // A task left from an earlier run (exited) is deleted first.
-        if let Some(t) = self.get_task(id).await? {
-            if t.status == TaskStatus::Running || t.status == TaskStatus::Paused {
-                return Err(RuntimeError::AlreadyExists {
-                    what: task_what(id),
-                });
+        // A create a killed daemon left in flight may still be finishing in containerd: its
+        // bundle directory exists before its task does, and a new create fails with
+        // `failed to start shim: mkdir …: file exists` (containerd says no more than that).
+        // Wait for it (bounded), then take its task away like any leftover.
+        let deadline = tokio::time::Instant::now() + BUNDLE_BUSY_WAIT;
+        loop {
+            // A task left from an earlier run (exited, or created and never started) is
+            // deleted first.
+            if let Some(t) = self.get_task(id).await? {
+                if t.status == TaskStatus::Running || t.status == TaskStatus::Paused {
+                    return Err(RuntimeError::AlreadyExists {
+                        what: task_what(id),
+                    });
+                }
+                self.delete_task(id).await?;
             }
-            self.delete_task(id).await?;
+            let created = TasksClient::new(self.channel.clone())
+                .create(self.req(
+                    CreateTaskRequest {
+                        container_id: id.into(),
+                        rootfs: mounts.clone(),
+                        stdin: String::new(),
+                        stdout: io.stdout.clone(),
+                        stderr: io.stderr.clone(),
+                        terminal: io.terminal,
+                        ..Default::default()
+                    },
+                    None,
+                ))
+                .await;
+            match created {
+                Ok(r) => return Ok(r.into_inner().pid),
+                Err(s)
+                    if s.message().contains("file exists")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    log::info!(
+                        "the task of container {id} is still being made by an earlier create; waiting"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(s) => return Err(map_status("task create", &task_what(id), s)),
+            }
         }
-        let created = TasksClient::new(self.channel.clone())
-            .create(self.req(
-                CreateTaskRequest {
-                    container_id: id.into(),
-                    rootfs: mounts,
-                    stdin: String::new(),
-                    stdout: io.stdout.clone(),
-                    stderr: io.stderr.clone(),
-                    terminal: io.terminal,
-                    ..Default::default()
-                },
-                None,
-            ))
-            .await
-            .map_err(|s| map_status("task create", &task_what(id), s))?;
-        Ok(created.into_inner().pid)
     }
 
     pub async fn start_created(&self, id: &str) -> Result<(), RuntimeError> {

@@ -145,9 +145,7 @@ pub async fn deploy<R: Runtime>(manager: &Arc<Manager<R>>, dir: &std::path::Path
         Vec::new(),
         sink,
     );
-    let ctx = Ctx {
-        manager: manager.clone(),
-    };
+    let ctx = Ctx::new(manager.clone());
     if op.run_standalone(&ctx, &|| false).await != Outcome::Completed {
         // Which ones failed is in the log lines above; the rest stand.
         summary
