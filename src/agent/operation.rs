@@ -81,6 +81,9 @@ pub struct Operation {
     pub note: String,
     /// The final COMPLETED or INCOMPLETE has been said.
     pub done: bool,
+    /// Standalone: a failure because containerd was unavailable is not final (the caller
+    /// applies the desired state again once containerd is back).
+    retry_if_unavailable: bool,
 }
 
 /// What the phases reach.
@@ -184,6 +187,7 @@ impl Operation {
             sink,
             note: String::new(),
             done: false,
+            retry_if_unavailable: false,
         }
     }
 
@@ -590,6 +594,13 @@ impl Operation {
         };
         if finished {
             let complete = activated && ok;
+            if !complete
+                && self.retry_if_unavailable
+                && ctx.unavailable.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                // Not the end: the caller applies it again once containerd is back.
+                return false;
+            }
             let note = self.note.clone();
             self.done = true;
             self.feedback(
@@ -614,6 +625,7 @@ impl Operation {
     ) -> Outcome {
         use std::sync::atomic::Ordering;
         ctx.unavailable.store(false, Ordering::SeqCst);
+        self.retry_if_unavailable = true;
         for phase in ["DOWNLOAD", "UPDATE", "ACTIVATE"] {
             if superseded() {
                 return Outcome::Superseded;
@@ -641,7 +653,10 @@ impl Operation {
 
     /// containerd stayed away: roll back and clean up what can be, and end INCOMPLETE.
     pub async fn give_up<R: Runtime>(&mut self, ctx: &Ctx<R>) {
-        self.run(ctx, "ROLLBACK", "").await;
+        self.retry_if_unavailable = false;
+        if self.status("") != status::ACTIVATION_SUCCESS {
+            self.run(ctx, "ROLLBACK", "").await;
+        }
         self.run(ctx, "CLEANUP", "").await;
     }
 

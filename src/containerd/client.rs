@@ -28,6 +28,9 @@ pub struct Client {
     /// This daemon process's mark on the leases and work snapshots it makes
     /// (`INSTANCE_LABEL`): what carries another mark was left by an earlier run.
     pub(crate) instance: String,
+    /// This run's leases still in use (made, not yet given up): any other lease of this run
+    /// is one whose delete failed (containerd away) and goes at the next sweep.
+    pub(crate) live_leases: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Label of the leases and active snapshots leda-cm makes: the daemon run that made them.
@@ -78,6 +81,7 @@ impl Client {
             blob_locks: Arc::default(),
             runc_root: None,
             instance: uuid::Uuid::new_v4().simple().to_string(),
+            live_leases: Arc::default(),
         }
     }
 

@@ -144,10 +144,19 @@ impl Client {
             ))
             .await
             .map_err(|s| map_status("lease create", "lease", s))?;
+        self.live_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
         Ok(id)
     }
 
     pub(crate) async fn delete_lease(&self, id: &str) {
+        // Given up either way: if the delete fails, the next sweep takes it.
+        self.live_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         let deleted = LeasesClient::new(self.channel.clone())
             .delete(self.req(
                 DeleteLeaseRequest {

@@ -179,10 +179,10 @@ impl Client {
             .map_err(|s| map_status("snapshot mounts", &format!("snapshot {id}"), s))?
             .into_inner()
             .mounts;
-        // A create a killed daemon left in flight may still be finishing in containerd: its
-        // bundle directory exists before its task does, and a new create fails with
-        // `failed to start shim: mkdir …: file exists` (containerd says no more than that).
-        // Wait for it (bounded), then take its task away like any leftover.
+        // A create a killed daemon (or a restart of containerd) left unfinished: its bundle
+        // directory exists before its task does, and a new create fails with `failed to
+        // start shim: mkdir …: file exists` or `task … already exists` while the task list
+        // shows none. Taken away like any leftover, within a bound.
         let deadline = tokio::time::Instant::now() + BUNDLE_BUSY_WAIT;
         loop {
             // A task left from an earlier run (exited, or created and never started) is
@@ -211,13 +211,22 @@ impl Client {
                 .await;
             match created {
                 Ok(r) => return Ok(r.into_inner().pid),
+                // containerd's runtime holds a task that its task list does not show: a create
+                // cut short by a restart of containerd (the shim lives, the task never got its
+                // process), or one still being made. Deleting it through containerd ends its
+                // shim and removes its bundle; then the create is tried again.
                 Err(s)
-                    if s.message().contains("file exists")
+                    if (s.code() == containerd_client::tonic::Code::AlreadyExists
+                        || s.message().contains("file exists"))
                         && tokio::time::Instant::now() < deadline =>
                 {
                     log::info!(
-                        "the task of container {id} is still being made by an earlier create; waiting"
+                        "container {id}: containerd holds an unfinished task ({}); deleting it and creating again",
+                        s.message()
                     );
+                    if let Err(e) = self.delete_task(id).await {
+                        log::debug!("deleting the unfinished task of {id}: {e}");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 }
                 Err(s) => return Err(map_status("task create", &task_what(id), s)),
@@ -375,8 +384,19 @@ impl Client {
             .map_err(|s| map_status("lease list", "leases", s))?
             .into_inner()
             .leases;
+        let live = self
+            .live_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // This run's own leases whose delete failed (containerd was away) go too.
+        let ours_given_up = |l: &containerd_client::services::v1::Lease| {
+            l.labels.get(INSTANCE_LABEL) == Some(&self.instance) && !live.contains(&l.id)
+        };
         for lease in leases {
-            if lease.id.starts_with(LEASE_PREFIX) && theirs(&lease.labels) {
+            if lease.id.starts_with(LEASE_PREFIX)
+                && (theirs(&lease.labels) || ours_given_up(&lease))
+            {
                 self.delete_lease(&lease.id).await;
                 removed.push(format!("lease {}", lease.id));
             }
