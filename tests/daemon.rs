@@ -91,7 +91,7 @@ fn ready_status_and_watchdog_pings_that_stop_when_the_main_loop_hangs() {
     );
     notify.mark("hang");
     // No ping in 1.5 s: seven watchdog periods; the time without pings is what is tested.
-    let late = pings_through_window(&notify, &setup, "hang", Duration::from_millis(1500));
+    let late = pings_through_window(&notify, &setup, "hang", Duration::from_millis(1500), None);
     assert_eq!(late, 0, "{late} pings after the hang");
 }
 
@@ -105,20 +105,46 @@ fn pings_through_window(
     setup: &DaemonSetup,
     name: &str,
     window: Duration,
+    mqtt_port: Option<u16>,
 ) -> usize {
     let marked = Instant::now();
     // The window is the time under test (watchdog periods), so it is waited out.
     while marked.elapsed() < window {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let api = setup.runtime_dir.join("cm.sock");
-    for _ in 0..2 {
-        let out = common::kanto_cm(&api, &["list", "-q"]);
-        assert!(
-            out.status.success(),
-            "{name}: the API did not answer after the window: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    match mqtt_port {
+        // The gRPC loop is the one hung: the update agent answers instead (two current
+        // state requests over MQTT), which proves the runtime ran through the window.
+        Some(port) => {
+            let peer = common::mqtt::Peer::connect(port, &["containersupdate/currentstate"]);
+            for i in 0..2 {
+                let activity = format!("{name}-proof-{i}");
+                peer.publish(
+                    "containersupdate/currentstate/get",
+                    &serde_json::json!({"activityId": activity, "timestamp": 1, "payload": {}}),
+                );
+                assert!(
+                    peer.wait(
+                        "containersupdate/currentstate",
+                        Duration::from_secs(10),
+                        |j| j["activityId"] == activity.as_str()
+                    )
+                    .is_some(),
+                    "{name}: the update agent did not answer after the window"
+                );
+            }
+        }
+        None => {
+            let api = setup.runtime_dir.join("cm.sock");
+            for _ in 0..2 {
+                let out = common::kanto_cm(&api, &["list", "-q"]);
+                assert!(
+                    out.status.success(),
+                    "{name}: the API did not answer after the window: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
     }
     let end = format!("{name}-end");
     notify.mark(&end);
@@ -205,7 +231,13 @@ fn watchdog_pings_stop_when_any_loop_hangs() {
         // Pings sent before that line are read before a mark queued after it.
         notify.mark(name);
         // Timing under test: over five watchdog periods (200 ms) after that, no ping.
-        let late = pings_through_window(&notify, &setup, name, Duration::from_millis(1000));
+        let late = pings_through_window(
+            &notify,
+            &setup,
+            name,
+            Duration::from_millis(1000),
+            (name == "grpc").then_some(broker.port),
+        );
         assert_eq!(late, 0, "{name}: {late} pings after the hang");
         drop(daemon);
         drop(broker);
