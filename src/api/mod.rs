@@ -3,8 +3,10 @@
 //! message names, field numbers; the .proto files are leda-cm's own, in `src/api/proto`).
 //!
 //! `pb` is the generated code; `convert` maps it to and from the container model (pure);
-//! `server` serves it (adapter: tonic/hyper); `client` is the CLI's side.
+//! `server` serves it (adapter: tonic/hyper), behind `authority`, which lets h2 accept
+//! whatever `:authority` a client sends; `client` is the CLI's side.
 
+pub mod authority;
 pub mod client;
 pub mod convert;
 pub mod server;

@@ -1,5 +1,7 @@
 //! The local API server (adapter: tonic's generated services served by hyper's HTTP/2 on a
-//! unix socket, or TCP when `grpc_server.protocol` is `tcp`).
+//! unix socket, or TCP when `grpc_server.protocol` is `tcp`). Each connection's client→server
+//! bytes pass through `authority::Rewrite`, so h2 accepts whatever `:authority` the client
+//! sends (a socket path from grpc-go, grpc-java, grpc-python, grpcurl).
 //!
 //! The socket is created with mode 0660, a stale one (left by a crash) is replaced, and it is
 //! removed on exit. A misbehaving client only ends its own connection.
@@ -16,6 +18,7 @@ use std::time::Duration;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use super::authority;
 use super::convert;
 use super::pb::services::containers as svc;
 use super::pb::services::containers::containers_server::{Containers, ContainersServer};
@@ -519,9 +522,13 @@ pub async fn serve<R: Runtime>(
             Ok(io) => {
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
                 tokio::spawn(async move {
+                    // The client's frames pass through `authority::Rewrite` (any
+                    // `:authority`, issue 18); the frame size it splits blocks at is the one
+                    // advertised here.
                     let conn = hyper::server::conn::http2::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
                     )
+                    .max_frame_size(authority::MAX_FRAME_SIZE as u32)
                     .serve_connection(io, service);
                     if let Err(e) = conn.await {
                         log::debug!("grpc connection ended: {e}");
@@ -547,11 +554,15 @@ enum Io {
     Tcp(tokio::net::TcpStream),
 }
 
-async fn accept(listener: &Listener) -> std::io::Result<hyper_util::rt::TokioIo<Io>> {
-    Ok(hyper_util::rt::TokioIo::new(match listener {
-        Listener::Unix(l, _) => Io::Unix(l.accept().await?.0),
-        Listener::Tcp(l) => Io::Tcp(l.accept().await?.0),
-    }))
+async fn accept(
+    listener: &Listener,
+) -> std::io::Result<hyper_util::rt::TokioIo<authority::Rewrite<Io>>> {
+    Ok(hyper_util::rt::TokioIo::new(authority::Rewrite::new(
+        match listener {
+            Listener::Unix(l, _) => Io::Unix(l.accept().await?.0),
+            Listener::Tcp(l) => Io::Tcp(l.accept().await?.0),
+        },
+    )))
 }
 
 impl tokio::io::AsyncRead for Io {

@@ -8,9 +8,11 @@
 
 # gcc and libc6-dev: rustc links through `cc`, and the static release binary needs libc.a; a
 # fresh Debian 12 has neither (tests/roots/fresh-bookworm.sh: "linker `cc` not found").
+# python3-venv: tests/grpc_clients.rs installs grpcio from PyPI into a venv under target/.
 HARNESS_PACKAGES=(containerd runc mosquitto mosquitto-clients skopeo umoci docker-registry
     busybox-static protobuf-compiler apache2-utils containernetworking-plugins iptables
-    iproute2 util-linux procps file python3 jq python3-paho-mqtt openssl gcc libc6-dev)
+    iproute2 util-linux procps file python3 python3-venv jq python3-paho-mqtt openssl gcc
+    libc6-dev)
 
 log() { printf '[harness] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
