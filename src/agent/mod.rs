@@ -130,23 +130,28 @@ impl<R: Runtime> Shared<R> {
         self.settings.state_dir.join(PENDING_FILE)
     }
 
-    fn persist(
+    /// Written on the blocking pool (its fsyncs never stall the runtime's thread).
+    async fn persist(
         &self,
         activity_id: &str,
         generation: u64,
         desired: &DesiredState,
     ) -> Result<(), store::StoreError> {
         let path = self.pending_path();
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
         let p = Pending {
             version: 1,
             activity_id: activity_id.into(),
             generation,
             desired_state: desired.clone(),
         };
-        store::write_json_atomic(&path, &p, 0o600)
+        let at = path.clone();
+        store::off_thread(path, move || {
+            if let Some(dir) = at.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            store::write_json_atomic(&at, &p, 0o600)
+        })
+        .await
     }
 
     /// The operation ended: its desired state is un-persisted once every feedback before
@@ -376,7 +381,7 @@ impl<R: Runtime> Agent<R> {
         match store::read_json::<Pending>(&shared.pending_path()) {
             Ok(Some(p)) => {
                 log::info!("resuming desired state {} after a restart", p.activity_id);
-                enqueue(&shared, &job_tx, p.activity_id, p.desired_state, true);
+                enqueue(&shared, &job_tx, p.activity_id, p.desired_state, true).await;
             }
             Ok(None) => {}
             Err(e) => log::error!("the persisted desired state is unreadable, ignored: {e}"),
@@ -415,7 +420,7 @@ impl<R: Runtime> Agent<R> {
                     Incoming::Disconnected => {}
                     Incoming::Message(m) => {
                         if m.topic == topics.desired_state {
-                            accept_desired_state(&shared, &job_tx, &m.payload);
+                            accept_desired_state(&shared, &job_tx, &m.payload).await;
                         } else if m.payload.len() > MAX_MESSAGE_BYTES {
                             log::warn!(
                                 "ignoring a message of {} bytes on {} (at most {MAX_MESSAGE_BYTES})",
@@ -510,7 +515,7 @@ fn activity_of(payload: &[u8]) -> String {
 
 /// Parses and persists a desired state, then hands it to the runner. A message that is not
 /// a desired state gets IDENTIFICATION_FAILED (with its activity ID when it has one).
-fn accept_desired_state<R: Runtime>(
+async fn accept_desired_state<R: Runtime>(
     shared: &Shared<R>,
     jobs: &mpsc::UnboundedSender<Job>,
     payload: &[u8],
@@ -543,12 +548,12 @@ fn accept_desired_state<R: Runtime>(
             return;
         }
     };
-    enqueue(shared, jobs, env.activity_id, env.payload, false);
+    enqueue(shared, jobs, env.activity_id, env.payload, false).await;
 }
 
 /// Takes a desired state over: a new generation (older applies see it and stop), persisted
 /// (with that generation) before the runner gets it.
-fn enqueue<R: Runtime>(
+async fn enqueue<R: Runtime>(
     shared: &Shared<R>,
     jobs: &mpsc::UnboundedSender<Job>,
     activity_id: String,
@@ -558,7 +563,7 @@ fn enqueue<R: Runtime>(
     // Persist, then act: a desired state that a crash would lose is refused and changes
     // nothing (the apply in hand goes on: the generation moves only once it is saved).
     let generation = shared.generation.load(Ordering::SeqCst) + 1;
-    if let Err(e) = shared.persist(&activity_id, generation, &desired) {
+    if let Err(e) = shared.persist(&activity_id, generation, &desired).await {
         log::error!("cannot persist the desired state {activity_id}: {e}");
         if !resumed {
             shared.send(

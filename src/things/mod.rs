@@ -208,14 +208,20 @@ impl<R: Runtime> Things<R> {
         }
     }
 
-    fn persist(&self) {
+    /// Written on the blocking pool, awaited (so writes stay in order).
+    async fn persist(&self) {
         let path = self.shared.settings.state_dir.join(STATE_FILE);
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
         let mut p = self.persisted.clone();
         p.version = 1;
-        if let Err(e) = store::write_json_atomic(&path, &p, 0o600) {
+        let at = path.clone();
+        let written = store::off_thread(path, move || {
+            if let Some(dir) = at.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            store::write_json_atomic(&at, &p, 0o600)
+        })
+        .await;
+        if let Err(e) = written {
             log::error!("cannot keep the twin state: {e}");
         }
     }
@@ -333,7 +339,7 @@ impl<R: Runtime> Things<R> {
         }
         *lock(&self.shared.thing) = Some(thing);
         self.persisted.identity = Some(identity);
-        self.persist();
+        self.persist().await;
         if is_restored {
             self.publish_all(twin).await;
         }
@@ -430,7 +436,7 @@ impl<R: Runtime> Things<R> {
             }
         }
         self.persisted.containers = containers.iter().map(|c| c.container_id.clone()).collect();
-        self.persist();
+        self.persist().await;
     }
 
     async fn on_change(&mut self, change: Change, twin: &mut Twin) {
@@ -500,7 +506,7 @@ impl<R: Runtime> Things<R> {
             .collect();
         if ids != self.persisted.containers {
             self.persisted.containers = ids;
-            self.persist();
+            self.persist().await;
         }
     }
 }
