@@ -91,93 +91,93 @@ pub enum ConfigError {
 /// one warning each (ignoring them is harmless; README "Configuration keys").
 pub fn ignored_settings(config: &Config) -> Vec<String> {
     let d = Config::default();
-    let mut out = Vec::new();
-    let mut note = |changed: bool, key: &str, why: &str| {
-        if changed {
-            out.push(format!(
-                "configuration key `{key}` is accepted and not used: {why}"
-            ));
-        }
-    };
+    let (c, dc) = (&config.connection, &d.connection);
     let own_dirs = "leda-cm keeps all its state under manager.home_dir and its runtime files under manager.exec_root_dir";
-    note(
-        config.log.log_file_max_age != d.log.log_file_max_age,
-        "log.log_file_max_age",
-        "log files rotate by size and count",
-    );
-    note(
-        config.log.syslog != d.log.syslog,
-        "log.syslog",
-        "logs go to stderr (the journal under systemd)",
-    );
-    note(
-        config.manager.container_client_sid != d.manager.container_client_sid,
-        "manager.container_client_sid",
-        "Kanto's internal service ID",
-    );
-    note(
-        config.manager.network_manager_sid != d.manager.network_manager_sid,
-        "manager.network_manager_sid",
-        "Kanto's internal service ID",
-    );
-    note(
-        config.containers.home_dir != d.containers.home_dir,
-        "containers.home_dir",
-        own_dirs,
-    );
-    note(
-        config.containers.exec_root_dir != d.containers.exec_root_dir,
-        "containers.exec_root_dir",
-        own_dirs,
-    );
-    note(
-        config.containers.lease_id != d.containers.lease_id,
-        "containers.lease_id",
-        "leda-cm holds one short lease per pull or create",
-    );
-    note(
-        config.network.home_dir != d.network.home_dir,
-        "network.home_dir",
-        own_dirs,
-    );
-    note(
-        config.network.exec_root_dir != d.network.exec_root_dir,
-        "network.exec_root_dir",
-        own_dirs,
-    );
-    note(
-        config.things.home_dir != d.things.home_dir,
-        "things.home_dir",
-        own_dirs,
-    );
-    note(
-        config.deployment.home_dir != d.deployment.home_dir,
-        "deployment.home_dir",
-        own_dirs,
-    );
-    let c = &config.connection;
     let mqtt = "rumqttc's requests never block; the connection's keep-alive bounds a dead broker";
-    note(
-        c.disconnect_timeout != d.connection.disconnect_timeout,
-        "connection.disconnect_timeout",
-        "at shutdown the connection drains for at most 8 s",
-    );
-    note(
-        c.acknowledge_timeout != d.connection.acknowledge_timeout,
-        "connection.acknowledge_timeout",
-        mqtt,
-    );
-    note(
-        c.subscribe_timeout != d.connection.subscribe_timeout,
-        "connection.subscribe_timeout",
-        mqtt,
-    );
-    note(
-        c.unsubscribe_timeout != d.connection.unsubscribe_timeout,
-        "connection.unsubscribe_timeout",
-        mqtt,
-    );
-    out
+    let sid = "Kanto's internal service ID";
+    // (set away from Kanto's default, key, why ignoring it is harmless)
+    let table: [(bool, &str, &str); 15] = [
+        (
+            config.log.log_file_max_age != d.log.log_file_max_age,
+            "log.log_file_max_age",
+            "log files rotate by size and count",
+        ),
+        (
+            config.log.syslog != d.log.syslog,
+            "log.syslog",
+            "logs go to stderr (the journal under systemd)",
+        ),
+        (
+            config.manager.container_client_sid != d.manager.container_client_sid,
+            "manager.container_client_sid",
+            sid,
+        ),
+        (
+            config.manager.network_manager_sid != d.manager.network_manager_sid,
+            "manager.network_manager_sid",
+            sid,
+        ),
+        (
+            config.containers.home_dir != d.containers.home_dir,
+            "containers.home_dir",
+            own_dirs,
+        ),
+        (
+            config.containers.exec_root_dir != d.containers.exec_root_dir,
+            "containers.exec_root_dir",
+            own_dirs,
+        ),
+        (
+            config.containers.lease_id != d.containers.lease_id,
+            "containers.lease_id",
+            "leda-cm holds one short lease per pull or create",
+        ),
+        (
+            config.network.home_dir != d.network.home_dir,
+            "network.home_dir",
+            own_dirs,
+        ),
+        (
+            config.network.exec_root_dir != d.network.exec_root_dir,
+            "network.exec_root_dir",
+            own_dirs,
+        ),
+        (
+            config.things.home_dir != d.things.home_dir,
+            "things.home_dir",
+            own_dirs,
+        ),
+        (
+            config.deployment.home_dir != d.deployment.home_dir,
+            "deployment.home_dir",
+            own_dirs,
+        ),
+        (
+            c.disconnect_timeout != dc.disconnect_timeout,
+            "connection.disconnect_timeout",
+            "at shutdown the connection drains for at most 8 s",
+        ),
+        (
+            c.acknowledge_timeout != dc.acknowledge_timeout,
+            "connection.acknowledge_timeout",
+            mqtt,
+        ),
+        (
+            c.subscribe_timeout != dc.subscribe_timeout,
+            "connection.subscribe_timeout",
+            mqtt,
+        ),
+        (
+            c.unsubscribe_timeout != dc.unsubscribe_timeout,
+            "connection.unsubscribe_timeout",
+            mqtt,
+        ),
+    ];
+    table
+        .iter()
+        .filter(|(changed, _, _)| *changed)
+        .map(|(_, key, why)| format!("configuration key `{key}` is accepted and not used: {why}"))
+        .collect()
 }
 
 /// Security settings leda-cm parses but does not implement yet: each set one refuses the

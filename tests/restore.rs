@@ -20,6 +20,26 @@ fn record(setup: &DaemonSetup, id: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// A manager on the harness's containerd for `setup`'s namespace, state dir and runc root
+/// (the ones the daemon started later is configured with).
+fn manager_for(h: &Harness, setup: &DaemonSetup) -> std::sync::Arc<Manager<Ctrd>> {
+    let containers: ContainersConfig =
+        serde_json::from_value(serde_json::json!({"insecure_registries": [h.registry]})).unwrap();
+    let mut client = Client::lazy(&h.containerd_sock, &setup.namespace);
+    client.runc_root = Some(setup.runc_root.display().to_string());
+    Manager::new(
+        Ctrd::new(client, &containers).unwrap(),
+        Settings {
+            namespace: setup.namespace.clone(),
+            state_dir: setup.state_dir.clone(),
+            default_stop_timeout: Duration::from_secs(3),
+            log_driver_binary: common::BIN.into(),
+            system_containers: vec![],
+            image_expiry: None,
+        },
+    )
+}
+
 fn ctr(h: &Harness, ns: &str, args: &[&str]) -> String {
     common::ctr(&h.containerd_sock, ns, args)
 }
@@ -45,22 +65,7 @@ fn kill_9_of_the_daemon_keeps_containers_and_restart_adopts_them() {
         .build()
         .unwrap()
         .block_on(async {
-            let containers: ContainersConfig =
-                serde_json::from_value(serde_json::json!({"insecure_registries": [h.registry]})).unwrap();
-            // The runc root the daemon below is configured with (DaemonSetup).
-            let mut client = Client::lazy(&h.containerd_sock, &setup.namespace);
-            client.runc_root = Some(setup.runc_root.display().to_string());
-            let m = Manager::new(
-                Ctrd::new(client, &containers).unwrap(),
-                Settings {
-                    namespace: setup.namespace.clone(),
-                    state_dir: setup.state_dir.clone(),
-                    default_stop_timeout: Duration::from_secs(3),
-                    log_driver_binary: common::BIN.into(),
-                    system_containers: vec![],
-                    image_expiry: None,
-                },
-            );
+            let m = manager_for(&h, &setup);
             let mut ids = Vec::new();
             for name in ["keep", "dies"] {
                 let c: Container = serde_json::from_value(serde_json::json!({
@@ -167,23 +172,7 @@ fn interrupted_creates_and_removals_and_an_earlier_runs_leftovers_are_cleaned_at
         .build()
         .unwrap()
         .block_on(async {
-            let containers: ContainersConfig =
-                serde_json::from_value(serde_json::json!({"insecure_registries": [h.registry]}))
-                    .unwrap();
-            // The runc root the daemon below is configured with (DaemonSetup).
-            let mut client = Client::lazy(&h.containerd_sock, &ns);
-            client.runc_root = Some(setup.runc_root.display().to_string());
-            let m = Manager::new(
-                Ctrd::new(client, &containers).unwrap(),
-                Settings {
-                    namespace: ns.clone(),
-                    state_dir: setup.state_dir.clone(),
-                    default_stop_timeout: Duration::from_secs(3),
-                    log_driver_binary: common::BIN.into(),
-                    system_containers: vec![],
-                    image_expiry: None,
-                },
-            );
+            let m = manager_for(&h, &setup);
             let mut ids = Vec::new();
             for name in ["creating", "removing"] {
                 let c: Container = serde_json::from_value(serde_json::json!({
