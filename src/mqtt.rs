@@ -349,22 +349,7 @@ impl Mqtt {
     /// broker. A message the full queue cannot take comes back in `MqttError::QueueFull`
     /// (with the drops counted): the twin and the current state are published whole again on
     /// reconnect, the update agent keeps its feedback and sends it later.
-    pub async fn publish(
-        &self,
-        topic: &str,
-        retain: bool,
-        payload: Vec<u8>,
-    ) -> Result<(), MqttError> {
-        self.try_publish(topic, retain, payload)
-    }
-
-    /// `publish`, callable outside async code (it never waits either way).
-    pub fn try_publish(
-        &self,
-        topic: &str,
-        retain: bool,
-        payload: Vec<u8>,
-    ) -> Result<(), MqttError> {
+    pub fn publish(&self, topic: &str, retain: bool, payload: Vec<u8>) -> Result<(), MqttError> {
         match self
             .client
             .try_publish(topic, QoS::AtLeastOnce, retain, payload)

@@ -121,7 +121,8 @@ struct Shared<R: Runtime> {
 const HELD: usize = 512;
 
 enum Held {
-    Feedback { topic: String, payload: Vec<u8> },
+    /// An encoded feedback message (for the feedback topic).
+    Feedback(Vec<u8>),
     Finished(String, u64),
 }
 
@@ -186,29 +187,27 @@ impl<R: Runtime> Shared<R> {
         self.flush_held();
         let held = match out {
             Out::Feedback(activity, fb) => {
-                let Some(payload) = self.feedback_bytes(&activity, fb) else {
+                let Some(payload) = envelope_bytes(&self.topics.feedback, &activity, fb) else {
                     return;
                 };
-                Held::Feedback {
-                    topic: self.topics.feedback.clone(),
-                    payload,
-                }
+                Held::Feedback(payload)
             }
             Out::Finished(activity, generation) => Held::Finished(activity, generation),
         };
-        let queue = lock(&self.held);
-        if queue.is_empty() {
-            drop(queue);
-            if let Some(back) = self.send_held(held) {
-                self.hold(back);
-            }
+        // Behind what is held already, so the order stays.
+        let waiting = !lock(&self.held).is_empty();
+        let back = if waiting {
+            Some(held)
         } else {
-            drop(queue);
-            self.hold(held);
+            self.send_held(held)
+        };
+        if let Some(back) = back {
+            self.hold(back);
         }
     }
 
-    /// Keeps `held` at the back; when full, the oldest feedback goes.
+    /// Keeps `held` at the back; when full, the oldest goes (a dropped end of an operation
+    /// leaves its desired state persisted: resumed and reported at the next start).
     fn hold(&self, held: Held) {
         let mut queue = lock(&self.held);
         if queue.is_empty() {
@@ -217,15 +216,10 @@ impl<R: Runtime> Shared<R> {
             );
         }
         if queue.is_full() {
-            if let Some(Held::Feedback { topic, .. }) = queue.pop_front() {
-                log::error!(
-                    "{HELD} feedback messages wait for the broker; the oldest for {topic} is dropped"
-                );
-            }
+            queue.pop_front();
+            log::error!("{HELD} messages wait for the broker; the oldest is dropped");
         }
-        if queue.push_back(held).is_err() {
-            log::error!("the held feedback queue is full; a message is dropped");
-        }
+        let _ = queue.push_back(held);
     }
 
     /// Sends what is held, in order, while the outgoing queue takes it.
@@ -255,32 +249,15 @@ impl<R: Runtime> Shared<R> {
                 self.unpersist(&activity, generation);
                 None
             }
-            Held::Feedback { topic, payload } => {
-                match self.mqtt.try_publish(&topic, false, payload) {
+            Held::Feedback(payload) => {
+                match self.mqtt.publish(&self.topics.feedback, false, payload) {
                     Ok(()) => None,
-                    Err(MqttError::QueueFull { topic, payload, .. }) => {
-                        Some(Held::Feedback { topic, payload })
-                    }
+                    Err(MqttError::QueueFull { payload, .. }) => Some(Held::Feedback(payload)),
                     Err(e) => {
                         log::warn!("{e}");
                         None
                     }
                 }
-            }
-        }
-    }
-
-    fn feedback_bytes(&self, activity_id: &str, fb: Feedback) -> Option<Vec<u8>> {
-        let env = Envelope {
-            activity_id: activity_id.to_string(),
-            timestamp: now_ms(),
-            payload: fb,
-        };
-        match serde_json::to_vec(&env) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                log::error!("encoding a feedback message: {e}");
-                None
             }
         }
     }
@@ -304,20 +281,24 @@ impl<R: Runtime> Shared<R> {
         activity_id: &str,
         payload: T,
     ) {
-        let env = Envelope {
-            activity_id: activity_id.to_string(),
-            timestamp: now_ms(),
-            payload,
-        };
-        match serde_json::to_vec(&env) {
-            Ok(bytes) => {
-                if let Err(e) = self.mqtt.publish(topic, retain, bytes).await {
-                    log::warn!("{e}");
-                }
+        if let Some(bytes) = envelope_bytes(topic, activity_id, payload) {
+            if let Err(e) = self.mqtt.publish(topic, retain, bytes) {
+                log::warn!("{e}");
             }
-            Err(e) => log::error!("encoding a message for {topic}: {e}"),
         }
     }
+}
+
+/// `payload` in Kanto's envelope, encoded (an encoding error is logged: `None`).
+fn envelope_bytes<T: Serialize>(topic: &str, activity_id: &str, payload: T) -> Option<Vec<u8>> {
+    let env = Envelope {
+        activity_id: activity_id.to_string(),
+        timestamp: now_ms(),
+        payload,
+    };
+    serde_json::to_vec(&env)
+        .map_err(|e| log::error!("encoding a message for {topic}: {e}"))
+        .ok()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -369,10 +369,12 @@ impl Client {
     /// What earlier runs of leda-cm left in containerd and nothing uses: their leases (a
     /// pull or create cut short) and their active snapshots (a layer being unpacked, a
     /// container's snapshot whose container was never made) that no containerd container
-    /// and no ID in `keep` names. What this run made is never touched, so it is safe while
-    /// operations run. Returns what it removed.
+    /// and no ID in `keep` names; and this run's leases it has given up (their delete
+    /// failed). Nothing in use is touched, so it is safe while operations run. Returns what
+    /// it removed.
     pub async fn sweep_leftovers(&self, keep: &[String]) -> Result<Vec<String>, RuntimeError> {
         let mut removed = Vec::new();
+        // Another run's mark: left by it. Unmarked: not leda-cm's (or older), left alone.
         let theirs = |labels: &HashMap<String, String>| {
             labels
                 .get(INSTANCE_LABEL)
@@ -389,24 +391,15 @@ impl Client {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        // This run's own leases whose delete failed (containerd was away) go too.
-        let ours_given_up = |l: &containerd_client::services::v1::Lease| {
-            l.labels.get(INSTANCE_LABEL) == Some(&self.instance) && !live.contains(&l.id)
-        };
         for lease in leases {
-            if lease.id.starts_with(LEASE_PREFIX)
-                && (theirs(&lease.labels) || ours_given_up(&lease))
-            {
+            let ours = lease.labels.get(INSTANCE_LABEL) == Some(&self.instance);
+            let stale = theirs(&lease.labels) || (ours && !live.contains(&lease.id));
+            if lease.id.starts_with(LEASE_PREFIX) && stale {
                 self.delete_lease(&lease.id).await;
                 removed.push(format!("lease {}", lease.id));
             }
         }
-        let containers = ContainersClient::new(self.channel.clone())
-            .list(self.req(ListContainersRequest { filters: vec![] }, None))
-            .await
-            .map_err(|s| map_status("container list", "containers", s))?
-            .into_inner()
-            .containers;
+        let containers = self.containers().await?;
         let mut stream = SnapshotsClient::new(self.channel.clone())
             .list(self.req(
                 ListSnapshotsRequest {
@@ -437,13 +430,18 @@ impl Client {
         Ok(removed)
     }
 
-    pub async fn list_containers(&self) -> Result<Vec<RuntimeContainer>, RuntimeError> {
-        let containers = ContainersClient::new(self.channel.clone())
+    /// containerd's container records in our namespace.
+    async fn containers(&self) -> Result<Vec<Container>, RuntimeError> {
+        Ok(ContainersClient::new(self.channel.clone())
             .list(self.req(ListContainersRequest { filters: vec![] }, None))
             .await
             .map_err(|s| map_status("container list", "containers", s))?
             .into_inner()
-            .containers;
+            .containers)
+    }
+
+    pub async fn list_containers(&self) -> Result<Vec<RuntimeContainer>, RuntimeError> {
+        let containers = self.containers().await?;
         let tasks = TasksClient::new(self.channel.clone())
             .list(self.req(
                 ListTasksRequest {

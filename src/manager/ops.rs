@@ -159,6 +159,38 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
+    /// The end of a removal, under the container's lock, once containerd has nothing of it:
+    /// its custom log dir and its record go, then its entry. Still under the lock, an exit
+    /// handler or restart waiting for it sees the removal and neither writes the record again
+    /// nor tells of the container. `announce`: subscribers are told (a create rolled back
+    /// was never told of).
+    pub(super) async fn forget(
+        &self,
+        entry: &Entry,
+        c: &Container,
+        announce: bool,
+    ) -> Result<(), ManagerError> {
+        let id = &c.container_id;
+        if !c.host_config.log_config.driver_config.root_dir.is_empty() {
+            let _ = std::fs::remove_dir_all(self.log_dir(c));
+        }
+        self.records
+            .remove_async(id)
+            .await
+            .map_err(|source| ManagerError::Store {
+                id: id.clone(),
+                source,
+            })?;
+        lock(&entry.control).removed = true;
+        lock(&self.table).remove(id);
+        if announce {
+            self.note_image_released(&c.image.name, SystemTime::now())
+                .await;
+            let _ = self.changes.send(Change::Removed(Box::new(c.clone())));
+        }
+        Ok(())
+    }
+
     /// A removal's work in containerd and on the bridge: the task killed (or its leftover
     /// deleted), the container and its snapshot deleted.
     async fn take_down(&self, c: &mut Container) -> Result<(), ManagerError> {
@@ -658,24 +690,7 @@ impl<R: Runtime> Manager<R> {
             }
             return Err(e);
         }
-        let custom_log_dir = !c.host_config.log_config.driver_config.root_dir.is_empty();
-        if custom_log_dir {
-            let _ = std::fs::remove_dir_all(self.log_dir(&c));
-        }
-        self.records
-            .remove_async(id)
-            .await
-            .map_err(|source| ManagerError::Store {
-                id: id.to_string(),
-                source,
-            })?;
-        // Still under the container's lock: an exit handler or restart waiting for it sees
-        // the removal and neither writes the record again nor tells of the container.
-        lock(&entry.control).removed = true;
-        lock(&self.table).remove(id);
-        self.note_image_released(&c.image.name, SystemTime::now())
-            .await;
-        let _ = self.changes.send(Change::Removed(Box::new(c.clone())));
+        self.forget(&entry, &c, true).await?;
         log::info!("removed container {id} ({})", c.container_name);
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{lock, now, Change, Manager, ManagerError};
+use super::{lock, now, Manager, ManagerError};
 use crate::model::reconcile::{self, Action, Observed};
 use crate::model::restart::{self, Decision, Exit};
 use crate::model::{timestamp, Container};
@@ -165,22 +165,38 @@ impl<R: Runtime> Manager<R> {
     }
 
     /// Removes a container leda-cm created but has no record of (task, container, snapshot).
-    async fn remove_orphan(&self, id: &str, name: &str, has_task: bool) {
+    async fn remove_orphan(&self, id: &str, name: &str) {
         log::warn!(
             "container {id} ({name}) has no record (a create or removal was cut short); removing it"
         );
-        if has_task {
-            if let Err(e) = self.rt.kill(id, 9).await {
-                log::debug!("killing the task of orphan {id}: {e}");
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(10), self.rt.wait(id)).await;
-            if let Err(e) = self.rt.delete_task(id).await {
-                log::warn!("deleting the task of orphan container {id} failed: {e}");
-            }
+        if let Err(e) = self.end_task(id).await {
+            log::warn!("ending the task of orphan container {id} failed: {e}");
         }
         if let Err(e) = self.rt.remove(id).await {
             log::warn!("removing orphan container {id} failed: {e}");
         }
+    }
+
+    /// Whatever task containerd has of `id`, whatever the record says: thawed, killed
+    /// (waited for at most 10 s) and deleted.
+    async fn end_task(&self, id: &str) -> Result<(), ManagerError> {
+        let Some(task) = self.rt.task(id).await? else {
+            return Ok(());
+        };
+        if matches!(
+            task.status,
+            TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing
+        ) {
+            if task.status != TaskStatus::Running {
+                let _ = self.rt.resume(id).await;
+            }
+            if let Err(e) = self.rt.kill(id, 9).await {
+                log::debug!("killing the task of container {id}: {e}");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.rt.wait(id)).await;
+        }
+        self.rt.delete_task(id).await?;
+        Ok(())
     }
 
     /// Drift made behind leda-cm's back (`ctr` deleted a container, a task was killed while
@@ -292,7 +308,7 @@ impl<R: Runtime> Manager<R> {
             match &o.managed_name {
                 // leda-cm made it and holds no record of it: a create (or a removal) that a
                 // crash cut short. Nobody knows of it, so it goes.
-                Some(name) => self.remove_orphan(&o.id, name, o.task.is_some()).await,
+                Some(name) => self.remove_orphan(&o.id, name).await,
                 None => log::info!(
                     "container {} in namespace {} is not managed by leda-cm; left alone",
                     o.id,
@@ -369,50 +385,20 @@ impl<R: Runtime> Manager<R> {
             }
             Action::FinishRemoval | Action::RollBackCreate => {
                 // Whatever containerd has of it goes: the task, the container, its snapshot.
-                if let Some(task) = self.rt.task(&id).await? {
-                    if matches!(
-                        task.status,
-                        TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing
-                    ) {
-                        if task.status != TaskStatus::Running {
-                            let _ = self.rt.resume(&id).await;
-                        }
-                        if let Err(e) = self.rt.kill(&id, 9).await {
-                            log::debug!("killing the task of container {id}: {e}");
-                        }
-                        let _ =
-                            tokio::time::timeout(Duration::from_secs(10), self.rt.wait(&id)).await;
-                    }
-                    self.rt.delete_task(&id).await?;
-                }
+                self.end_task(&id).await?;
                 self.disconnect(c).await;
                 self.rt.remove(&id).await?;
-                if !c.host_config.log_config.driver_config.root_dir.is_empty() {
-                    let _ = std::fs::remove_dir_all(self.log_dir(c));
-                }
-                self.records
-                    .remove_async(&id)
-                    .await
-                    .map_err(|source| ManagerError::Store {
-                        id: id.clone(),
-                        source,
-                    })?;
-                lock(&entry.control).removed = true;
-                lock(&self.table).remove(&id);
-                if action == Action::FinishRemoval {
-                    self.note_image_released(&c.image.name, SystemTime::now())
-                        .await;
-                    let _ = self.changes.send(Change::Removed(Box::new(c.clone())));
-                    log::info!(
-                        "finished the removal of container {id} ({}) that a crash cut short",
-                        c.container_name
-                    );
-                } else {
-                    log::info!(
-                        "rolled back the create of container {id} ({}) that a crash cut short",
-                        c.container_name
-                    );
-                }
+                let finishing = action == Action::FinishRemoval;
+                self.forget(entry, c, finishing).await?;
+                log::info!(
+                    "{} container {id} ({}) that a crash cut short",
+                    if finishing {
+                        "finished the removal of"
+                    } else {
+                        "rolled back the create of"
+                    },
+                    c.container_name
+                );
             }
             Action::Recreate { start } => {
                 self.disconnect(c).await;

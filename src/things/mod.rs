@@ -126,7 +126,6 @@ impl<R: Runtime> Shared<R> {
         if let Err(e) = self
             .mqtt
             .publish(topic, false, envelope.to_string().into_bytes())
-            .await
         {
             log::warn!("{e}");
         }
@@ -253,7 +252,6 @@ impl<R: Runtime> Things<R> {
                         if let Err(e) = shared
                             .mqtt
                             .publish(ditto::HANDSHAKE_REQUEST, false, ditto::HANDSHAKE_PAYLOAD.as_bytes().to_vec())
-                            .await
                         {
                             log::warn!("{e}");
                         }
