@@ -31,4 +31,5 @@ pub mod store;
 pub mod supervisor;
 pub mod systemd;
 pub mod things;
+pub mod trust;
 pub mod watch;
