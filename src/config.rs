@@ -184,12 +184,12 @@ pub fn ignored_settings(config: &Config) -> Vec<String> {
 /// configuration (fail closed). Pure: the merged configuration in, the first refusal out.
 pub fn refuse_unimplemented(config: &Config) -> Result<(), ConfigError> {
     let c = &config.containers;
-    let verifier = c.image_verifier_type.trim();
-    if !(verifier.is_empty() || verifier.eq_ignore_ascii_case("none")) {
+    let verifier = c.image_verifier_type.trim().to_ascii_lowercase();
+    if !matches!(verifier.as_str(), "" | "none" | "notation" | "cosign") {
         return Err(ConfigError::Refused {
             key: "containers.image_verifier_type",
             value: format!("{verifier:?}"),
-            reason: "image signature verification is not implemented in leda-cm yet; it refuses to start rather than run images unverified (\"none\" runs without verification)",
+            reason: "leda-cm verifies images with \"notation\" or \"cosign\" (\"none\" runs them unverified); it refuses to start rather than run images unverified",
         });
     }
     if !c.image_dec_keys.is_empty() {
@@ -875,12 +875,18 @@ mod tests {
             ("{}", None),
             ("{\"containers\": {\"image_verifier_type\": \"none\"}}", None),
             ("{\"containers\": {\"image_verifier_type\": \"\"}}", None),
+            // Implemented: whether the files they name can be used is the trust module's
+            // check at start (`trust::Verifier::from_config`).
             (
                 "{\"containers\": {\"image_verifier_type\": \"notation\", \"image_verifier_config\": {\"configDir\": \"/etc/notation\"}}}",
-                Some("containers.image_verifier_type"),
+                None,
             ),
             (
                 "{\"containers\": {\"image_verifier_type\": \"cosign\"}}",
+                None,
+            ),
+            (
+                "{\"containers\": {\"image_verifier_type\": \"sigstore\"}}",
                 Some("containers.image_verifier_type"),
             ),
             (
@@ -916,7 +922,7 @@ mod tests {
                 dropin: true,
                 ..src(
                     "/d/10.json",
-                    "{\"containers\": {\"image_verifier_type\": \"notation\"}}",
+                    "{\"containers\": {\"image_verifier_type\": \"sigstore\"}}",
                 )
             },
         ]);

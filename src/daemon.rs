@@ -99,6 +99,8 @@ pub enum DaemonError {
     Network(crate::network::NetworkError),
     #[error("cannot keep the bridge's subnet in {path}: {source}")]
     BridgeState { path: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 impl DaemonError {
@@ -107,7 +109,8 @@ impl DaemonError {
             DaemonError::Config(_)
             | DaemonError::Load(_)
             | DaemonError::Mqtt(_)
-            | DaemonError::Network(_) => exit::CONFIG,
+            | DaemonError::Network(_)
+            | DaemonError::Trust(_) => exit::CONFIG,
             DaemonError::Dirs(_) => exit::CANT_CREATE,
             DaemonError::Lock(StoreError::AlreadyRunning { .. }) => exit::TEMP_FAIL,
             _ => exit::FAILURE,
@@ -185,6 +188,9 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
     if config.update_agent.enable || config.things.enable {
         Mqtt::check(&config.connection)?;
     }
+    // The trust policy, stores and keys are read once, here: one that cannot be used
+    // refuses the configuration.
+    let verifier = std::sync::Arc::new(crate::trust::Verifier::from_config(&config.containers)?);
 
     systemd::status("preparing state and runtime dirs");
     store::prepare_dir(&paths.state_dir, 0o700, "state dir").map_err(DaemonError::Dirs)?;
@@ -225,7 +231,7 @@ fn start(args: DaemonArgs, level_from_env: bool) -> Result<(), DaemonError> {
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(
         &runtime,
-        serve(config, paths, loader, level_from_env, bridge),
+        serve(config, paths, loader, level_from_env, bridge, verifier),
     );
     drop(lock);
     result
@@ -290,6 +296,7 @@ async fn serve(
     loader: ConfigLoader,
     level_from_env: bool,
     bridge: Option<crate::network::Bridge>,
+    verifier: std::sync::Arc<crate::trust::Verifier>,
 ) -> Result<(), DaemonError> {
     let mut sup = Supervisor::new();
     let liveness = Liveness::new();
@@ -317,7 +324,7 @@ async fn serve(
         }
         Arc::new(cni) as Arc<dyn crate::network::Network>
     });
-    let manager = Manager::with_network(ctrd, manager_settings(&config, &paths), net);
+    let manager = Manager::with_network(ctrd, manager_settings(&config, &paths, verifier), net);
     let (ctr_tx, ctr_rx) = mpsc::channel(16);
     let (restored_tx, restored_rx) = mpsc::channel(1);
     let (reload_tx, reload_rx) = mpsc::channel(1);
@@ -490,7 +497,11 @@ async fn serve(
     Ok(())
 }
 
-fn manager_settings(config: &Config, paths: &Paths) -> ManagerSettings {
+fn manager_settings(
+    config: &Config,
+    paths: &Paths,
+    trust: std::sync::Arc<crate::trust::Verifier>,
+) -> ManagerSettings {
     let system_containers = config.update_agent.system_containers.clone();
     ManagerSettings {
         namespace: config.containers.default_ns.clone(),
@@ -501,6 +512,7 @@ fn manager_settings(config: &Config, paths: &Paths) -> ManagerSettings {
         system_containers,
         image_expiry: (!config.containers.image_expiry_disable)
             .then_some(config.containers.image_expiry.0),
+        trust,
     }
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use crate::spec::ImageProcess;
+use crate::trust::{Signature, SignatureKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
@@ -27,6 +28,9 @@ pub struct ImageInfo {
     pub name: String,
     /// Digest of the image record's target (manifest or index).
     pub digest: String,
+    /// Media type and size of that target: what a signature names with the digest.
+    pub media_type: String,
+    pub size: u64,
     pub process: ImageProcess,
     /// Chain ID of the top layer: the parent of a container's snapshot.
     pub top_layer: String,
@@ -151,6 +155,14 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+    /// The signatures of `kind` the image's registry holds for the manifest `digest` of the
+    /// image `name` (empty when there are none).
+    fn signatures(
+        &self,
+        name: &str,
+        digest: &str,
+        kind: SignatureKind,
+    ) -> impl Future<Output = Result<Vec<Signature>, RuntimeError>> + Send;
     fn images(&self) -> impl Future<Output = Result<Vec<String>, RuntimeError>> + Send;
     fn remove_image(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 

@@ -63,6 +63,7 @@ impl Env {
                 log_driver_binary: common::BIN.into(),
                 system_containers: vec![],
                 image_expiry: Some(Duration::from_secs(3600)),
+                trust: Default::default(),
             },
         )
     }
@@ -452,6 +453,7 @@ fn containerd_away_means_unavailable_errors_and_running_containers_survive() {
                 log_driver_binary: common::BIN.into(),
                 system_containers: vec![],
                 image_expiry: None,
+                trust: Default::default(),
             },
         );
         let id = m

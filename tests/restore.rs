@@ -36,6 +36,7 @@ fn manager_for(h: &Harness, setup: &DaemonSetup) -> std::sync::Arc<Manager<Ctrd>
             log_driver_binary: common::BIN.into(),
             system_containers: vec![],
             image_expiry: None,
+            trust: Default::default(),
         },
     )
 }

@@ -58,6 +58,7 @@ pub fn status(e: ManagerError) -> Status {
             Status::already_exists(message)
         }
         ManagerError::Runtime(RuntimeError::Pull { .. }) => Status::failed_precondition(message),
+        ManagerError::Untrusted(_) => Status::permission_denied(message),
         _ => Status::internal(message),
     }
 }

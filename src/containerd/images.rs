@@ -702,6 +702,8 @@ impl Client {
         Ok(Some(ImageInfo {
             name: name.to_string(),
             digest: target.digest,
+            media_type: target.media_type,
+            size: u64::try_from(target.size).unwrap_or_default(),
             process: process(&config),
             top_layer: top,
         }))
@@ -843,6 +845,8 @@ impl Client {
         Ok(ImageInfo {
             name: name.to_string(),
             digest: root.digest.to_string(),
+            media_type: root.media_type.clone(),
+            size: root.bytes.len() as u64,
             process: process(&config),
             top_layer: top,
         })

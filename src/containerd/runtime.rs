@@ -10,6 +10,7 @@ use crate::runtime::{
     CreateRequest, ExitInfo, ImageInfo, Metrics, ProgressFn, Runtime, RuntimeContainer,
     RuntimeError, TaskInfo, TaskIo,
 };
+use crate::trust::{Signature, SignatureKind};
 
 pub struct Ctrd {
     pub client: Client,
@@ -62,6 +63,23 @@ impl Runtime for Ctrd {
         let _one_at_a_time = self.pulls.lock(name).await;
         let registry = self.registry();
         self.client.pull_image(&registry, name, progress).await
+    }
+
+    async fn signatures(
+        &self,
+        name: &str,
+        digest: &str,
+        kind: SignatureKind,
+    ) -> Result<Vec<Signature>, RuntimeError> {
+        let fail = |e: &dyn std::fmt::Display| RuntimeError::Pull {
+            image: name.to_string(),
+            reason: format!("its {} signatures cannot be read: {e}", kind.name()),
+        };
+        let reference = Reference::parse(name).map_err(|e| fail(&e))?;
+        self.registry()
+            .signatures(&reference, digest, kind)
+            .await
+            .map_err(|e| fail(&e))
     }
 
     async fn remote_digest(&self, name: &str) -> Result<String, RuntimeError> {

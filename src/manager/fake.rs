@@ -13,6 +13,7 @@ use crate::runtime::{
     RuntimeError, TaskInfo, TaskIo, TaskStatus,
 };
 use crate::spec::ImageProcess;
+use crate::trust::{Signature, SignatureKind};
 
 #[derive(Debug, Default)]
 pub struct State {
@@ -35,6 +36,8 @@ pub struct State {
     pub records_dir: Option<std::path::PathBuf>,
     pub records_at_create: Vec<String>,
     pub fail_remove: bool,
+    /// What the registry holds as signatures, by image digest.
+    pub signatures: BTreeMap<String, Vec<Signature>>,
 }
 
 #[derive(Clone, Default)]
@@ -98,6 +101,8 @@ pub fn image(name: &str) -> ImageInfo {
     ImageInfo {
         name: name.into(),
         digest: format!("sha256:{:0>64}", name.len()),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        size: 400,
         process: ImageProcess {
             env: vec!["PATH=/bin".into()],
             entrypoint: vec![],
@@ -141,6 +146,21 @@ impl Runtime for FakeRuntime {
 
     async fn remote_digest(&self, name: &str) -> Result<String, RuntimeError> {
         Ok(image(name).digest)
+    }
+
+    async fn signatures(
+        &self,
+        name: &str,
+        digest: &str,
+        kind: SignatureKind,
+    ) -> Result<Vec<Signature>, RuntimeError> {
+        self.call(format!("signatures {} {name}", kind.name()));
+        Ok(self
+            .state()
+            .signatures
+            .get(digest)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn images(&self) -> Result<Vec<String>, RuntimeError> {
@@ -384,6 +404,7 @@ pub fn manager(rt: FakeRuntime, dir: &Path) -> Arc<super::Manager<FakeRuntime>> 
             log_driver_binary: "/usr/bin/leda-cm".into(),
             system_containers: vec!["sua".into()],
             image_expiry: Some(std::time::Duration::from_secs(3600)),
+            trust: Default::default(),
         },
     )
 }

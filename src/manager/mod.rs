@@ -15,6 +15,7 @@ mod ops;
 mod supervise;
 #[cfg(test)]
 mod tests;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ pub enum ManagerError {
     Io { id: String, message: String },
     #[error("container {id}: {source}")]
     Network { id: String, source: NetworkError },
+    /// The configured image verifier refused the image (signatures, policy).
+    #[error(transparent)]
+    Untrusted(crate::trust::TrustError),
 }
 
 /// What changed, for the things and update-agent publishers.
@@ -82,6 +86,8 @@ pub struct Settings {
     pub system_containers: Vec<String>,
     /// Unused images are removed after this long; `None` disables it.
     pub image_expiry: Option<Duration>,
+    /// What an image must show before a container is created from it.
+    pub trust: Arc<crate::trust::Verifier>,
 }
 
 /// Per-container control state next to the record.

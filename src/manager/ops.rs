@@ -246,23 +246,36 @@ impl<R: Runtime> Manager<R> {
         Ok(())
     }
 
-    /// The image, pulled when it is not present locally (Kanto's default policy).
+    /// The image, pulled when it is not present locally (Kanto's default policy), once the
+    /// configured verifier accepted it (also when it was present).
     pub async fn ensure_image(
         &self,
         name: &str,
         progress: Option<ProgressFn>,
     ) -> Result<ImageInfo, ManagerError> {
         if let Some(image) = self.rt.image(name).await? {
+            self.check_trust(&image).await?;
             return Ok(image);
         }
-        self.pull_image(name, progress).await
+        self.pull_verified(name, progress, false).await
     }
 
-    /// Pulls the image even when it is present: the tag may now name another digest.
+    /// Pulls the image even when it is present (the tag may now name another digest), and
+    /// verifies it.
     pub async fn pull_image(
         &self,
         name: &str,
         progress: Option<ProgressFn>,
+    ) -> Result<ImageInfo, ManagerError> {
+        let present = self.rt.image(name).await.ok().flatten().is_some();
+        self.pull_verified(name, progress, present).await
+    }
+
+    async fn pull_verified(
+        &self,
+        name: &str,
+        progress: Option<ProgressFn>,
+        was_present: bool,
     ) -> Result<ImageInfo, ManagerError> {
         log::info!("pulling image {name}");
         let started = std::time::Instant::now();
@@ -272,6 +285,15 @@ impl<R: Runtime> Manager<R> {
             image.digest,
             started.elapsed()
         );
+        if let Err(e) = self.check_trust(&image).await {
+            // What this pull brought in goes again: an untrusted image is not kept.
+            if !was_present {
+                if let Err(r) = self.rt.remove_image(name).await {
+                    log::warn!("removing the refused image {name} failed: {r}");
+                }
+            }
+            return Err(e);
+        }
         Ok(image)
     }
 

@@ -800,3 +800,69 @@ fn drift_behind_the_managers_back_is_found_and_fixed_and_operations_in_hand_are_
     });
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A verifier refuses an image: nothing of the container is created, a pulled image goes;
+/// a signed one is created, and its kept signatures verify later creates without the
+/// registry.
+#[test]
+fn only_images_the_verifier_accepts_are_used_by_every_create() {
+    let dir = state_dir("trust");
+    run(async {
+        let (key, sign) = crate::trust::cosign::test_signer();
+        let rt = FakeRuntime::new()
+            .in_registry("unsigned:1")
+            .in_registry("signed:1")
+            .with_image("local-unsigned:1");
+        let signed_digest = super::fake::image("signed:1").digest;
+        rt.state()
+            .signatures
+            .insert(signed_digest.clone(), vec![sign(&signed_digest)]);
+        let mut settings = super::fake::manager(FakeRuntime::new(), &dir)
+            .settings
+            .clone();
+        settings.trust = std::sync::Arc::new(crate::trust::Verifier::Cosign(key));
+        let m = super::Manager::new(rt.clone(), settings);
+
+        for image in ["unsigned:1", "local-unsigned:1"] {
+            match m
+                .create(container(image.trim_end_matches(":1"), image), None)
+                .await
+            {
+                Err(ManagerError::Untrusted(e)) => {
+                    assert!(e.to_string().contains("no cosign signature"), "{e}")
+                }
+                other => panic!("{image}: {other:?}"),
+            }
+        }
+        assert_eq!(rt.calls("create "), 0, "containerd was asked to create");
+        assert!(m.list().is_empty());
+        assert!(
+            !rt.state().images.contains_key("unsigned:1"),
+            "the refused pull stays"
+        );
+        assert!(
+            rt.state().images.contains_key("local-unsigned:1"),
+            "an image that was there before is not removed"
+        );
+
+        let a = m.create(container("a", "signed:1"), None).await.unwrap();
+        assert_eq!(a.state.status, crate::model::Status::Created);
+        assert_eq!(rt.calls("signatures cosign signed:1"), 1);
+        // Kept: the second create verifies again, without the registry.
+        m.create(container("b", "signed:1"), None).await.unwrap();
+        assert_eq!(rt.calls("signatures cosign signed:1"), 1);
+        // Kept signatures that no longer verify are fetched again (and still refused).
+        rt.state().signatures.clear();
+        let kept = dir.join("trust/cosign").join(format!(
+            "{}.json",
+            signed_digest.trim_start_matches("sha256:")
+        ));
+        let text = std::fs::read_to_string(&kept).unwrap();
+        std::fs::write(&kept, text.replace("\"blob\": \"7b", "\"blob\": \"7c")).unwrap();
+        assert!(matches!(
+            m.create(container("c", "signed:1"), None).await,
+            Err(ManagerError::Untrusted(_))
+        ));
+        assert_eq!(rt.calls("signatures cosign signed:1"), 2);
+    });
+}

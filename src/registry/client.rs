@@ -20,6 +20,7 @@ use super::hosts::host_settings;
 use super::protocol::{api_url, error_message, manifest_kind, same_origin, MANIFEST_ACCEPT};
 use super::{ManifestKind, Reference, RegistryError};
 use crate::config::{ContainersConfig, Credentials, TlsConfig};
+use crate::trust::{Signature, SignatureKind, COSIGN_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE};
 
 /// Time allowed to open a connection (TCP and TLS).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +33,8 @@ const SMALL_BLOB_MAX: u64 = 16 << 20;
 /// Largest error body or token answer read.
 const SMALL_BODY_MAX: usize = 64 << 10;
 const MAX_REDIRECTS: usize = 10;
+/// Most signatures of one image read (each is a manifest and a blob).
+pub const MAX_SIGNATURES: usize = 16;
 
 /// What a tag (or digest) stands for now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,6 +331,130 @@ impl RegistryClient {
         }
         verifier.finish()?;
         Ok(buf.freeze())
+    }
+
+    /// The signatures of the manifest `digest` in `reference`'s repository, of `kind`:
+    /// - notation: the referrers with the Notary Project's artifact type, through the OCI
+    ///   referrers API, falling back to the `sha256-<hex>` tag schema where the registry has
+    ///   no such API; each signature manifest's first layer is the envelope.
+    /// - cosign: the layers of the manifest tagged `sha256-<hex>.sig`.
+    ///
+    /// No signature at all is an empty list (the verifier decides what that means); at most
+    /// [`MAX_SIGNATURES`] are read.
+    pub async fn signatures(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        kind: SignatureKind,
+    ) -> Result<Vec<Signature>, RegistryError> {
+        let tag = digest.replacen(':', "-", 1);
+        match kind {
+            SignatureKind::Notation => {
+                let referrers = match self.referrers(reference, digest).await? {
+                    Some(list) => list,
+                    None => match self.fetch_manifest(reference, &tag).await {
+                        Ok(m) => m.index()?.manifests().clone(),
+                        Err(RegistryError::NotFound { .. }) => Vec::new(),
+                        Err(e) => return Err(e),
+                    },
+                };
+                let mut out = Vec::new();
+                for d in referrers
+                    .iter()
+                    .filter(|d| {
+                        d.artifact_type().as_ref().map(|t| t.to_string()).as_deref()
+                            == Some(NOTATION_ARTIFACT_TYPE)
+                    })
+                    .take(MAX_SIGNATURES)
+                {
+                    let m = self
+                        .fetch_manifest(reference, d.digest().as_ref())
+                        .await?
+                        .image()?;
+                    let Some(envelope) = m.layers().first() else {
+                        continue;
+                    };
+                    let blob = self.fetch_blob_bytes(reference, envelope).await?;
+                    out.push(Signature {
+                        media_type: envelope.media_type().to_string(),
+                        blob: blob.to_vec(),
+                        annotations: m
+                            .annotations()
+                            .clone()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect(),
+                    });
+                }
+                Ok(out)
+            }
+            SignatureKind::Cosign => {
+                let m = match self.fetch_manifest(reference, &format!("{tag}.sig")).await {
+                    Ok(m) => m.image()?,
+                    Err(RegistryError::NotFound { .. }) => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                };
+                let mut out = Vec::new();
+                for layer in m
+                    .layers()
+                    .iter()
+                    .filter(|l| l.media_type().to_string() == COSIGN_MEDIA_TYPE)
+                    .take(MAX_SIGNATURES)
+                {
+                    let blob = self.fetch_blob_bytes(reference, layer).await?;
+                    out.push(Signature {
+                        media_type: COSIGN_MEDIA_TYPE.to_string(),
+                        blob: blob.to_vec(),
+                        annotations: layer
+                            .annotations()
+                            .clone()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect(),
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The OCI referrers API's list for `digest` (filtered by notation's artifact type), or
+    /// `None` when the registry does not implement the API (404): then the tag schema.
+    async fn referrers(
+        &self,
+        reference: &Reference,
+        digest: &str,
+    ) -> Result<Option<Vec<Descriptor>>, RegistryError> {
+        let ep = self.endpoint(reference)?;
+        let mut url = self.url(&ep, reference, "referrers", digest)?;
+        url.query_pairs_mut()
+            .append_pair("artifactType", NOTATION_ARTIFACT_TYPE);
+        let what = format!("referrers of {digest} of image {reference}");
+        let resp = match self
+            .request(
+                &ep,
+                reference,
+                Method::GET,
+                url,
+                Some("application/vnd.oci.image.index.v1+json"),
+                &what,
+            )
+            .await
+        {
+            Ok(resp) => resp,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bytes = read_limited(resp, MANIFEST_MAX)
+            .await
+            .map_err(|cause| transfer_error(&ep, &what, cause))?;
+        let index: ImageIndex =
+            serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                registry: ep.registry.clone(),
+                what: what.clone(),
+                reason: format!("it is not an image index: {e}"),
+            })?;
+        Ok(Some(index.manifests().clone()))
     }
 
     fn endpoint(&self, reference: &Reference) -> Result<Endpoint, RegistryError> {

@@ -601,6 +601,7 @@ fn thing_error(e: ManagerError) -> ThingError {
             ThingError::not_found(e.to_string())
         }
         ManagerError::Invalid(_) => ThingError::invalid(e.to_string()),
+        ManagerError::Untrusted(_) => ThingError::forbidden(e.to_string()),
         _ => ThingError::failed(e.to_string()),
     }
 }

@@ -105,8 +105,9 @@ pub enum TrustError {
 }
 
 /// The configured signature verifier.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub enum Verifier {
+    #[default]
     None,
     Notation(notation::Policy),
     Cosign(cosign::PublicKey),
