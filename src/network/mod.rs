@@ -537,6 +537,9 @@ pub fn masquerade_chain(network: &str, id: &str) -> String {
     format!("CNI-{}", &hex[..24])
 }
 
+/// An extra host left out of `/etc/hosts`: (the entry, why).
+pub type Unresolved = (String, String);
+
 /// A container on the bridge, as `container_<host name>` extra hosts see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -586,7 +589,7 @@ pub fn resolve_extra_hosts(
     gateway: Option<Ipv4Addr>,
     iface_addr: &dyn Fn(&str) -> Option<Ipv4Addr>,
     peers: &[Peer],
-) -> (Vec<(String, std::net::IpAddr)>, Vec<(String, String)>) {
+) -> (Vec<(String, std::net::IpAddr)>, Vec<Unresolved>) {
     let mut out = Vec::new();
     let mut unresolved = Vec::new();
     for e in entries {

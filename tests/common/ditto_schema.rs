@@ -101,6 +101,9 @@ fn object<'a>(v: &'a Value, out: &mut Violations) -> Option<&'a Map<String, Valu
     }
 }
 
+/// Whether a value has a schema type.
+type TypeCheck = fn(&Value) -> bool;
+
 /// The rules every message shares (topic, headers, path, the optional fields).
 fn common(o: &Map<String, Value>, out: &mut Violations) {
     match o.get("topic") {
@@ -125,7 +128,7 @@ fn common(o: &Map<String, Value>, out: &mut Violations) {
     if o.get("value").is_some_and(Value::is_null) {
         out.push("value is null (not one of object, string, number, array, boolean)".into());
     }
-    let typed: [(&str, fn(&Value) -> bool, &str); 4] = [
+    let typed: [(&str, TypeCheck, &str); 4] = [
         ("fields", Value::is_string, "a string"),
         ("extra", Value::is_object, "an object"),
         ("revision", Value::is_number, "a number"),
@@ -325,9 +328,10 @@ mod tests {
     #[test]
     fn every_rule_passes_the_valid_and_fails_the_invalid() {
         type Edit = fn(&mut Value);
+        type Valid = fn() -> Value;
         let res200 = format!("{RES}200");
         let res400 = format!("{RES}400");
-        let cases: Vec<(&str, fn() -> Value, Edit, &str)> = vec![
+        let cases: Vec<(&str, Valid, Edit, &str)> = vec![
             (EVENTS, modify, |v| v["topic"] = json!(""), "topic"),
             (
                 EVENTS,
