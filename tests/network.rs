@@ -412,6 +412,80 @@ fn bridged_containers_reach_each_other_the_host_and_published_ports_and_keep_the
     assert!(http_get(&format!("127.0.0.1:{port}")).is_err());
 }
 
+/// Leda's desired states name peers as `container_<host name>` (Kanto's default host name
+/// is `<name>-host`): the feeder starts first, its `/etc/hosts` gets the databroker's line
+/// when the databroker gets its address, and loses it when the databroker stops (Kanto).
+#[test]
+fn container_extra_hosts_resolve_by_host_name_also_for_a_peer_that_starts_later() {
+    let mut t = Net::new("net-peers", json!({}));
+    t.start();
+    let hosts_of = |id: &str| {
+        std::fs::read_to_string(t.setup.state_dir.join("containers").join(id).join("hosts"))
+            .unwrap_or_default()
+    };
+    // Inside the feeder: wait for the name, then fetch the databroker's page by it.
+    let feeder = t.run(
+        "feeder",
+        &[
+            "--rp",
+            "no",
+            "--hosts",
+            "databroker:container_databroker-host,byname:container_databroker",
+        ],
+        &[
+            "sh",
+            "-c",
+            "until grep -q databroker /etc/hosts; do sleep 0.2; done; \
+             wget -q -O - http://databroker/index.html && wget -q -O - http://byname/index.html",
+        ],
+    );
+    let watcher = t.run(
+        "watcher",
+        &["--hosts", "databroker:container_databroker-host"],
+        &["sleep", "600"],
+    );
+    assert!(
+        !hosts_of(&feeder).contains("databroker"),
+        "{}",
+        hosts_of(&feeder)
+    );
+    let broker = t.run("databroker", &[], HTTPD);
+    let ip = t.ip_of(&broker);
+    assert_eq!(
+        t.wait_exit(&feeder, Duration::from_secs(30)),
+        0,
+        "{}\n{}",
+        t.logs(&feeder),
+        t.stderr()
+    );
+    let page = t.logs(&feeder);
+    assert_eq!(page.matches("leda-cm test image").count(), 2, "{page}");
+    let hosts = hosts_of(&watcher);
+    assert!(hosts.contains(&format!("{ip}\tdatabroker\n")), "{hosts}");
+    // The feeder's file had both names while it ran.
+    let hosts = hosts_of(&feeder);
+    assert!(hosts.contains(&format!("{ip}\tdatabroker\n")), "{hosts}");
+    assert!(hosts.contains(&format!("{ip}\tbyname\n")), "{hosts}");
+    // The databroker stops: the watcher's line goes (as Kanto's refresh drops it), and
+    // comes back with its start.
+    t.ok(&["stop", &broker]);
+    let gone = retry(Duration::from_secs(10), || {
+        (!hosts_of(&watcher).contains("databroker")).then_some(())
+    });
+    assert!(gone.is_some(), "{}", hosts_of(&watcher));
+    t.ok(&["start", &broker]);
+    let ip = t.ip_of(&broker);
+    let back = retry(Duration::from_secs(10), || {
+        hosts_of(&watcher)
+            .contains(&format!("{ip}\tdatabroker\n"))
+            .then_some(())
+    });
+    assert!(back.is_some(), "{}", hosts_of(&watcher));
+    for id in [&feeder, &watcher, &broker] {
+        t.ok(&["remove", "-f", id]);
+    }
+}
+
 #[test]
 fn icc_false_isolates_containers_but_not_the_host_with_a_read_only_root() {
     let mut t = Net::new("net-icc", json!({"icc": false}));

@@ -199,7 +199,11 @@ fn the_simulated_connector_gets_software_updatable_and_one_container_feature_eac
     });
     let example = fixture("container-management-list.json");
     assert_eq!(su["topic"], format!("{DITTO}/things/twin/commands/modify"));
-    assert_eq!(su["headers"], example["headers"]);
+    // The seed's headers, and the correlation-id Ditto's envelope requires (Kanto sends none).
+    let mut headers = example["headers"].clone();
+    headers["correlation-id"] = su["headers"]["correlation-id"].clone();
+    assert!(su["headers"]["correlation-id"].is_string(), "{su}");
+    assert_eq!(su["headers"], headers);
     assert_eq!(su["value"]["definition"], example["value"]["definition"]);
     let status = &su["value"]["properties"]["status"];
     assert_eq!(status["softwareModuleType"], "oci:container");
@@ -330,7 +334,8 @@ fn every_operation_round_trip_with_its_response_and_the_twin_following() {
     assert_eq!(config["env"], json!(["A=1"]));
     assert_eq!(
         config["restartPolicy"],
-        json!({"type": "ON_FAILURE", "maxRetryCount": 2, "retryTimeout": 5.0})
+        json!({"type": "ON_FAILURE", "maxRetryCount": 2, "retryTimeout": 5}),
+        "retryTimeout as Kanto (Go) writes it: 5, not 5.0"
     );
     assert_eq!(task(&b), "", "created, no task yet");
 
@@ -451,13 +456,14 @@ fn bad_requests_get_their_errors_and_change_nothing() {
         &format!("command//{THING}/req/raw-1/create"),
         b"this is not json",
     );
-    error(
-        d.answer(THING, "raw-1"),
-        400,
-        "messages:parameter.invalid",
-        "not valid JSON",
-    );
-    d.peer.publish(&format!("command//{THING}/req/raw-2/create"), &json!({"topic": format!("{DITTO}/things/live/messages/create"), "path": "/features/ContainerFactory"}));
+    let answer = d.answer(THING, "raw-1");
+    // An envelope that cannot be read is answered as Kanto does: the thing's errors topic,
+    // path `/` (a Ditto error response; the request ID as its correlation-id).
+    assert_eq!(answer.1["topic"], format!("{DITTO}/things/twin/errors"));
+    assert_eq!(answer.1["path"], "/");
+    assert_eq!(answer.1["headers"]["correlation-id"], "raw-1");
+    error(answer, 400, "messages:parameter.invalid", "not valid JSON");
+    d.peer.publish(&format!("command//{THING}/req/raw-2/create"), &json!({"topic": format!("{DITTO}/things/live/messages/create"), "headers": {"correlation-id": "c-raw-2"}, "path": "/features/ContainerFactory"}));
     error(
         d.answer(THING, "raw-2"),
         400,
@@ -566,6 +572,32 @@ fn bad_requests_get_their_errors_and_change_nothing() {
         .unwrap()
         .to_string();
     let f = format!("Container:{id}");
+    // As Kanto: a command without a correlation-id is refused, not executed; its answer
+    // carries the request ID as correlation-id.
+    d.peer.publish(
+        &format!("command//{THING}/req/no-corr/start"),
+        &json!({"topic": format!("{DITTO}/things/live/messages/start"),
+            "headers": {"response-required": true}, "path": format!("/features/{f}/inbox/messages/start")}),
+    );
+    let answer = d.answer(THING, "no-corr");
+    assert_eq!(answer.1["headers"]["correlation-id"], "no-corr");
+    assert_eq!(
+        answer.1["path"],
+        format!("/features/{f}/inbox/messages/start")
+    );
+    error(
+        answer,
+        400,
+        "messages:parameter.invalid",
+        "no correlation-id",
+    );
+    assert_eq!(
+        common::ctr_tasks(&d.setup.containerd_sock, &d.setup.namespace)
+            .get(&id)
+            .map(String::as_str),
+        Some(""),
+        "the refused start ran (or the container went)"
+    );
     error(
         d.call(&f, "rename", json!({"to": "x"})),
         400,
@@ -661,6 +693,7 @@ fn bad_requests_get_their_errors_and_change_nothing() {
         "the mqtt connection dropped:\n{}",
         d.stderr()
     );
+    assert!(d.peer.assert_ditto_valid() > 20);
 }
 
 #[test]
@@ -795,9 +828,17 @@ fn software_updatable_install_from_a_local_http_server_and_remove() {
         ["REMOVING", "REMOVED", "FINISHED_SUCCESS"]
     );
     assert!(d.containers().is_empty());
+    // The last dependency gone: the property is deleted (never a null value).
     d.wait_event("no dependencies", |e| {
-        e["path"] == deps_path && e["value"].is_null()
+        e["path"] == deps_path && e["topic"] == format!("{DITTO}/things/twin/commands/delete")
     });
+    assert!(
+        d.events_on(EVENTS)
+            .iter()
+            .all(|e| e.get("value").map_or(true, |v| !v.is_null())),
+        "a null value was sent"
+    );
+    assert!(d.peer.assert_ditto_valid() > 20);
 }
 
 #[test]
@@ -845,6 +886,12 @@ fn metrics_at_one_second_with_a_filter_then_stopped() {
         let cpu = snapshot[0]["measurements"][0]["value"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&cpu));
         assert!(snapshot[0]["measurements"][1]["value"].as_f64().unwrap() > 0.0);
+        // A counter is an integer, as Kanto sends it (`"value": 1941504`, never `.0`).
+        assert!(
+            snapshot[0]["measurements"][1]["value"].is_u64(),
+            "{}",
+            snapshot[0]["measurements"][1]
+        );
         let ts = r["value"]["timestamp"].as_u64().unwrap();
         assert!(
             ts <= now && ts + 30 > now,

@@ -1,10 +1,16 @@
 //! The manager's side of bridge networking: port checks at create, the container put on the
 //! bridge between task create and start, its address recorded, and taken off again when
 //! the task ends or the container goes.
+//!
+//! `/etc/hosts` follows the peers, as in Kanto: whenever a container joins or leaves the
+//! bridge, every container on it whose extra hosts name a peer (`container_<host name>`)
+//! gets its file rewritten from the bridge's allocations of that moment, so a peer that
+//! starts later is found, and one that stops is dropped.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use super::{lock, Manager, ManagerError};
 use crate::etc_files;
@@ -103,49 +109,113 @@ impl<R: Runtime> Manager<R> {
         )]);
         c.network_settings.sandbox_key = format!("/proc/{pid}/ns/net");
         c.extras_mut().network = Some(att.clone());
-        if let Err(e) = self.write_hosts(c, &net, &att) {
+        if let Err(e) = self.write_hosts_files(&net, Some(c), None).await {
             self.disconnect(c).await;
             return Err(e);
         }
         Ok(())
     }
 
-    /// `/etc/hosts` with the container's own address and its `extra_hosts` resolved, written
-    /// in place: the file is already bind-mounted into the created task.
-    fn write_hosts(
+    /// Writes `/etc/hosts` of `joined` (it just got its address: an error is returned) and
+    /// of every other container on the bridge whose extra hosts name a peer (an error is
+    /// logged), with the extra hosts resolved against the bridge's allocations now (the
+    /// addresses, before any record is committed) less `leaving`. The files are written in
+    /// place (they are bind-mounted into the tasks), only when their content changes.
+    async fn write_hosts_files(
         &self,
-        c: &Container,
         net: &Arc<dyn Network>,
-        att: &Attachment,
+        joined: Option<&Container>,
+        leaving: Option<&str>,
     ) -> Result<(), ManagerError> {
-        let others: BTreeMap<String, Ipv4Addr> = lock(&self.table)
+        let mut views: BTreeMap<String, Container> = lock(&self.table)
             .values()
             .map(|e| e.view())
-            .filter(|o| o.container_id != c.container_id)
-            .filter_map(|o| {
-                let ip = o.leda_cm.as_ref()?.network.as_ref()?.ip.parse().ok()?;
-                Some((o.container_name.clone(), ip))
-            })
+            .map(|c| (c.container_id.clone(), c))
             .collect();
-        let gateway = net.bridge().gateway;
-        let (extra, unresolved) = network::resolve_extra_hosts(
-            &c.host_config.extra_hosts,
-            Some(gateway),
-            &|iface| net.iface_addr(iface),
-            &others,
-        );
-        for e in unresolved {
-            log::warn!(
-                "container {}: extra host {e:?} cannot be resolved now; left out of /etc/hosts",
-                c.container_id
-            );
+        if let Some(c) = joined {
+            views.insert(c.container_id.clone(), c.clone());
         }
-        let text = etc_files::hosts(&c.host_name, &c.domain_name, att.ip.parse().ok(), &extra);
-        let path = self.records.dir_of(&c.container_id).join("hosts");
-        std::fs::write(&path, text).map_err(|e| ManagerError::Io {
-            id: c.container_id.clone(),
-            message: format!("cannot write {}: {e}", path.display()),
+        let paths: BTreeMap<String, PathBuf> = views
+            .keys()
+            .map(|id| (id.clone(), self.records.dir_of(id).join("hosts")))
+            .collect();
+        let joined_id = joined.map(|c| c.container_id.clone());
+        let leaving = leaving.map(str::to_string);
+        let net = net.clone();
+        let id = joined_id.clone().unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            // One writer at a time: each file's last write is from the latest allocations.
+            static WRITES: Mutex<()> = Mutex::new(());
+            let _one = lock(&WRITES);
+            let on_bridge: Vec<(String, Ipv4Addr)> = net
+                .allocations()
+                .into_iter()
+                .filter(|(_, id)| Some(id) != leaving.as_ref())
+                .filter_map(|(ip, id)| Some((id, ip.parse().ok()?)))
+                .collect();
+            let peers: Vec<network::Peer> = on_bridge
+                .iter()
+                .filter_map(|(id, ip)| {
+                    let c = views.get(id)?;
+                    Some(network::Peer {
+                        name: c.container_name.clone(),
+                        host_name: c.host_name.clone(),
+                        ip: *ip,
+                    })
+                })
+                .collect();
+            let gateway = net.bridge().gateway;
+            let write = |c: &Container, own: Option<Ipv4Addr>| -> Result<(), String> {
+                let (extra, unresolved) = network::resolve_extra_hosts(
+                    &c.host_config.extra_hosts,
+                    Some(gateway),
+                    &|iface| net.iface_addr(iface),
+                    &peers,
+                );
+                for (e, why) in unresolved {
+                    log::warn!(
+                        "container {}: extra host {e:?} cannot be resolved now ({why}); left out of /etc/hosts",
+                        c.container_id
+                    );
+                }
+                let text =
+                    etc_files::hosts(&c.host_name, &c.domain_name, own.map(Into::into), &extra);
+                let Some(path) = paths.get(&c.container_id) else {
+                    return Ok(());
+                };
+                if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+                    return Ok(());
+                }
+                std::fs::write(path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            };
+            if let Some(c) = joined_id.as_ref().and_then(|id| views.get(id)) {
+                let own = c
+                    .leda_cm
+                    .as_ref()
+                    .and_then(|x| x.network.as_ref())
+                    .and_then(|a| a.ip.parse().ok());
+                write(c, own)?;
+            }
+            for (id, ip) in &on_bridge {
+                if Some(id) == joined_id.as_ref() {
+                    continue;
+                }
+                let Some(c) = views.get(id) else { continue };
+                if !network::names_a_peer(&c.host_config.extra_hosts) {
+                    continue;
+                }
+                match write(c, Some(*ip)) {
+                    Ok(()) => log::debug!("container {id}: /etc/hosts follows its peers"),
+                    Err(e) => log::warn!("container {id}: {e}"),
+                }
+            }
+            Ok(())
         })
+        .await
+        .map_err(|e| format!("the /etc/hosts task: {e}"))
+        .and_then(|r| r)
+        .map_err(|message| ManagerError::Io { id, message })
     }
 
     /// Takes `c` off the bridge when it is on it (after its task ended, or before it goes).
@@ -156,11 +226,21 @@ impl<R: Runtime> Manager<R> {
         };
         c.network_settings.sandbox_key.clear();
         let id = c.container_id.clone();
-        let done = tokio::task::spawn_blocking(move || net.detach(&id, &att)).await;
+        let done = {
+            let net = net.clone();
+            tokio::task::spawn_blocking(move || net.detach(&id, &att)).await
+        };
         match done {
             Ok(Ok(())) => log::debug!("container {} left the bridge", c.container_id),
             Ok(Err(e)) => log::warn!("taking container {} off the bridge: {e}", c.container_id),
             Err(e) => log::warn!("taking container {} off the bridge: {e}", c.container_id),
+        }
+        // The peers that named it drop it (as Kanto's refresh does).
+        if let Err(e) = self
+            .write_hosts_files(&net, None, Some(&c.container_id))
+            .await
+        {
+            log::warn!("{e}");
         }
     }
 

@@ -5,7 +5,6 @@
 
 pub mod cni;
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -538,37 +537,88 @@ pub fn masquerade_chain(network: &str, id: &str) -> String {
     format!("CNI-{}", &hex[..24])
 }
 
+/// An extra host left out of `/etc/hosts`: (the entry, why).
+pub type Unresolved = (String, String);
+
+/// A container on the bridge, as `container_<host name>` extra hosts see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub host_name: String,
+    pub ip: Ipv4Addr,
+}
+
+/// Whether `entries` name a peer (`name:container_…`): such a container's `/etc/hosts`
+/// follows the peers' addresses.
+pub fn names_a_peer(entries: &[String]) -> bool {
+    entries.iter().any(|e| {
+        e.split_once(':')
+            .is_some_and(|(_, v)| v.trim().starts_with("container_"))
+    })
+}
+
+/// The address of `container_<wanted>`: as Kanto, the one container on the bridge whose
+/// host name is `wanted` (Kanto's default host name is `<name>-host`; two of them is an
+/// error); else the container named `wanted` (names are unique).
+fn peer_address(peers: &[Peer], wanted: &str) -> Result<Ipv4Addr, String> {
+    let by_host: Vec<&Peer> = peers.iter().filter(|p| p.host_name == wanted).collect();
+    match by_host.as_slice() {
+        [one] => return Ok(one.ip),
+        [] => {}
+        many => {
+            let names: Vec<&str> = many.iter().map(|p| p.name.as_str()).collect();
+            return Err(format!(
+                "more than one container has host name {wanted} ({})",
+                names.join(", ")
+            ));
+        }
+    }
+    peers
+        .iter()
+        .find(|p| p.name == wanted)
+        .map(|p| p.ip)
+        .ok_or_else(|| format!("no container on the bridge has host name or name {wanted}"))
+}
+
 /// `extra_hosts` entries `name:value` with the symbolic values resolved: `host_ip` → the
-/// bridge's gateway, `host_ip_<iface>` → that interface's IPv4 address, `container_<name>` →
-/// that container's bridge address. Returns the entries and the ones that could not be
-/// resolved (named, for a warning).
+/// bridge's gateway, `host_ip_<iface>` → that interface's IPv4 address, `container_<host
+/// name>` → that container's bridge address (see `peer_address`). Returns the entries and
+/// the ones that could not be resolved, each with why (for a warning).
 pub fn resolve_extra_hosts(
     entries: &[String],
     gateway: Option<Ipv4Addr>,
     iface_addr: &dyn Fn(&str) -> Option<Ipv4Addr>,
-    container_ips: &BTreeMap<String, Ipv4Addr>,
-) -> (Vec<(String, std::net::IpAddr)>, Vec<String>) {
+    peers: &[Peer],
+) -> (Vec<(String, std::net::IpAddr)>, Vec<Unresolved>) {
     let mut out = Vec::new();
     let mut unresolved = Vec::new();
     for e in entries {
-        let Some((name, value)) = e.split_once(':') else {
-            unresolved.push(e.clone());
+        let Some((name, value)) = e.trim().split_once(':') else {
+            unresolved.push((e.clone(), "not name:value".to_string()));
             continue;
         };
-        let ip = if let Ok(ip) = value.parse::<std::net::IpAddr>() {
-            Some(ip)
+        let ip: Result<std::net::IpAddr, String> = if let Ok(ip) = value.parse::<std::net::IpAddr>()
+        {
+            Ok(ip)
         } else if value == "host_ip" {
-            gateway.map(Into::into)
+            gateway
+                .map(Into::into)
+                .ok_or_else(|| "no bridge gateway".to_string())
         } else if let Some(iface) = value.strip_prefix("host_ip_") {
-            iface_addr(iface).map(Into::into)
+            iface_addr(iface)
+                .map(Into::into)
+                .ok_or_else(|| format!("interface {iface} has no IPv4 address"))
         } else if let Some(other) = value.strip_prefix("container_") {
-            container_ips.get(other).copied().map(Into::into)
+            peer_address(peers, other).map(Into::into)
         } else {
-            None
+            Err(
+                "neither an address nor host_ip, host_ip_<interface>, container_<host name>"
+                    .to_string(),
+            )
         };
         match ip {
-            Some(ip) => out.push((name.to_string(), ip)),
-            None => unresolved.push(e.clone()),
+            Ok(ip) => out.push((name.to_string(), ip)),
+            Err(why) => unresolved.push((e.clone(), why)),
         }
     }
     (out, unresolved)
@@ -808,21 +858,39 @@ mod tests {
     #[test]
     fn extra_hosts_resolved() {
         let ifaces = |name: &str| (name == "eth0").then(|| Ipv4Addr::new(192, 168, 7, 2));
-        let containers = BTreeMap::from([("databroker".to_string(), Ipv4Addr::new(172, 17, 0, 3))]);
+        let peer = |name: &str, host: &str, last: u8| Peer {
+            name: name.into(),
+            host_name: host.into(),
+            ip: Ipv4Addr::new(172, 17, 0, last),
+        };
+        let peers = [
+            // Kanto's default host name, as Leda's desired states name it.
+            peer("databroker", "databroker-host", 3),
+            // A host name that is another container's name: the host name wins.
+            peer("shadow", "feeder", 4),
+            peer("feeder", "feeder-host", 5),
+            peer("twin-a", "twin", 6),
+            peer("twin-b", "twin", 7),
+        ];
         let (got, bad) = resolve_extra_hosts(
             &[
                 "mosquitto:host_ip".into(),
                 "lan:host_ip_eth0".into(),
+                "databroker:container_databroker-host".into(),
                 "db:container_databroker".into(),
+                "f:container_feeder".into(),
+                "fh:container_feeder-host".into(),
                 "fixed:10.0.0.9".into(),
                 "v6:::1".into(),
                 "gone:container_nothere".into(),
+                "two:container_twin".into(),
                 "nowifi:host_ip_wlan0".into(),
+                "odd:somewhere".into(),
                 "garbage".into(),
             ],
             Some(Ipv4Addr::new(172, 17, 0, 1)),
             &ifaces,
-            &containers,
+            &peers,
         );
         let got: Vec<String> = got.iter().map(|(n, ip)| format!("{n}={ip}")).collect();
         assert_eq!(
@@ -830,15 +898,55 @@ mod tests {
             [
                 "mosquitto=172.17.0.1",
                 "lan=192.168.7.2",
+                "databroker=172.17.0.3",
                 "db=172.17.0.3",
+                "f=172.17.0.4",
+                "fh=172.17.0.5",
                 "fixed=10.0.0.9",
                 "v6=::1"
             ]
         );
+        let bad: Vec<(&str, &str)> = bad.iter().map(|(e, w)| (e.as_str(), w.as_str())).collect();
         assert_eq!(
             bad,
-            ["gone:container_nothere", "nowifi:host_ip_wlan0", "garbage"]
+            [
+                (
+                    "gone:container_nothere",
+                    "no container on the bridge has host name or name nothere"
+                ),
+                (
+                    "two:container_twin",
+                    "more than one container has host name twin (twin-a, twin-b)"
+                ),
+                (
+                    "nowifi:host_ip_wlan0",
+                    "interface wlan0 has no IPv4 address"
+                ),
+                (
+                    "odd:somewhere",
+                    "neither an address nor host_ip, host_ip_<interface>, container_<host name>"
+                ),
+                ("garbage", "not name:value"),
+            ]
         );
+        // Without the gateway, host_ip is not resolved.
+        let (_, bad) = resolve_extra_hosts(&["m:host_ip".into()], None, &ifaces, &[]);
+        assert_eq!(bad[0].1, "no bridge gateway");
+    }
+
+    #[test]
+    fn entries_that_name_a_peer() {
+        let cases: [(&[&str], bool); 5] = [
+            (&[], false),
+            (&["m:host_ip", "x:10.0.0.1"], false),
+            (&["databroker:container_databroker-host"], true),
+            (&["m:host_ip", " d:container_d"], true),
+            (&["container_x"], false),
+        ];
+        for (entries, want) in cases {
+            let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+            assert_eq!(names_a_peer(&entries), want, "{entries:?}");
+        }
     }
 
     #[test]

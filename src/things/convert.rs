@@ -25,6 +25,10 @@ fn is_zero_u16(n: &u16) -> bool {
 fn is_zero_f64(n: &f64) -> bool {
     *n == 0.0
 }
+/// As Go (Kanto) writes a float64: `30`, not `30.0`.
+fn go_float<S: serde::Serializer>(n: &f64, s: S) -> Result<S::Ok, S::Error> {
+    super::ditto::go_number(*n).serialize(s)
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -102,7 +106,11 @@ pub struct RestartPolicy {
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub max_retry_count: i64,
     /// Seconds.
-    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    #[serde(
+        default,
+        skip_serializing_if = "is_zero_f64",
+        serialize_with = "go_float"
+    )]
     pub retry_timeout: f64,
     #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     pub policy_type: String,
@@ -550,6 +558,21 @@ mod tests {
         );
         let created = Container::default();
         assert_eq!(state(&created), json!({"status":"CREATED"}));
+    }
+
+    /// Kanto's retryTimeout is a float64 that Go writes without a fraction when whole.
+    #[test]
+    fn retry_timeout_is_written_as_go_writes_it() {
+        for (ns, want) in [
+            (30_000_000_000_i64, "30"),
+            (60_000_000_000, "60"),
+            (1_500_000_000, "1.5"),
+        ] {
+            let mut c = Container::default();
+            c.host_config.restart_policy.retry_timeout = ns;
+            let v = serde_json::to_value(config(&c)).unwrap();
+            assert_eq!(v["restartPolicy"]["retryTimeout"].to_string(), want);
+        }
     }
 
     #[test]

@@ -2,6 +2,17 @@
 //! the thing's identity, inbound live messages (`command//<thing>/req/<id>/<op>`), their
 //! responses, and outbound twin commands and feature messages (`e/<tenant>/<thing>`).
 //!
+//! Every message leda-cm publishes on the twin is valid against Ditto's protocol schemas
+//! (envelope, response, error response): each carries a `correlation-id` (a new one for
+//! twin commands and outbox messages, where Kanto sends none; the request ID of the MQTT
+//! topic for an answer to a command that had none), a `topic` and a `path`, and no `value`
+//! is null (a property that goes is deleted).
+//!
+//! As Kanto: a command without a `correlation-id` header is refused with a 400 and not
+//! executed; an answer to a command whose envelope cannot be read (not JSON, no topic or
+//! path) is an error response on `<namespace>/<name>/things/twin/errors` with path `/`
+//! (Kanto writes `unknown/unknown`; leda-cm names the thing of the MQTT topic).
+//!
 //! Beyond Kanto: a malformed request gets a 400 naming what is wrong (Kanto's client
 //! dereferences a missing envelope), an unknown feature is 404, a request whose
 //! `response-required` header cannot be read is still answered, and a missing
@@ -77,11 +88,19 @@ impl Thing {
         format!("{}/{}/things/{rest}", self.namespace, self.name)
     }
 
-    /// A twin `modify` of `path` to `value`.
+    /// A twin `modify` of `path` to `value`; a null value (which Ditto's envelope does not
+    /// allow) is the `delete` of `path`.
     pub fn modify(&self, path: &str, value: Value) -> Value {
+        self.modify_as(path, value, &new_correlation_id())
+    }
+
+    fn modify_as(&self, path: &str, value: Value, correlation_id: &str) -> Value {
+        if value.is_null() {
+            return self.delete_as(path, correlation_id);
+        }
         json!({
             "topic": self.ditto_topic("twin/commands/modify"),
-            "headers": {"response-required": false},
+            "headers": {"correlation-id": correlation_id, "response-required": false},
             "path": path,
             "value": value,
         })
@@ -89,9 +108,13 @@ impl Thing {
 
     /// A twin `delete` of `path`.
     pub fn delete(&self, path: &str) -> Value {
+        self.delete_as(path, &new_correlation_id())
+    }
+
+    fn delete_as(&self, path: &str, correlation_id: &str) -> Value {
         json!({
             "topic": self.ditto_topic("twin/commands/delete"),
-            "headers": {"response-required": false},
+            "headers": {"correlation-id": correlation_id, "response-required": false},
             "path": path,
         })
     }
@@ -100,10 +123,32 @@ impl Thing {
     pub fn outbox_message(&self, feature: &str, message: &str, value: Value) -> Value {
         json!({
             "topic": self.ditto_topic(&format!("live/messages/{message}")),
-            "headers": {"response-required": false, "content-type": "application/json"},
+            "headers": {
+                "correlation-id": new_correlation_id(),
+                "response-required": false,
+                "content-type": "application/json",
+            },
             "path": format!("/features/{feature}/outbox/messages/{message}"),
             "value": value,
         })
+    }
+}
+
+/// A correlation ID for a message leda-cm starts (Ditto's envelope requires one).
+fn new_correlation_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A number as Go's `encoding/json` writes a float64 (and so Kanto): an integral value
+/// without a fraction (`2`, not `2.0`). Non-finite values, which JSON cannot carry, are 0.
+pub fn go_number(f: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer up to it is exact
+    if !f.is_finite() {
+        json!(0)
+    } else if f.fract() == 0.0 && f.abs() <= EXACT {
+        json!(f as i64)
+    } else {
+        json!(f)
     }
 }
 
@@ -212,8 +257,43 @@ struct HeadHeaders {
 }
 
 /// Parses `command//<thing>/req/<id>/<op>` and its payload. An error comes with where to
-/// answer it when that much could be read.
+/// answer it: the request's topic and path when they could be read, else (as Kanto) the
+/// thing's `errors` topic and path `/`.
 pub fn parse_request(
+    mqtt_topic: &str,
+    payload: &[u8],
+    thing: &Thing,
+) -> Result<Request, Box<(ReplyTo, ThingError)>> {
+    parse_envelope(mqtt_topic, payload, thing).map_err(|mut failed| {
+        let reply = &mut failed.0;
+        if !is_ditto_topic(&reply.topic) || !reply.path.starts_with('/') {
+            reply.topic = errors_topic(&reply.thing_id);
+            reply.path = "/".into();
+            reply.outbox = None;
+        }
+        failed
+    })
+}
+
+/// `<namespace>/<name>/things/…`
+fn is_ditto_topic(topic: &str) -> bool {
+    let mut parts = topic.splitn(4, '/');
+    let (ns, name, group) = (parts.next(), parts.next(), parts.next());
+    matches!((ns, name, group), (Some(ns), Some(name), Some("things")) if !ns.is_empty() && !name.is_empty())
+        && parts.next().is_some_and(|rest| !rest.is_empty())
+}
+
+/// `<namespace>/<name>/things/twin/errors` of the thing ID `<namespace>:<name>`.
+fn errors_topic(thing_id: &str) -> String {
+    match thing_id.split_once(':') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+            format!("{ns}/{name}/things/twin/errors")
+        }
+        _ => "unknown/unknown/things/twin/errors".into(),
+    }
+}
+
+fn parse_envelope(
     mqtt_topic: &str,
     payload: &[u8],
     thing: &Thing,
@@ -267,11 +347,14 @@ pub fn parse_request(
         Some(Value::Object(h)) => h.clone(),
         Some(_) => return fail(&reply, ThingError::invalid("headers must be a JSON object")),
     };
-    reply.correlation_id = headers
-        .get("correlation-id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let correlation = match headers.get("correlation-id") {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!(
+            "header correlation-id must be a string, not {other}"
+        )),
+    };
+    reply.correlation_id = correlation.clone().unwrap_or_default();
     match headers.get("response-required") {
         // Ditto's default is true (Kanto reads a missing header as false).
         None | Some(Value::Null) => reply.wanted = true,
@@ -299,6 +382,18 @@ pub fn parse_request(
                 reply.topic
             )),
         );
+    }
+    // As Kanto: refused, before anything else is looked at (the answer then carries the
+    // request ID as its correlation-id).
+    match correlation {
+        Err(m) => return fail(&reply, ThingError::invalid(m)),
+        Ok(c) if c.is_empty() => {
+            return fail(
+                &reply,
+                ThingError::invalid("the command has no correlation-id header"),
+            )
+        }
+        Ok(_) => {}
     }
     if ns != thing.namespace || name != thing.name {
         return fail(
@@ -353,10 +448,15 @@ pub fn response(
         Ok(Some(v)) => (200, Some(v.clone())),
         Err(e) => (e.status, Some(e.value())),
     };
+    // Ditto's response requires a correlation-id: a command without one (refused) is
+    // answered with its request ID.
+    let correlation_id = if reply.correlation_id.is_empty() {
+        &reply.request_id
+    } else {
+        &reply.correlation_id
+    };
     let mut headers = Map::new();
-    if !reply.correlation_id.is_empty() {
-        headers.insert("correlation-id".into(), json!(reply.correlation_id));
-    }
+    headers.insert("correlation-id".into(), json!(correlation_id));
     if status != 204 {
         headers.insert("content-type".into(), json!("application/json"));
     }
@@ -423,7 +523,8 @@ mod tests {
             m["topic"],
             "<namespace>/<gatewayId>:<deviceId>:edge:containers/things/twin/commands/modify"
         );
-        assert_eq!(m["headers"], json!({"response-required": false}));
+        assert_eq!(m["headers"]["response-required"], false);
+        assert!(m["headers"]["correlation-id"].is_string());
     }
 
     fn thing() -> Thing {
@@ -497,31 +598,169 @@ mod tests {
     fn malformed_requests_are_400_and_other_things_404() {
         let t = thing();
         let topic = "command//org.acme:gw:edge:containers/req/r1/x";
-        let cases: &[(&[u8], u16, &str)] = &[
-            (b"not json", 400, "not valid JSON"),
-            (b"[1]", 400, "not a Ditto envelope"),
-            (br#"{"path":"/features/A/inbox/messages/b"}"#, 400, "no topic"),
-            (br#"{"topic":"a","path":"/features/A/inbox/messages/b"}"#, 400, "is not <namespace>/<name>/things"),
-            (br#"{"topic":"org.acme/gw:edge:containers/things/live/messages/b","path":"/features/A/outbox"}"#, 400, "is not /features/<feature>/inbox/messages/<operation>"),
-            (br#"{"topic":"org.acme/gw:edge:containers/things/live/messages/b","headers":{"response-required":3},"path":"/features/A/inbox/messages/b"}"#, 400, "response-required"),
-            (br#"{"topic":"other/thing/things/live/messages/b","path":"/features/A/inbox/messages/b"}"#, 404, "thing with ID = other:thing is not found"),
+        let live = "org.acme/gw:edge:containers/things/live/messages/b";
+        let errors = "org.acme/gw:edge:containers/things/twin/errors";
+        let inbox = "/features/A/inbox/messages/b";
+        let h = r#""headers":{"correlation-id":"c-9"}"#;
+        // (payload, status, message part, the answer's topic and path)
+        let cases: Vec<(String, u16, &str, &str, &str)> = vec![
+            ("not json".into(), 400, "not valid JSON", errors, "/"),
+            ("[1]".into(), 400, "not a Ditto envelope", errors, "/"),
+            (
+                format!(r#"{{"path":"{inbox}",{h}}}"#),
+                400,
+                "no topic",
+                errors,
+                "/",
+            ),
+            (
+                format!(r#"{{"topic":"a","path":"{inbox}",{h}}}"#),
+                400,
+                "is not <namespace>/<name>/things",
+                errors,
+                "/",
+            ),
+            (
+                format!(r#"{{"topic":"{live}","headers":7,"path":"{inbox}"}}"#),
+                400,
+                "headers must be a JSON object",
+                live,
+                inbox,
+            ),
+            (
+                format!(r#"{{"topic":"{live}","path":"/features/A/outbox",{h}}}"#),
+                400,
+                "is not /features/<feature>/inbox/messages/<operation>",
+                live,
+                "/features/A/outbox",
+            ),
+            (
+                format!(r#"{{"topic":"{live}",{h}}}"#),
+                400,
+                "is not /features/<feature>/inbox/messages/<operation>",
+                errors,
+                "/",
+            ),
+            (
+                format!(
+                    r#"{{"topic":"{live}","headers":{{"correlation-id":"c","response-required":3}},"path":"{inbox}"}}"#
+                ),
+                400,
+                "response-required",
+                live,
+                inbox,
+            ),
+            (
+                format!(r#"{{"topic":"other/thing/things/live/messages/b","path":"{inbox}",{h}}}"#),
+                404,
+                "thing with ID = other:thing is not found",
+                "other/thing/things/live/messages/b",
+                inbox,
+            ),
         ];
-        for (payload, status, needle) in cases {
-            let (reply, e) = *parse_request(topic, payload, &t).unwrap_err();
-            assert_eq!(e.status, *status, "{}", String::from_utf8_lossy(payload));
-            assert!(
-                e.message.contains(needle),
-                "{}: {}",
-                String::from_utf8_lossy(payload),
-                e.message
-            );
-            // Answered even when the headers could not be read.
+        for (payload, status, needle, want_topic, want_path) in &cases {
+            let (reply, e) = *parse_request(topic, payload.as_bytes(), &t).unwrap_err();
+            assert_eq!(e.status, *status, "{payload}");
+            assert!(e.message.contains(needle), "{payload}: {}", e.message);
+            // Answered even when the headers could not be read, with a topic and a path.
             let (rt, env) = response(&reply, &Err(e.clone())).unwrap();
             assert_eq!(
                 rt,
                 format!("command//org.acme:gw:edge:containers/res/r1/{status}")
             );
             assert_eq!(env["value"]["status"], *status);
+            assert_eq!(env["status"], *status);
+            assert_eq!(env["topic"], *want_topic, "{payload}");
+            assert_eq!(env["path"], *want_path, "{payload}");
+            assert!(env["headers"]["correlation-id"].is_string(), "{payload}");
+        }
+        // A thing ID the MQTT topic does not split: Kanto's unknown thing.
+        let (reply, e) = *parse_request("command//odd/req/r2/x", b"nope", &t).unwrap_err();
+        let (_, env) = response(&reply, &Err(e)).unwrap();
+        assert_eq!(env["topic"], "unknown/unknown/things/twin/errors");
+    }
+
+    /// As Kanto: a command without a correlation-id is refused (and not dispatched); the
+    /// answer carries the request ID as its correlation-id, as Ditto's response requires.
+    #[test]
+    fn a_command_without_correlation_id_is_refused() {
+        let t = thing();
+        let topic = "command//org.acme:gw:edge:containers/req/r7/start";
+        let live = "org.acme/gw:edge:containers/things/live/messages/start";
+        let path = "/features/Container:x/inbox/messages/start";
+        for headers in [
+            "".to_string(),
+            r#","headers":null"#.into(),
+            r#","headers":{}"#.into(),
+            r#","headers":{"correlation-id":""}"#.into(),
+            r#","headers":{"correlation-id":4}"#.into(),
+            r#","headers":{"response-required":true}"#.into(),
+        ] {
+            let payload = format!(r#"{{"topic":"{live}","path":"{path}"{headers}}}"#);
+            let (reply, e) = *parse_request(topic, payload.as_bytes(), &t).unwrap_err();
+            assert_eq!(e.status, 400, "{payload}");
+            assert!(
+                e.message.contains("correlation-id"),
+                "{payload}: {}",
+                e.message
+            );
+            let (rt, env) = response(&reply, &Err(e)).unwrap();
+            assert!(rt.ends_with("/res/r7/400"), "{rt}");
+            assert_eq!(env["headers"]["correlation-id"], "r7", "{payload}");
+            assert_eq!(
+                (env["topic"].as_str(), env["path"].as_str()),
+                (Some(live), Some(path))
+            );
+        }
+        // One way (response-required false): refused without an answer, as Kanto.
+        let payload = format!(
+            r#"{{"topic":"{live}","path":"{path}","headers":{{"response-required":false}}}}"#
+        );
+        let (reply, e) = *parse_request(topic, payload.as_bytes(), &t).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(response(&reply, &Err(e)).is_none());
+    }
+
+    #[test]
+    fn outbound_messages_carry_a_correlation_id_and_no_null() {
+        let t = thing();
+        let m = t.modify("/features/A/properties/x", json!(1));
+        let d = t.delete("/features/A");
+        let o = t.outbox_message("Metrics", "data", json!({"snapshot": []}));
+        let ids: Vec<&str> = [&m, &d, &o]
+            .iter()
+            .map(|e| e["headers"]["correlation-id"].as_str().unwrap())
+            .collect();
+        assert!(ids.iter().all(|id| id.len() == 36), "{ids:?}");
+        assert!(ids[0] != ids[1] && ids[1] != ids[2], "{ids:?}");
+        assert_eq!(m["headers"]["response-required"], false);
+        assert!(d.get("value").is_none());
+        assert_eq!(o["headers"]["content-type"], "application/json");
+        // null is not a value in Ditto's envelope: the property is deleted instead.
+        let gone = t.modify("/features/A/properties/x", Value::Null);
+        assert!(gone["topic"]
+            .as_str()
+            .unwrap()
+            .ends_with("/things/twin/commands/delete"));
+        assert_eq!(gone["path"], "/features/A/properties/x");
+        assert!(gone.get("value").is_none());
+    }
+
+    #[test]
+    fn numbers_as_go_writes_them() {
+        let cases = [
+            (2.0, "2"),
+            (0.0, "0"),
+            (-3.0, "-3"),
+            (12.5, "12.5"),
+            (0.0935, "0.0935"),
+            (1e300, "1e+300"),
+            (9_007_199_254_740_992.0, "9007199254740992"),
+            (f64::NAN, "0"),
+            (f64::INFINITY, "0"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(go_number(f).to_string(), want, "{f}");
         }
     }
 }

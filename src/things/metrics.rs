@@ -1,13 +1,14 @@
 //! The Metrics feature's decisions (pure): the `request` argument (frequency and filter),
 //! which measurements a filter lets through, CPU utilisation from two samples, and the
 //! `data` message's value. As Kanto: percentages of the whole machine, timestamp in seconds,
-//! a filter id matching by prefix once `*` is trimmed from its ends.
+//! a filter id matching by prefix once `*` is trimmed from its ends; counters (bytes, pids)
+//! are JSON integers and so is an integral percentage, as Go writes Kanto's float64 values.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::ditto::ThingError;
+use super::ditto::{go_number, ThingError};
 use crate::duration::parse_go_duration;
 use crate::runtime::Metrics;
 
@@ -156,6 +157,30 @@ pub fn cpu_utilization(before: CpuSample, now: CpuSample) -> Option<f64> {
     Some((used as f64 / host as f64 * 100.0).clamp(0.0, 100.0))
 }
 
+/// One measured value: a counter, or a percentage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reading {
+    Count(u64),
+    Percent(f64),
+}
+
+impl Reading {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Reading::Count(n) => n as f64,
+            Reading::Percent(p) => p,
+        }
+    }
+
+    /// A counter as a JSON integer (`"pids": 2`), a percentage as Go writes a float64.
+    pub fn to_json(self) -> Value {
+        match self {
+            Reading::Count(n) => json!(n),
+            Reading::Percent(p) => go_number(p),
+        }
+    }
+}
+
 /// One container's measurements, in Kanto's order, the ones the filter lets through.
 pub fn measurements(
     originator: &str,
@@ -164,7 +189,8 @@ pub fn measurements(
     host_memory: u64,
     has_network: bool,
     filter: &[Filter],
-) -> Vec<(&'static str, f64)> {
+) -> Vec<(&'static str, Reading)> {
+    use Reading::{Count, Percent};
     let total = match (m.memory_limit, host_memory) {
         (0, h) => h,
         (l, 0) => l,
@@ -172,38 +198,41 @@ pub fn measurements(
     };
     let mut out = Vec::with_capacity(9);
     if let Some(c) = cpu {
-        out.push(("cpu.utilization", c));
+        out.push(("cpu.utilization", Percent(c)));
     }
-    out.push(("memory.total", total as f64));
-    out.push(("memory.used", m.memory_used as f64));
+    out.push(("memory.total", Count(total)));
+    out.push(("memory.used", Count(m.memory_used)));
     if total > 0 {
         out.push((
             "memory.utilization",
-            (m.memory_used as f64 / total as f64 * 100.0).clamp(0.0, 100.0),
+            Percent((m.memory_used as f64 / total as f64 * 100.0).clamp(0.0, 100.0)),
         ));
     }
-    out.push(("io.readBytes", m.io_read_bytes as f64));
-    out.push(("io.writeBytes", m.io_write_bytes as f64));
+    out.push(("io.readBytes", Count(m.io_read_bytes)));
+    out.push(("io.writeBytes", Count(m.io_write_bytes)));
     if has_network {
-        out.push(("net.readBytes", m.net_rx_bytes as f64));
-        out.push(("net.writeBytes", m.net_tx_bytes as f64));
+        out.push(("net.readBytes", Count(m.net_rx_bytes)));
+        out.push(("net.writeBytes", Count(m.net_tx_bytes)));
     }
     if m.pids > 0 {
-        out.push(("pids", m.pids as f64));
+        out.push(("pids", Count(m.pids)));
     }
     out.retain(|(id, _)| wanted(filter, originator, id));
     out
 }
 
 /// The `data` message's value; None when nothing was measured (no message then).
-pub fn data(snapshot: Vec<(String, Vec<(&'static str, f64)>)>, unix_seconds: u64) -> Option<Value> {
+pub fn data(
+    snapshot: Vec<(String, Vec<(&'static str, Reading)>)>,
+    unix_seconds: u64,
+) -> Option<Value> {
     let items: Vec<Value> = snapshot
         .into_iter()
         .filter(|(_, m)| !m.is_empty())
         .map(|(originator, m)| {
             json!({
                 "originator": originator,
-                "measurements": m.into_iter().map(|(id, value)| json!({"id": id, "value": value})).collect::<Vec<_>>(),
+                "measurements": m.into_iter().map(|(id, value)| json!({"id": id, "value": value.to_json()})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -339,7 +368,8 @@ mod tests {
             .iter()
             .find(|(id, _)| *id == "memory.utilization")
             .unwrap()
-            .1;
+            .1
+            .as_f64();
         assert!((util - 0.0935029).abs() < 1e-4, "{util}");
         let v = data(
             vec![("Container:x".into(), got), ("Container:y".into(), vec![])],
@@ -353,9 +383,39 @@ mod tests {
         .unwrap();
         assert_eq!(v["timestamp"], fixture["value"]["timestamp"]);
         assert_eq!(v["snapshot"].as_array().unwrap().len(), 1);
+        // Counters are integers, as Kanto (Go) writes them: `"pids": 5`, never `5.0`.
+        let text = v.to_string();
+        assert!(text.contains(r#"{"id":"pids","value":5}"#), "{text}");
+        assert!(
+            text.contains(r#"{"id":"memory.used","value":1941504}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{"id":"net.writeBytes","value":3944}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{"id":"cpu.utilization","value":0.06}"#),
+            "{text}"
+        );
+        for m in v["snapshot"][0]["measurements"].as_array().unwrap() {
+            let id = m["id"].as_str().unwrap();
+            if !id.ends_with("utilization") {
+                assert!(m["value"].is_u64(), "{m}");
+            }
+        }
+        // An integral percentage is an integer too (Go writes 100.0 as 100).
+        let full = data(
+            vec![(
+                "Container:z".into(),
+                vec![("cpu.utilization", Reading::Percent(100.0))],
+            )],
+            1,
+        )
+        .unwrap();
         assert_eq!(
-            v["snapshot"][0]["measurements"][8],
-            json!({"id": "pids", "value": 5.0})
+            full["snapshot"][0]["measurements"][0]["value"].to_string(),
+            "100"
         );
         assert!(data(vec![("Container:y".into(), vec![])], 1).is_none());
     }
@@ -451,6 +511,7 @@ mod tests {
                 };
                 for host in values {
                     for (id, v) in measurements("Container:x", &m, Some(100.0), host, true, &[]) {
+                        let v = v.as_f64();
                         assert!(v.is_finite() && v >= 0.0, "{id} {v}");
                         if id.ends_with("utilization") {
                             assert!(v <= 100.0, "{id} {v}");
@@ -460,7 +521,10 @@ mod tests {
             }
         }
         assert!(data(
-            vec![("Container:x".into(), vec![("pids", f64::MAX)])],
+            vec![(
+                "Container:x".into(),
+                vec![("pids", Reading::Count(u64::MAX))]
+            )],
             u64::MAX
         )
         .is_some());

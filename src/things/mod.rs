@@ -487,12 +487,14 @@ impl<R: Runtime> Things<R> {
                 deps
             };
             if deps != twin.dependencies {
-                shared
-                    .modify(
-                        "/features/SoftwareUpdatable/properties/status/installedDependencies",
-                        deps.clone(),
-                    )
-                    .await;
+                // The last one gone: the property goes (as in the full status, where Kanto
+                // omits an empty map; Ditto's envelope allows no null value).
+                let path = "/features/SoftwareUpdatable/properties/status/installedDependencies";
+                if deps.is_null() {
+                    shared.delete(path).await;
+                } else {
+                    shared.modify(path, deps.clone()).await;
+                }
                 twin.dependencies = deps;
             }
         }

@@ -1,6 +1,8 @@
 //! MQTT for the agent's integration tests: a mosquitto broker of the test's own (started by
 //! the harness's lib.sh, stopped by PID), and a peer that plays the cloud side: it publishes
-//! desired states and commands and records everything it hears.
+//! desired states and commands and records everything it hears. Every message it hears on
+//! the twin's topics is checked against the rules of Ditto's protocol schemas
+//! (`ditto_schema`): a peer that heard one that breaks them fails its test when dropped.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -11,6 +13,9 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
 use super::Harness;
+
+#[path = "ditto_schema.rs"]
+pub mod ditto_schema;
 
 /// A broker for one test, so that tests running at once never see each other's messages.
 pub struct Broker {
@@ -132,6 +137,8 @@ pub struct Peer {
     /// PUBACKs from the broker: each says it took one of our QoS 1 messages over.
     pubacks: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
+    /// Messages on the twin's topics that break Ditto's protocol schemas.
+    violations: Arc<Mutex<Vec<String>>>,
 }
 
 impl Peer {
@@ -152,17 +159,26 @@ impl Peer {
         let stop = Arc::new(AtomicBool::new(false));
         let subacks = Arc::new(AtomicU32::new(0));
         let pubacks = Arc::new(AtomicU32::new(0));
+        let violations: Arc<Mutex<Vec<String>>> = Arc::default();
         {
-            let (heard, stop, subacks, pubacks) = (
+            let (heard, stop, subacks, pubacks, violations) = (
                 heard.clone(),
                 stop.clone(),
                 subacks.clone(),
                 pubacks.clone(),
+                violations.clone(),
             );
             std::thread::spawn(move || {
                 for event in connection.iter() {
                     match event {
                         Ok(Event::Incoming(Packet::Publish(p))) => {
+                            if let Err(v) = ditto_schema::check(&p.topic, &p.payload) {
+                                violations.lock().unwrap().push(format!(
+                                    "{}: {v:?} in {}",
+                                    p.topic,
+                                    String::from_utf8_lossy(&p.payload)
+                                ));
+                            }
                             heard.lock().unwrap().push(Heard {
                                 topic: p.topic.clone(),
                                 json: serde_json::from_slice(&p.payload).ok(),
@@ -200,7 +216,28 @@ impl Peer {
             heard,
             pubacks,
             stop,
+            violations,
         }
+    }
+
+    /// The messages heard so far on the twin's topics that break Ditto's protocol schemas.
+    pub fn schema_violations(&self) -> Vec<String> {
+        self.violations.lock().unwrap().clone()
+    }
+
+    /// Fails unless every twin message heard so far keeps Ditto's protocol schemas; returns
+    /// how many twin messages were checked.
+    pub fn assert_ditto_valid(&self) -> usize {
+        let bad = self.schema_violations();
+        assert!(
+            bad.is_empty(),
+            "messages against Ditto's schemas:\n{}",
+            bad.join("\n")
+        );
+        self.heard()
+            .iter()
+            .filter(|h| h.topic.starts_with("e/") || h.topic.contains("/res/"))
+            .count()
     }
 
     pub fn publish_raw(&self, topic: &str, payload: &[u8]) {
@@ -261,6 +298,14 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.client.disconnect();
+        let bad = self.schema_violations();
+        if !bad.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the daemon published {} message(s) against Ditto's protocol schemas:\n{}",
+                bad.len(),
+                bad.join("\n")
+            );
+        }
     }
 }
 
