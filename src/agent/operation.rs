@@ -508,8 +508,15 @@ impl Operation {
 
     async fn rollback<R: Runtime>(&mut self, ctx: &Ctx<R>, sel: &[usize], baseline: &str) -> bool {
         self.set_status(baseline, status::ROLLBACK);
+        // The failure that made the rollback needed stays in the action's message: the
+        // rollback's outcome alone does not tell an operator why (Kanto drops it).
+        let before = self.board.snapshot();
         let mut ok = true;
         for &i in sel {
+            let reason = before
+                .get(i)
+                .filter(|a| a.status.ends_with("_FAILURE") && !a.message.is_empty())
+                .map(|a| a.message.clone());
             let step = &self.steps[i];
             let name = step.plan.name.clone();
             let current = step.plan.current().cloned();
@@ -534,7 +541,16 @@ impl Operation {
                 Kind::Destroy => ensure_running(ctx, current.as_ref()).await.map(|_| "Update unsuccessful, but rollback succeeded - container kept."),
                 Kind::Check => continue,
             };
-            ok &= self.record(i, result, act::UPDATE_FAILURE, act::UPDATE_FAILURE);
+            let result = result.map(|m| match &reason {
+                Some(r) => format!("{m} Reason: {r}"),
+                None => m.to_string(),
+            });
+            ok &= self.record(
+                i,
+                result.as_deref().map_err(Clone::clone),
+                act::UPDATE_FAILURE,
+                act::UPDATE_FAILURE,
+            );
         }
         self.end_phase(
             baseline,

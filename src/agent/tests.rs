@@ -194,6 +194,15 @@ fn a_failed_activation_rolls_back_to_the_old_container() {
             "{:?}",
             failure.actions
         );
+        // The rollback's outcome keeps the failure that caused it.
+        let last = log.lock().unwrap().last().cloned().unwrap();
+        let message = &last.actions[0].message;
+        assert!(
+            message.starts_with("Update unsuccessful, but rollback succeeded")
+                && message.contains("Reason: ")
+                && message.contains("no such file"),
+            "{message}"
+        );
     });
 }
 

@@ -65,11 +65,12 @@ impl<R: Runtime> Manager<R> {
             size: image.size,
         };
         let now = SystemTime::now();
+        let started = std::time::Instant::now();
         let cache = self.trust_cache(kind, &image.digest);
         match store::read_json::<Cached>(&cache) {
             Ok(Some(kept)) if kept.version == CACHE_VERSION => {
                 if let Ok(verdict) = self.settings.trust.verify(&target, &kept.signatures, now) {
-                    note(&target, &verdict, "kept");
+                    note(&target, &verdict, "kept", started.elapsed());
                     return Ok(());
                 }
             }
@@ -86,7 +87,7 @@ impl<R: Runtime> Manager<R> {
             .trust
             .verify(&target, &signatures, now)
             .map_err(ManagerError::Untrusted)?;
-        note(&target, &verdict, "fetched");
+        note(&target, &verdict, "fetched", started.elapsed());
         if matches!(verdict, Verdict::Verified { .. }) {
             let dir = cache.parent().map(PathBuf::from).unwrap_or_default();
             let kept = Cached {
@@ -107,12 +108,13 @@ impl<R: Runtime> Manager<R> {
     }
 }
 
-fn note(target: &Target, verdict: &Verdict, source: &str) {
+fn note(target: &Target, verdict: &Verdict, source: &str, took: std::time::Duration) {
     match verdict {
         Verdict::Verified { by } => log::info!(
-            "image {} ({}) verified: signed by {by} ({source} signatures)",
+            "image {} ({}) verified: signed by {by} ({source} signatures, {:.1} ms)",
             target.image,
-            target.digest
+            target.digest,
+            took.as_secs_f64() * 1000.0
         ),
         Verdict::Skipped => {}
         Verdict::Logged { warnings } => {
