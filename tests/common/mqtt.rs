@@ -113,7 +113,7 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -144,6 +144,11 @@ pub struct Peer {
 impl Peer {
     /// Connects and subscribes to `filters`; returns once the broker confirmed them.
     pub fn connect(port: u16, filters: &[&str]) -> Peer {
+        Peer::connect_as(port, filters, None)
+    }
+
+    /// [`Peer::connect`] with a user name and password.
+    pub fn connect_as(port: u16, filters: &[&str], credentials: Option<(&str, &str)>) -> Peer {
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!(
             "test-peer-{}-{}",
@@ -154,6 +159,9 @@ impl Peer {
         options.set_keep_alive(Duration::from_secs(5));
         // It hears what it subscribed to, the tests' oversized messages too: MQTT's limit.
         options.set_max_packet_size(268_435_455, 1 << 20);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
         let (client, mut connection) = Client::new(options, 64);
         let heard: Arc<Mutex<Vec<Heard>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
