@@ -12,22 +12,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::device::Device;
-use common::Harness;
+use common::{run_ok, Harness};
 use serde_json::{json, Value};
 
 const COSIGN: &str = "github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5";
 const PASSWORD: &str = "leda-cm-test";
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The cosign binary: built once per target dir (about 3 minutes on 2 cores), `None` when
 /// there is no Go toolchain (the test then says so).
@@ -44,7 +33,7 @@ fn cosign() -> Option<&'static Path> {
             return None;
         }
         let started = Instant::now();
-        run(
+        run_ok(
             Command::new("go")
                 .args(["install", COSIGN])
                 .env("GOBIN", cache.join("bin"))
@@ -63,7 +52,7 @@ fn cosign() -> Option<&'static Path> {
 
 /// A key pair made by `cosign generate-key-pair` in `dir` (`NAME.key`, `NAME.pub`).
 fn key_pair(cosign: &Path, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    run(
+    run_ok(
         Command::new(cosign)
             .args(["generate-key-pair", "--output-key-prefix", name])
             .current_dir(dir)
@@ -105,7 +94,7 @@ impl Images {
         let reference = format!("{}/{name}:1.0", self.repo);
         self.h
             .lib(&format!("harness_push '{d}' {name} '{reference}'"));
-        let digest = run(
+        let digest = run_ok(
             Command::new("skopeo").args([
                 "inspect",
                 "--tls-verify=false",
@@ -125,7 +114,7 @@ impl Images {
 
     /// `cosign sign --key` without the transparency log (offline), over plain HTTP.
     fn sign(&self, cosign: &Path, key: &Path, reference: &str, digest: &str) {
-        run(
+        run_ok(
             Command::new(cosign)
                 .arg("sign")
                 .arg("--key")
@@ -149,7 +138,7 @@ impl Images {
             let repo = reference.rsplit_once(':').unwrap().0.to_string();
             format!("docker://{repo}:{}.sig", digest.replace(':', "-"))
         };
-        run(
+        run_ok(
             Command::new("skopeo").args([
                 "copy",
                 "-q",

@@ -374,17 +374,10 @@ impl RegistryClient {
                     let Some(envelope) = m.layers().first() else {
                         continue;
                     };
-                    let blob = self.fetch_blob_bytes(reference, envelope).await?;
-                    out.push(Signature {
-                        media_type: envelope.media_type().to_string(),
-                        blob: blob.to_vec(),
-                        annotations: m
-                            .annotations()
-                            .clone()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .collect(),
-                    });
+                    out.push(
+                        self.signature(reference, envelope, m.annotations().as_ref())
+                            .await?,
+                    );
                 }
                 Ok(out)
             }
@@ -401,21 +394,31 @@ impl RegistryClient {
                     .filter(|l| l.media_type().to_string() == COSIGN_MEDIA_TYPE)
                     .take(MAX_SIGNATURES)
                 {
-                    let blob = self.fetch_blob_bytes(reference, layer).await?;
-                    out.push(Signature {
-                        media_type: COSIGN_MEDIA_TYPE.to_string(),
-                        blob: blob.to_vec(),
-                        annotations: layer
-                            .annotations()
-                            .clone()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .collect(),
-                    });
+                    out.push(
+                        self.signature(reference, layer, layer.annotations().as_ref())
+                            .await?,
+                    );
                 }
                 Ok(out)
             }
         }
+    }
+
+    /// One signature: the blob of `layer`, with its media type and `annotations`.
+    async fn signature(
+        &self,
+        reference: &Reference,
+        layer: &Descriptor,
+        annotations: Option<&HashMap<String, String>>,
+    ) -> Result<Signature, RegistryError> {
+        let blob = self.fetch_blob_bytes(reference, layer).await?;
+        Ok(Signature {
+            media_type: layer.media_type().to_string(),
+            blob: blob.to_vec(),
+            annotations: annotations
+                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        })
     }
 
     /// The OCI referrers API's list for `digest` (filtered by notation's artifact type), or

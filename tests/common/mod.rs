@@ -547,6 +547,18 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs a command that must succeed (else the test fails with its output); its stdout.
+pub fn run_ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `ctr` on a namespace; stdout and stderr together.
 pub fn ctr(sock: &Path, ns: &str, args: &[&str]) -> String {
     let out = Command::new("ctr")
