@@ -85,6 +85,10 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
+    /// Decryption keys (`containers.image_dec_keys`, `image_dec_recipients`) that cannot
+    /// be used: the file is missing, the password is wrong, the key type unsupported.
+    #[error("configuration key `{key}`: {reason}")]
+    Keys { key: &'static str, reason: String },
 }
 
 /// Kanto keys leda-cm accepts and does not use, set to something else than Kanto's default:
@@ -181,7 +185,8 @@ pub fn ignored_settings(config: &Config) -> Vec<String> {
 }
 
 /// Security settings leda-cm parses but does not implement yet: each set one refuses the
-/// configuration (fail closed). Pure: the merged configuration in, the first refusal out.
+/// configuration (fail closed). The merged configuration in, the first refusal out; the
+/// decryption keys it names are read (once, to refuse the ones that cannot be used).
 pub fn refuse_unimplemented(config: &Config) -> Result<(), ConfigError> {
     let c = &config.containers;
     let verifier = c.image_verifier_type.trim().to_ascii_lowercase();
@@ -190,14 +195,6 @@ pub fn refuse_unimplemented(config: &Config) -> Result<(), ConfigError> {
             key: "containers.image_verifier_type",
             value: format!("{verifier:?}"),
             reason: "leda-cm verifies images with \"notation\" or \"cosign\" (\"none\" runs them unverified); it refuses to start rather than run images unverified",
-        });
-    }
-    if !c.image_dec_keys.is_empty() {
-        return Err(ConfigError::Refused {
-            key: "containers.image_dec_keys",
-            // Key paths may carry passwords (`path:password`): only how many.
-            value: format!("{} key(s)", c.image_dec_keys.len()),
-            reason: "encrypted images are not supported by leda-cm yet; it refuses to start rather than pretend to decrypt (remove the key to run plain images only)",
         });
     }
     if c.runc_runtime != ContainersConfig::default().runc_runtime {
@@ -214,12 +211,24 @@ pub fn refuse_unimplemented(config: &Config) -> Result<(), ConfigError> {
             reason: "leda-cm's only network type is \"bridge\"",
         });
     }
-    if !c.image_dec_recipients.is_empty() {
-        return Err(ConfigError::Refused {
-            key: "containers.image_dec_recipients",
-            value: format!("{} recipient(s)", c.image_dec_recipients.len()),
-            reason: "encrypted images are not supported by leda-cm yet; it refuses to start rather than pretend to decrypt",
-        });
+    // Decryption keys are loaded here once to prove they can be (the runtime loads them
+    // again): a missing file, a wrong password or an unsupported key refuses the
+    // configuration. The error names the file, never the password.
+    if !(c.image_dec_keys.is_empty() && c.image_dec_recipients.is_empty()) {
+        if let Err(e) =
+            crate::trust::ocicrypt::Keys::load(&c.image_dec_keys, &c.image_dec_recipients)
+        {
+            let key = match e {
+                crate::trust::ocicrypt::OcicryptError::Recipient { .. } => {
+                    "containers.image_dec_recipients"
+                }
+                _ => "containers.image_dec_keys",
+            };
+            return Err(ConfigError::Keys {
+                key,
+                reason: e.to_string(),
+            });
+        }
     }
     Ok(())
 }
@@ -865,6 +874,64 @@ mod tests {
     }
 
     #[test]
+    fn decryption_keys_that_cannot_be_loaded_refuse_the_configuration() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ocicrypt");
+        let keys = |keys: &[String], recipients: &[String]| {
+            let text = serde_json::json!({"containers": {
+                "image_dec_keys": keys, "image_dec_recipients": recipients}})
+            .to_string();
+            parse(&[src("/etc/x.json", &text)])
+        };
+        let key = |k: &str| format!("{fixtures}/{k}");
+        // Usable keys: accepted.
+        assert!(keys(&[key("rsa.pem"), key("ec.pem")], &[]).is_ok());
+        assert!(keys(&[key("rsa-legacy-encrypted.pem:test-password")], &[]).is_ok());
+        assert!(keys(
+            &[key("rsa.pem")],
+            &[format!("pkcs7:{}", key("rsa.crt.pem"))]
+        )
+        .is_ok());
+        // Missing, wrong password, unsupported: refused, the password never shown.
+        for (k, r, want) in [
+            (
+                "/nonexistent/k.pem:secret-pass",
+                None,
+                "containers.image_dec_keys",
+            ),
+            (
+                "rsa-legacy-encrypted.pem:secret-pass",
+                None,
+                "containers.image_dec_keys",
+            ),
+            (
+                "rsa-pkcs8-encrypted.pem:secret-pass",
+                None,
+                "containers.image_dec_keys",
+            ),
+            ("rsa.pub.pem", None, "containers.image_dec_keys"),
+            (
+                "rsa.pem",
+                Some("pkcs7:/nonexistent/c.pem"),
+                "containers.image_dec_recipients",
+            ),
+        ] {
+            let k = if k.starts_with('/') {
+                k.to_string()
+            } else {
+                key(k)
+            };
+            let r: Vec<String> = r.into_iter().map(String::from).collect();
+            match keys(&[k.clone()], &r) {
+                Err(e @ ConfigError::Keys { key, .. }) => {
+                    assert_eq!(key, want, "{k}");
+                    assert!(!e.to_string().contains("secret-pass"), "{e}");
+                }
+                other => panic!("{k}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn unimplemented_security_settings_are_refused_never_ignored() {
         let refused = |text: &str| match parse(&[src("/etc/x.json", text)]) {
             Err(ConfigError::Refused { key, value, .. }) => Some((key, value)),
@@ -888,14 +955,6 @@ mod tests {
             (
                 "{\"containers\": {\"image_verifier_type\": \"sigstore\"}}",
                 Some("containers.image_verifier_type"),
-            ),
-            (
-                "{\"containers\": {\"image_dec_keys\": [\"/k.pem:secret-pass\"]}}",
-                Some("containers.image_dec_keys"),
-            ),
-            (
-                "{\"containers\": {\"image_dec_recipients\": [\"pkcs7:/c.pem\"]}}",
-                Some("containers.image_dec_recipients"),
             ),
             (
                 "{\"containers\": {\"runc_runtime\": \"io.containerd.runsc.v1\"}}",
