@@ -35,6 +35,7 @@ use crate::registry::{
 };
 use crate::runtime::{ImageInfo, Progress, ProgressFn, RuntimeError};
 use crate::spec::ImageProcess;
+use crate::trust::ocicrypt;
 
 const GC_SNAPSHOT: &str = "containerd.io/gc.ref.snapshot.overlayfs";
 const GC_CONFIG: &str = "containerd.io/gc.ref.content.config";
@@ -68,20 +69,39 @@ fn ctrd_descriptor(d: &Descriptor) -> CtrdDescriptor {
     }
 }
 
-/// The first layer encrypted by ocicrypt (media type `…+encrypted`): leda-cm cannot decrypt
-/// it, and must not use an image whose plaintext layers happen to be unpacked already
-/// (that would skip the key check), so such an image is refused with this layer named.
-fn encrypted_layer(layers: &[Descriptor]) -> Option<String> {
+/// The unwrapped keys of the layers encrypted by ocicrypt (media type `…+encrypted`),
+/// `None` for plain layers: the authorization check (imgcrypt's `CheckAuthorization`: every
+/// encrypted layer's key unwraps with a configured key). Without keys, or when a key does
+/// not unwrap, the image is refused with the layer named, also when its plaintext layers
+/// happen to be unpacked already (that would skip the key check).
+fn layer_keys(
+    layers: &[Descriptor],
+    keys: &ocicrypt::Keys,
+) -> Result<Vec<Option<ocicrypt::LayerKey>>, String> {
+    let none = HashMap::new();
     layers
         .iter()
-        .find(|l| l.media_type().to_string().ends_with("+encrypted"))
         .map(|l| {
-            format!(
-                "layer {} is encrypted ({}); leda-cm does not support encrypted images yet",
-                l.digest(),
-                l.media_type()
-            )
+            let media = l.media_type().to_string();
+            if !ocicrypt::is_encrypted(&media) {
+                return Ok(None);
+            }
+            if keys.is_empty() {
+                return Err(format!(
+                    "layer {} is encrypted ({media}); no key for encrypted images is configured (containers.image_dec_keys)",
+                    l.digest()
+                ));
+            }
+            keys.unwrap_layer(l.annotations().as_ref().unwrap_or(&none))
+                .map(Some)
+                .map_err(|e| format!("layer {} is encrypted ({media}): {e}", l.digest()))
         })
+        .collect()
+}
+
+/// The GC label by which a manifest keeps its `i`th layer's decrypted content.
+fn decrypted_label(i: usize) -> String {
+    format!("containerd.io/gc.ref.content.decrypted.{i}")
 }
 
 fn pull_error(image: &str, reason: impl std::fmt::Display) -> RuntimeError {
@@ -411,6 +431,90 @@ impl Client {
             .await
     }
 
+    /// The layers to unpack: each encrypted one decrypted from the content store into it
+    /// (streaming; under its plaintext digest, media type without `+encrypted`, size
+    /// unchanged: CTR), committed only when both its HMAC and its digest hold; else the
+    /// ingest is aborted and the error names the layer.
+    async fn decrypt_layers(
+        &self,
+        lease: &str,
+        layers: &[Descriptor],
+        keys: &[Option<ocicrypt::LayerKey>],
+        diff_ids: &[String],
+    ) -> Result<Vec<Descriptor>, String> {
+        let mut out = Vec::with_capacity(layers.len());
+        for (i, layer) in layers.iter().enumerate() {
+            let Some(key) = keys.get(i).and_then(Option::as_ref) else {
+                out.push(layer.clone());
+                continue;
+            };
+            let fail =
+                |e: &dyn std::fmt::Display| format!("decrypting layer {}: {e}", layer.digest());
+            let media = layer.media_type().to_string();
+            let plain: Descriptor = serde_json::from_value(serde_json::json!({
+                "mediaType": ocicrypt::decrypted_media_type(&media),
+                "digest": key.digest(),
+                "size": layer.size(),
+            }))
+            .map_err(|e| fail(&format!("the layer options name no valid digest: {e}")))?;
+            let labels = HashMap::from([(
+                UNCOMPRESSED.to_string(),
+                diff_ids.get(i).cloned().unwrap_or_default(),
+            )]);
+            let counter = Counter {
+                done: AtomicU64::new(0),
+                total: 0,
+                sink: None,
+            };
+            let _writer = self.blob_locks.lock(plain.digest().as_ref()).await;
+            if self.present(&plain, labels.clone(), &counter).await? {
+                out.push(plain);
+                continue;
+            }
+            let digest = layer.digest().to_string();
+            let encrypted = ContentClient::new(self.channel.clone())
+                .read(self.req(
+                    ReadContentRequest {
+                        digest: digest.clone(),
+                        offset: 0,
+                        size: 0,
+                    },
+                    None,
+                ))
+                .await
+                .map_err(|s| fail(&s.message()))?
+                .into_inner();
+            let stream = futures_util::stream::unfold(
+                (encrypted, Some(key.decryptor())),
+                |(mut encrypted, mut decryptor)| async move {
+                    decryptor.as_ref()?;
+                    match encrypted.message().await {
+                        Ok(Some(chunk)) => {
+                            let mut data = chunk.data;
+                            if let Some(d) = decryptor.as_mut() {
+                                d.update(&mut data);
+                            }
+                            Some((Ok(Bytes::from(data)), (encrypted, decryptor)))
+                        }
+                        Ok(None) => match decryptor.take()?.finish() {
+                            Ok(()) => None,
+                            Err(e) => Some((Err(e.to_string()), (encrypted, None))),
+                        },
+                        Err(s) => Some((
+                            Err(format!("reading the encrypted layer: {}", s.message())),
+                            (encrypted, None),
+                        )),
+                    }
+                },
+            );
+            self.write_content(lease, &plain, Box::pin(stream), labels, &counter)
+                .await
+                .map_err(|e| fail(&e))?;
+            out.push(plain);
+        }
+        Ok(out)
+    }
+
     async fn snapshot_exists(&self, key: &str) -> Result<bool, RuntimeError> {
         match SnapshotsClient::new(self.channel.clone())
             .stat(self.req(
@@ -640,7 +744,11 @@ impl Client {
 
     /// A locally present image (e.g. pre-loaded with `ctr image import`), unpacked when it is
     /// not yet; `None` when there is no such image or its content is incomplete.
-    pub async fn local_image(&self, name: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+    pub async fn local_image(
+        &self,
+        name: &str,
+        keys: &ocicrypt::Keys,
+    ) -> Result<Option<ImageInfo>, RuntimeError> {
         let Some(record) = self.image_record(name).await? else {
             return Ok(None);
         };
@@ -652,12 +760,14 @@ impl Client {
             Err(RuntimeError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
+        let mut manifest_digest = target.digest.clone();
         let manifest_bytes = if manifest_kind(&target.media_type) == Some(ManifestKind::Index) {
             let index: ImageIndex = serde_json::from_slice(&manifest_bytes)
                 .map_err(|e| pull_error(name, format!("stored index is not valid: {e}")))?;
             let reference = Reference::parse(name).map_err(|e| pull_error(name, e))?;
             let chosen = select_manifest(&reference, &index, &host_platform())
                 .map_err(|e| pull_error(name, e))?;
+            manifest_digest = chosen.digest().to_string();
             match self.read_content(chosen.digest().as_ref()).await {
                 Ok(b) => b,
                 Err(RuntimeError::NotFound { .. }) => return Ok(None),
@@ -668,9 +778,7 @@ impl Client {
         };
         let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| pull_error(name, format!("stored manifest is not valid: {e}")))?;
-        if let Some(why) = encrypted_layer(manifest.layers()) {
-            return Err(pull_error(name, why));
-        }
+        let layer_keys = layer_keys(manifest.layers(), keys).map_err(|e| pull_error(name, e))?;
         let config_bytes = match self.read_content(manifest.config().digest().as_ref()).await {
             Ok(b) => b,
             Err(RuntimeError::NotFound { .. }) => return Ok(None),
@@ -685,11 +793,39 @@ impl Client {
             .cloned()
             .ok_or_else(|| pull_error(name, "the image has no layers"))?;
         if !self.snapshot_exists(&top).await? {
-            // Imported but not unpacked: unpack from the content store.
+            // Imported but not unpacked: unpack from the content store (encrypted layers
+            // decrypted into it first).
+            for (layer, key) in manifest.layers().iter().zip(&layer_keys) {
+                if key.is_some() && self.content_info(layer.digest().as_ref()).await?.is_none() {
+                    return Ok(None);
+                }
+            }
             let lease = self.create_lease().await?;
-            let result = self
-                .unpack(Some(&lease), manifest.layers(), &diff_ids)
-                .await;
+            let result = match self
+                .decrypt_layers(&lease, manifest.layers(), &layer_keys, &diff_ids)
+                .await
+            {
+                Ok(plain) => {
+                    let labels: HashMap<String, String> = plain
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| layer_keys.get(*i).is_some_and(Option::is_some))
+                        .map(|(i, d)| (decrypted_label(i), d.digest().to_string()))
+                        .collect();
+                    let labelled = if labels.is_empty() {
+                        Ok(())
+                    } else {
+                        self.label_content(&manifest_digest, &labels)
+                            .await
+                            .map_err(|e| e.to_string())
+                    };
+                    match labelled {
+                        Ok(()) => self.unpack(Some(&lease), &plain, &diff_ids).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
             if result.is_ok() {
                 let labels = HashMap::from([(GC_SNAPSHOT.to_string(), top.clone())]);
                 let _ = self
@@ -715,11 +851,12 @@ impl Client {
         registry: &RegistryClient,
         name: &str,
         progress: Option<ProgressFn>,
+        keys: &ocicrypt::Keys,
     ) -> Result<ImageInfo, RuntimeError> {
         let reference = Reference::parse(name).map_err(|e| pull_error(name, e))?;
         let lease = self.create_lease().await?;
         let result = self
-            .pull_under_lease(registry, &reference, name, &lease, progress)
+            .pull_under_lease(registry, &reference, name, &lease, progress, keys)
             .await;
         // The image record and the GC labels keep what it needs; the lease goes either way.
         self.delete_lease(&lease).await;
@@ -733,6 +870,7 @@ impl Client {
         name: &str,
         lease: &str,
         progress: Option<ProgressFn>,
+        keys: &ocicrypt::Keys,
     ) -> Result<ImageInfo, RuntimeError> {
         let fail = |e: &dyn std::fmt::Display| pull_error(name, e);
         let resolved = registry.resolve(reference).await.map_err(|e| fail(&e))?;
@@ -759,9 +897,8 @@ impl Client {
             ManifestKind::Image => (root.clone(), None),
         };
         let image = manifest.image().map_err(|e| fail(&e))?;
-        if let Some(why) = encrypted_layer(image.layers()) {
-            return Err(fail(&why));
-        }
+        // Before anything is fetched: every encrypted layer's key must unwrap.
+        let layer_keys = layer_keys(image.layers(), keys).map_err(|e| fail(&e))?;
         let counter = Counter {
             done: AtomicU64::new(0),
             total: image.layers().iter().map(|l| l.size()).sum::<u64>()
@@ -795,12 +932,20 @@ impl Client {
         }
 
         // Children before parents, so each parent's GC labels point at stored content.
-        for (layer, diff_id) in image.layers().iter().zip(&diff_ids) {
-            let labels = HashMap::from([(UNCOMPRESSED.to_string(), diff_id.clone())]);
+        for ((layer, diff_id), key) in image.layers().iter().zip(&diff_ids).zip(&layer_keys) {
+            // An encrypted blob's uncompressed form is its decrypted blob's.
+            let labels = match key {
+                None => HashMap::from([(UNCOMPRESSED.to_string(), diff_id.clone())]),
+                Some(_) => HashMap::new(),
+            };
             self.fetch_into_store(registry, reference, lease, layer, labels, &counter)
                 .await
                 .map_err(|e| fail(&e))?;
         }
+        let plain = self
+            .decrypt_layers(lease, image.layers(), &layer_keys, &diff_ids)
+            .await
+            .map_err(|e| fail(&e))?;
         let config_labels = HashMap::from([(GC_SNAPSHOT.to_string(), top.clone())]);
         self.store_bytes(lease, image.config(), config_bytes, config_labels, &counter)
             .await
@@ -812,6 +957,11 @@ impl Client {
                 format!("containerd.io/gc.ref.content.l.{i}"),
                 l.digest().to_string(),
             );
+            if layer_keys.get(i).is_some_and(Option::is_some) {
+                if let Some(d) = plain.get(i) {
+                    manifest_labels.insert(decrypted_label(i), d.digest().to_string());
+                }
+            }
         }
         self.store_bytes(
             lease,
@@ -837,7 +987,7 @@ impl Client {
             .await
             .map_err(|e| fail(&e))?;
         }
-        self.unpack(Some(lease), image.layers(), &diff_ids)
+        self.unpack(Some(lease), &plain, &diff_ids)
             .await
             .map_err(|e| fail(&e))?;
         self.put_image(name, ctrd_descriptor(&root.descriptor()), lease)
@@ -868,13 +1018,15 @@ mod tests {
         };
         let plain = layer("application/vnd.oci.image.layer.v1.tar+gzip");
         let docker = layer("application/vnd.docker.image.rootfs.diff.tar.gzip");
-        assert_eq!(encrypted_layer(&[plain.clone(), docker]), None);
+        let none = ocicrypt::Keys::default();
+        let keys = layer_keys(&[plain.clone(), docker], &none).unwrap();
+        assert!(keys.iter().all(Option::is_none));
         for media in [
             "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
             "application/vnd.oci.image.layer.v1.tar+zstd+encrypted",
             "application/vnd.oci.image.layer.v1.tar+encrypted",
         ] {
-            let why = encrypted_layer(&[plain.clone(), layer(media)]).expect(media);
+            let why = layer_keys(&[plain.clone(), layer(media)], &none).expect_err(media);
             assert!(
                 why.contains(media) && why.contains("encrypted images"),
                 "{why}"

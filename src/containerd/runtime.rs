@@ -17,6 +17,8 @@ pub struct Ctrd {
     registry: RwLock<Arc<RegistryClient>>,
     /// One pull per image at a time; a second waits and then finds the image present.
     pulls: super::client::KeyedLocks,
+    /// The decryption keys of encrypted images (`containers.image_dec_keys`).
+    keys: crate::trust::ocicrypt::Keys,
 }
 
 impl Ctrd {
@@ -24,10 +26,21 @@ impl Ctrd {
         client: Client,
         containers: &ContainersConfig,
     ) -> Result<Ctrd, crate::registry::RegistryError> {
+        // The configuration check loaded these already and refused what cannot be used;
+        // failing now (a file gone since) leaves no key: encrypted images are refused.
+        let keys = crate::trust::ocicrypt::Keys::load(
+            &containers.image_dec_keys,
+            &containers.image_dec_recipients,
+        )
+        .unwrap_or_else(|e| {
+            log::error!("{e}: encrypted images will be refused");
+            Default::default()
+        });
         Ok(Ctrd {
             client,
             registry: RwLock::new(Arc::new(RegistryClient::new(containers)?)),
             pulls: Default::default(),
+            keys,
         })
     }
 
@@ -52,7 +65,7 @@ impl Ctrd {
 
 impl Runtime for Ctrd {
     async fn image(&self, name: &str) -> Result<Option<ImageInfo>, RuntimeError> {
-        self.client.local_image(name).await
+        self.client.local_image(name, &self.keys).await
     }
 
     async fn pull(
@@ -62,7 +75,9 @@ impl Runtime for Ctrd {
     ) -> Result<ImageInfo, RuntimeError> {
         let _one_at_a_time = self.pulls.lock(name).await;
         let registry = self.registry();
-        self.client.pull_image(&registry, name, progress).await
+        self.client
+            .pull_image(&registry, name, progress, &self.keys)
+            .await
     }
 
     async fn signatures(
