@@ -921,7 +921,7 @@ mod tests {
                 key(k)
             };
             let r: Vec<String> = r.into_iter().map(String::from).collect();
-            match keys(&[k.clone()], &r) {
+            match keys(std::slice::from_ref(&k), &r) {
                 Err(e @ ConfigError::Keys { key, .. }) => {
                     assert_eq!(key, want, "{k}");
                     assert!(!e.to_string().contains("secret-pass"), "{e}");

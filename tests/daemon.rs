@@ -385,7 +385,16 @@ fn malformed_config_names_file_line_column_and_key_and_writes_nothing() {
     );
 }
 
-/// Security settings leda-cm does not implement refuse the configuration (exit 78, which the
+fn fixture(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ocicrypt")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Security settings leda-cm does not implement, and decryption keys it cannot use, refuse
+/// the configuration (exit 78, which the
 /// unit's RestartPreventExitStatus lists) before anything is written: a device set to run
 /// only signed (or only decryptable) images never runs others.
 #[test]
@@ -397,13 +406,21 @@ fn unimplemented_security_settings_refuse_to_start_and_write_nothing() {
                 "image_verifier_config": {"configDir": "/etc/notation"}}}),
             "`containers.image_verifier_type` = \"notation\": image signature verification is not implemented",
         ),
+        // Decryption keys that cannot be used: a missing file, a wrong password, a
+        // recipient certificate that is not there. The password is never shown.
         (
             serde_json::json!({"containers": {"image_dec_keys": ["/keys/k.pem:hunter2"]}}),
-            "`containers.image_dec_keys` = 1 key(s): encrypted images are not supported",
+            "configuration key `containers.image_dec_keys`: decryption key /keys/k.pem:",
         ),
         (
-            serde_json::json!({"containers": {"image_dec_recipients": ["pkcs7:/c.pem"]}}),
-            "`containers.image_dec_recipients` = 1 recipient(s)",
+            serde_json::json!({"containers": {"image_dec_keys": [
+                format!("{}:hunter2", fixture("rsa-legacy-encrypted.pem"))]}}),
+            "configuration key `containers.image_dec_keys`: decryption key ",
+        ),
+        (
+            serde_json::json!({"containers": {"image_dec_keys": [fixture("rsa.pem")],
+                "image_dec_recipients": ["pkcs7:/c.pem"]}}),
+            "configuration key `containers.image_dec_recipients`: decryption recipient",
         ),
     ];
     for (extra, expected) in cases {
