@@ -404,7 +404,7 @@ fn unimplemented_security_settings_refuse_to_start_and_write_nothing() {
         (
             serde_json::json!({"containers": {"image_verifier_type": "notation",
                 "image_verifier_config": {"configDir": "/etc/notation"}}}),
-            "`containers.image_verifier_type` = \"notation\": image signature verification is not implemented",
+            "notation verification is not available in this build",
         ),
         // Decryption keys that cannot be used: a missing file, a wrong password, a
         // recipient certificate that is not there. The password is never shown.

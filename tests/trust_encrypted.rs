@@ -255,7 +255,13 @@ fn a_jwe_rsa_encrypted_image_runs_with_its_key_and_is_refused_with_another() {
             "key material in the log"
         );
     }
-    let d = Device::start("enc-rsa-wrong", &[k.path("ec.pem")], &[]);
+    // Other keys, one of each type (an RSA key that does not unwrap it, an EC key).
+    let other = Keys::new(&h, "rsa-other");
+    let d = Device::start(
+        "enc-rsa-wrong",
+        &[other.path("rsa.pem"), other.path("ec.pem")],
+        &[],
+    );
     let snapshots = d.ctr(&["snapshots", "ls"]);
     let err = d.fails(&["create", "-n", "secret", &image, "true"]);
     eprintln!("refused: {}", err.trim());
@@ -345,7 +351,6 @@ fn an_unpacked_encrypted_image_is_refused_without_its_key() {
         let before = d.ctr(&["containers", "ls", "-q"]);
         let err = d.fails(&["create", "-n", "secret", &image, "true"]);
         eprintln!("{test} refused: {}", err.trim());
-        eprintln!("refused: {}", err.trim());
         assert!(
             err.contains("not authorized") || err.contains("image_dec_keys"),
             "{err}"
