@@ -567,8 +567,8 @@ fn a_stale_socket_is_replaced_and_the_socket_is_removed_on_exit() {
 
 /// An image encrypted by ocicrypt (skopeo `--encryption-key jwe:`) is refused with a clear
 /// error and nothing is left, also when its plaintext layers are already unpacked (from the
-/// same image unencrypted): leda-cm cannot check that the caller holds a key, so it never
-/// uses it (fail closed).
+/// same image unencrypted): without a configured key it never uses it (fail closed;
+/// tests/trust_encrypted.rs has the images that decrypt).
 #[test]
 fn an_encrypted_image_is_refused_even_with_its_layers_unpacked() {
     let d = Device::start("cli-encrypted");
