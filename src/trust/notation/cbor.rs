@@ -52,9 +52,18 @@ impl<'a> Decoder<'a> {
         Ok(match info {
             0..=23 => u64::from(info),
             24 => u64::from(self.byte()?),
-            25 => self.take(2)?.iter().fold(0, |a, b| (a << 8) | u64::from(*b)),
-            26 => self.take(4)?.iter().fold(0, |a, b| (a << 8) | u64::from(*b)),
-            27 => self.take(8)?.iter().fold(0, |a, b| (a << 8) | u64::from(*b)),
+            25 => self
+                .take(2)?
+                .iter()
+                .fold(0, |a, b| (a << 8) | u64::from(*b)),
+            26 => self
+                .take(4)?
+                .iter()
+                .fold(0, |a, b| (a << 8) | u64::from(*b)),
+            27 => self
+                .take(8)?
+                .iter()
+                .fold(0, |a, b| (a << 8) | u64::from(*b)),
             31 => return Err("indefinite-length CBOR is not supported".into()),
             _ => return Err("reserved CBOR additional information".into()),
         })

@@ -216,7 +216,9 @@ fn parse_jws(blob: &[u8]) -> Result<Envelope, String> {
     };
     let time = |name: &str| -> Result<Option<i64>, String> {
         text(name)?
-            .map(|s| parse_rfc3339(&s).ok_or(format!("JWS header {name} {s:?} is not an RFC 3339 time")))
+            .map(|s| {
+                parse_rfc3339(&s).ok_or(format!("JWS header {name} {s:?} is not an RFC 3339 time"))
+            })
             .transpose()
     };
     let alg = match text("alg")?.as_deref() {
@@ -225,7 +227,9 @@ fn parse_jws(blob: &[u8]) -> Result<Envelope, String> {
         Some("PS512") => Ok(Alg::Ps512),
         Some("ES256") => Ok(Alg::Es256),
         Some("ES384") => Ok(Alg::Es384),
-        Some("ES512") => Err("signature algorithm ES512 (ECDSA P-521) is not supported by leda-cm".to_string()),
+        Some("ES512") => {
+            Err("signature algorithm ES512 (ECDSA P-521) is not supported by leda-cm".to_string())
+        }
         Some(other) => Err(format!("signature algorithm {other:?} is not supported")),
         None => Err("JWS header alg is missing".to_string()),
     };
@@ -234,7 +238,11 @@ fn parse_jws(blob: &[u8]) -> Result<Envelope, String> {
         Some(Json::Array(items)) => Some(
             items
                 .iter()
-                .map(|i| i.as_str().map(str::to_string).ok_or("JWS crit entry is not a string"))
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .ok_or("JWS crit entry is not a string")
+                })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
         Some(_) => return Err("JWS crit header is not an array".into()),
@@ -290,7 +298,9 @@ fn parse_cose(blob: &[u8]) -> Result<Envelope, String> {
     let [Value::Bytes(protected_raw), Value::Map(unprotected), payload, Value::Bytes(signature)] =
         parts.as_slice()
     else {
-        return Err("COSE_Sign1 is not [protected bstr, unprotected map, payload, signature bstr]".into());
+        return Err(
+            "COSE_Sign1 is not [protected bstr, unprotected map, payload, signature bstr]".into(),
+        );
     };
     let Value::Bytes(payload) = payload else {
         return Err("COSE payload is detached or not a byte string".into());
@@ -394,7 +404,9 @@ pub(super) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let d = s.get(r)?;
-        d.bytes().all(|c| c.is_ascii_digit()).then(|| d.parse().ok())?
+        d.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| d.parse().ok())?
     };
     if b.len() < 20
         || b.get(4) != Some(&b'-')
@@ -483,23 +495,45 @@ mod tests {
             r#"{"protected":"!!","payload":"","signature":"","header":{"x5c":[]}}"#.into(),
             jws("not json"),
             jws("{}"),
-            jws(r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z"}"#),
-            jws(r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme","x"]}"#),
-            jws(r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","io.cncf.notary.expiry":"2021-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}"#),
-            jws(r#"{"alg":"ES512","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}"#),
-            jws(r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509.signingAuthority","io.cncf.notary.authenticSigningTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme","io.cncf.notary.authenticSigningTime"]}"#),
-            jws(r#"{"alg":"ES256","cty":"text/plain","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}"#),
-            jws(r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","io.cncf.notary.expiry":"2019-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme","io.cncf.notary.expiry"]}"#),
+            jws(
+                r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z"}"#,
+            ),
+            jws(
+                r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme","x"]}"#,
+            ),
+            jws(
+                r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","io.cncf.notary.expiry":"2021-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}"#,
+            ),
+            jws(
+                r#"{"alg":"ES512","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}"#,
+            ),
+            jws(
+                r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509.signingAuthority","io.cncf.notary.authenticSigningTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme","io.cncf.notary.authenticSigningTime"]}"#,
+            ),
+            jws(
+                r#"{"alg":"ES256","cty":"text/plain","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}"#,
+            ),
+            jws(
+                r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","io.cncf.notary.expiry":"2019-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme","io.cncf.notary.expiry"]}"#,
+            ),
         ];
         for c in &jws_cases {
             assert!(parse(JWS_MEDIA_TYPE, c.as_bytes()).is_err(), "{c}");
         }
-        let good = jws(r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}"#);
+        let good = jws(
+            r#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2020-01-01T00:00:00Z","crit":["io.cncf.notary.signingScheme"]}"#,
+        );
         let e = parse(JWS_MEDIA_TYPE, good.as_bytes()).expect("well-formed headers");
-        assert_eq!((e.alg, e.signing_time, e.expiry), (Alg::Es256, 1_577_836_800, None));
+        assert_eq!(
+            (e.alg, e.signing_time, e.expiry),
+            (Alg::Es256, 1_577_836_800, None)
+        );
         // Every truncation of it.
         for n in 0..good.len() {
-            assert!(parse(JWS_MEDIA_TYPE, &good.as_bytes()[..n]).is_err(), "prefix {n}");
+            assert!(
+                parse(JWS_MEDIA_TYPE, &good.as_bytes()[..n]).is_err(),
+                "prefix {n}"
+            );
         }
 
         let cose_cases: &[&[u8]] = &[
@@ -509,7 +543,9 @@ mod tests {
             &[0xd2, 0x84, 0x40, 0xa0, 0xf6, 0x40],
             &[0xd2, 0x84, 0x41, 0x00, 0xa0, 0x40, 0x40],
             &[0xd2, 0x84, 0x43, 0xa1, 0x01, 0x26, 0xa0, 0x40, 0x40],
-            &[0xd2, 0x84, 0x43, 0xa1, 0x01, 0x26, 0xa1, 0x18, 0x21, 0x01, 0x40, 0x40],
+            &[
+                0xd2, 0x84, 0x43, 0xa1, 0x01, 0x26, 0xa1, 0x18, 0x21, 0x01, 0x40, 0x40,
+            ],
         ];
         for c in cose_cases {
             assert!(parse(COSE_MEDIA_TYPE, c).is_err(), "{c:02x?}");

@@ -147,7 +147,11 @@ pub(super) fn parse(json: &[u8]) -> Result<Vec<Statement>, String> {
     match doc.version.as_deref() {
         None | Some("") => return Err("trust policy document has no version".into()),
         Some("1.0") => {}
-        Some(v) => return Err(format!("trust policy document uses unsupported version {v:?}")),
+        Some(v) => {
+            return Err(format!(
+                "trust policy document uses unsupported version {v:?}"
+            ))
+        }
     }
     if doc.trust_policies.is_empty() {
         return Err("trust policy document has no trust policy statements".into());
@@ -216,12 +220,18 @@ fn statement(raw: RawStatement) -> Result<Statement, String> {
         ]),
         "skip" => None,
         "" => return Err(bad("signatureVerification.level is missing".into())),
-        other => return Err(bad(format!("invalid signature verification level {other:?}"))),
+        other => {
+            return Err(bad(format!(
+                "invalid signature verification level {other:?}"
+            )))
+        }
     };
     let actions = match base {
         None => {
             if !v.r#override.is_empty() {
-                return Err(bad("level \"skip\" cannot be customized with override".into()));
+                return Err(bad(
+                    "level \"skip\" cannot be customized with override".into()
+                ));
             }
             None
         }
@@ -234,8 +244,11 @@ fn statement(raw: RawStatement) -> Result<Statement, String> {
                     .copied()
                     .find(|c| c.name() == key)
                     .ok_or_else(|| bad(format!("override of unknown check {key:?}")))?;
-                let action = Action::parse(value)
-                    .ok_or_else(|| bad(format!("override action {value:?} is not enforce, log or skip")))?;
+                let action = Action::parse(value).ok_or_else(|| {
+                    bad(format!(
+                        "override action {value:?} is not enforce, log or skip"
+                    ))
+                })?;
                 if check == Check::Integrity {
                     return Err(bad("the integrity check cannot be overridden".into()));
                 }
@@ -266,11 +279,15 @@ fn statement(raw: RawStatement) -> Result<Statement, String> {
         }
     } else {
         if raw.trust_stores.is_empty() || raw.trusted_identities.is_empty() {
-            return Err(bad("both trustStores and trustedIdentities must be given".into()));
+            return Err(bad(
+                "both trustStores and trustedIdentities must be given".into()
+            ));
         }
         for s in &raw.trust_stores {
             let (kind, store) = s.split_once(':').ok_or_else(|| {
-                bad(format!("trust store {s:?} is not of the form <type>:<name>"))
+                bad(format!(
+                    "trust store {s:?} is not of the form <type>:<name>"
+                ))
             })?;
             let kind = StoreType::parse(kind)
                 .ok_or_else(|| bad(format!("trust store {s:?} has an unknown type {kind:?}")))?;
@@ -282,7 +299,9 @@ fn statement(raw: RawStatement) -> Result<Statement, String> {
             stores.push((kind, store.to_string()));
         }
         if raw.trusted_identities.len() > 1 && raw.trusted_identities.iter().any(|i| i == "*") {
-            return Err(bad("the wildcard trusted identity '*' cannot be used with other values".into()));
+            return Err(bad(
+                "the wildcard trusted identity '*' cannot be used with other values".into(),
+            ));
         }
         for identity in &raw.trusted_identities {
             if identity.is_empty() {
@@ -292,19 +311,23 @@ fn statement(raw: RawStatement) -> Result<Statement, String> {
                 identities.push(Identity::Any);
                 continue;
             }
-            let (prefix, value) = identity
-                .split_once(':')
-                .ok_or_else(|| bad(format!("trusted identity {identity:?} has no ':' separator")))?;
+            let (prefix, value) = identity.split_once(':').ok_or_else(|| {
+                bad(format!(
+                    "trusted identity {identity:?} has no ':' separator"
+                ))
+            })?;
             if prefix != "x509.subject" {
-                // notation ignores other prefixes here (they are for plugins); nothing
-                // leda-cm can match, so the identity never matches.
-                continue;
+                // Other prefixes are for verification plugins, which leda-cm does not
+                // run: fail closed at start.
+                return Err(bad(format!(
+                    "trusted identity {identity:?} needs a verification plugin (leda-cm supports x509.subject identities only)"
+                )));
             }
             if value.is_empty() {
                 return Err(bad(format!("trusted identity {identity:?} has no value")));
             }
-            let dn = parse_dn(value)
-                .map_err(|e| bad(format!("trusted identity {identity:?}: {e}")))?;
+            let dn =
+                parse_dn(value).map_err(|e| bad(format!("trusted identity {identity:?}: {e}")))?;
             identities.push(Identity::Subject(dn));
         }
         let subjects: Vec<&Vec<(String, String)>> = identities
@@ -317,7 +340,9 @@ fn statement(raw: RawStatement) -> Result<Statement, String> {
         for (i, a) in subjects.iter().enumerate() {
             for (j, b) in subjects.iter().enumerate() {
                 if i != j && is_subset(a, b) {
-                    return Err(bad("trusted identities overlap (one is a subset of another)".into()));
+                    return Err(bad(
+                        "trusted identities overlap (one is a subset of another)".into(),
+                    ));
                 }
             }
         }
@@ -335,8 +360,7 @@ fn statement(raw: RawStatement) -> Result<Statement, String> {
 
 fn valid_store_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
@@ -400,11 +424,18 @@ fn valid_path_component(c: &str) -> bool {
 }
 
 /// The statement that applies to `repository`: the one naming it, else the wildcard one.
-pub(super) fn applicable<'s>(statements: &'s [Statement], repository: &str) -> Option<&'s Statement> {
+pub(super) fn applicable<'s>(
+    statements: &'s [Statement],
+    repository: &str,
+) -> Option<&'s Statement> {
     statements
         .iter()
         .find(|s| s.scopes.iter().any(|x| x == repository))
-        .or_else(|| statements.iter().find(|s| s.scopes.iter().any(|x| x == "*")))
+        .or_else(|| {
+            statements
+                .iter()
+                .find(|s| s.scopes.iter().any(|x| x == "*"))
+        })
 }
 
 /// An RFC 4514 distinguished name as notation reads trusted identities: single-valued
@@ -491,7 +522,8 @@ fn unescape(v: &str) -> Result<String, String> {
 
 /// Every attribute of `a` is in `b` with the same value.
 pub(super) fn is_subset(a: &[(String, String)], b: &[(String, String)]) -> bool {
-    a.iter().all(|(k, v)| b.iter().any(|(bk, bv)| bk == k && bv == v))
+    a.iter()
+        .all(|(k, v)| b.iter().any(|(bk, bv)| bk == k && bv == v))
 }
 
 #[cfg(test)]
@@ -503,7 +535,8 @@ mod tests {
     }
 
     const STRICT: &str = r#"{"name":"a","registryScopes":["localhost:5000/app"],"signatureVerification":{"level":"strict"},"trustStores":["ca:leda"],"trustedIdentities":["*"]}"#;
-    const WILD: &str = r#"{"name":"w","registryScopes":["*"],"signatureVerification":{"level":"skip"}}"#;
+    const WILD: &str =
+        r#"{"name":"w","registryScopes":["*"],"signatureVerification":{"level":"skip"}}"#;
 
     #[test]
     fn validation_table() {
@@ -511,38 +544,178 @@ mod tests {
             (doc(STRICT), None),
             (doc(&format!("{STRICT},{WILD}")), None),
             (b"{}".to_vec(), Some("no version")),
-            (br#"{"version":"2.0","trustPolicies":[]}"#.to_vec(), Some("unsupported version")),
+            (
+                br#"{"version":"2.0","trustPolicies":[]}"#.to_vec(),
+                Some("unsupported version"),
+            ),
             (doc(""), Some("no trust policy statements")),
             (b"not json".to_vec(), Some("malformed")),
-            (doc(&format!("{STRICT},{STRICT}")), Some("names must be unique")),
-            (doc(&format!("{WILD},{}", WILD.replace("\"w\"", "\"w2\""))), Some("more than one trust policy statement")),
-            (doc(&format!("{STRICT},{}", STRICT.replace("\"a\"", "\"b\""))), Some("more than one trust policy statement")),
-            (doc(r#"{"name":"","registryScopes":["*"],"signatureVerification":{"level":"skip"}}"#), Some("has no name")),
-            (doc(r#"{"name":"a","registryScopes":[],"signatureVerification":{"level":"skip"}}"#), Some("no registry scopes")),
-            (doc(r#"{"name":"a","registryScopes":["*","x.io/a"],"signatureVerification":{"level":"skip"}}"#), Some("with other scopes")),
-            (doc(r#"{"name":"a","registryScopes":["x.io/a:tag"],"signatureVerification":{"level":"skip"}}"#), Some("not valid")),
-            (doc(r#"{"name":"a","registryScopes":["noslash"],"signatureVerification":{"level":"skip"}}"#), Some("not valid")),
-            (doc(r#"{"name":"a","registryScopes":["x.io/App"],"signatureVerification":{"level":"skip"}}"#), Some("not valid")),
-            (doc(r#"{"name":"a","registryScopes":["x.io/a*"],"signatureVerification":{"level":"skip"}}"#), Some("not valid")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"skip"},"trustStores":["ca:x"]}"#), Some("takes no trust stores")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"skip","override":{"expiry":"log"}}}"#), Some("cannot be customized")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"loose"},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#), Some("invalid signature verification level")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustedIdentities":["*"]}"#), Some("both trustStores and trustedIdentities")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"]}"#), Some("both trustStores and trustedIdentities")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["x"],"trustedIdentities":["*"]}"#), Some("<type>:<name>")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["pki:x"],"trustedIdentities":["*"]}"#), Some("unknown type")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:../x"],"trustedIdentities":["*"]}"#), Some("[a-zA-Z0-9_.-]+")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"integrity":"log"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#), Some("cannot be overridden")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"expiry":"skip"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#), Some("cannot be skipped")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"revocation":"skip"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#), None),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"speed":"log"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#), Some("unknown check")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"expiry":"maybe"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#), Some("not enforce, log or skip")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","verifyTimestamp":"never"},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#), Some("verifyTimestamp")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["*","x509.subject: C=US, ST=WA, O=x"]}"#), Some("wildcard trusted identity")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["x509.subject C=US"]}"#), Some("separator")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["x509.subject: C=US, O=x"]}"#), Some("lacks ST")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["x509.subject: C=US, ST=WA, O=x","x509.subject: C=US, ST=WA, O=x, CN=y"]}"#), Some("overlap")),
-            (doc(r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["x509.subject: C=US, ST=WA, O=x, CN=a","x509.subject: C=US, ST=WA, O=x, CN=b"]}"#), None),
+            (
+                doc(&format!("{STRICT},{STRICT}")),
+                Some("names must be unique"),
+            ),
+            (
+                doc(&format!("{WILD},{}", WILD.replace("\"w\"", "\"w2\""))),
+                Some("more than one trust policy statement"),
+            ),
+            (
+                doc(&format!("{STRICT},{}", STRICT.replace("\"a\"", "\"b\""))),
+                Some("more than one trust policy statement"),
+            ),
+            (
+                doc(
+                    r#"{"name":"","registryScopes":["*"],"signatureVerification":{"level":"skip"}}"#,
+                ),
+                Some("has no name"),
+            ),
+            (
+                doc(r#"{"name":"a","registryScopes":[],"signatureVerification":{"level":"skip"}}"#),
+                Some("no registry scopes"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*","x.io/a"],"signatureVerification":{"level":"skip"}}"#,
+                ),
+                Some("with other scopes"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["x.io/a:tag"],"signatureVerification":{"level":"skip"}}"#,
+                ),
+                Some("not valid"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["noslash"],"signatureVerification":{"level":"skip"}}"#,
+                ),
+                Some("not valid"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["x.io/App"],"signatureVerification":{"level":"skip"}}"#,
+                ),
+                Some("not valid"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["x.io/a*"],"signatureVerification":{"level":"skip"}}"#,
+                ),
+                Some("not valid"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"skip"},"trustStores":["ca:x"]}"#,
+                ),
+                Some("takes no trust stores"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"skip","override":{"expiry":"log"}}}"#,
+                ),
+                Some("cannot be customized"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"loose"},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("invalid signature verification level"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustedIdentities":["*"]}"#,
+                ),
+                Some("both trustStores and trustedIdentities"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"]}"#,
+                ),
+                Some("both trustStores and trustedIdentities"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("<type>:<name>"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["pki:x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("unknown type"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:../x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("[a-zA-Z0-9_.-]+"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"integrity":"log"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("cannot be overridden"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"expiry":"skip"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("cannot be skipped"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"revocation":"skip"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#,
+                ),
+                None,
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"speed":"log"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("unknown check"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","override":{"expiry":"maybe"}},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("not enforce, log or skip"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict","verifyTimestamp":"never"},"trustStores":["ca:x"],"trustedIdentities":["*"]}"#,
+                ),
+                Some("verifyTimestamp"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["*","x509.subject: C=US, ST=WA, O=x"]}"#,
+                ),
+                Some("wildcard trusted identity"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["x509.subject C=US"]}"#,
+                ),
+                Some("separator"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["x509.subject: C=US, O=x"]}"#,
+                ),
+                Some("lacks ST"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["x509.subject: C=US, ST=WA, O=x","x509.subject: C=US, ST=WA, O=x, CN=y"]}"#,
+                ),
+                Some("overlap"),
+            ),
+            (
+                doc(
+                    r#"{"name":"a","registryScopes":["*"],"signatureVerification":{"level":"strict"},"trustStores":["ca:x"],"trustedIdentities":["x509.subject: C=US, ST=WA, O=x, CN=a","x509.subject: C=US, ST=WA, O=x, CN=b"]}"#,
+                ),
+                None,
+            ),
         ];
         for (json, want) in cases {
             let got = parse(&json);
@@ -585,7 +758,11 @@ mod tests {
             ("localhost:5000/app/sub", Some("w")),
             ("localhost:5000", Some("w")),
         ] {
-            assert_eq!(applicable(&statements, repo).map(|s| s.name.as_str()), want, "{repo}");
+            assert_eq!(
+                applicable(&statements, repo).map(|s| s.name.as_str()),
+                want,
+                "{repo}"
+            );
         }
         let only = parse(&doc(STRICT)).expect("valid");
         assert!(applicable(&only, "localhost:5000/else").is_none());
@@ -594,13 +771,32 @@ mod tests {
     #[test]
     fn distinguished_names() {
         let kv = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         for (dn, want) in [
-            ("C=US, ST=WA, O=wabbit-networks.io", Ok(kv(&[("C", "US"), ("ST", "WA"), ("O", "wabbit-networks.io")]))),
-            ("C=US,S=WA,O=a\\, b,CN=x", Ok(kv(&[("C", "US"), ("ST", "WA"), ("O", "a, b"), ("CN", "x")]))),
-            ("C=US; ST=WA; O=\"q, r\"", Ok(kv(&[("C", "US"), ("ST", "WA"), ("O", "q, r")]))),
-            ("C=US, ST=WA, O=caf\\C3\\A9", Ok(kv(&[("C", "US"), ("ST", "WA"), ("O", "café")]))),
+            (
+                "C=US, ST=WA, O=wabbit-networks.io",
+                Ok(kv(&[
+                    ("C", "US"),
+                    ("ST", "WA"),
+                    ("O", "wabbit-networks.io"),
+                ])),
+            ),
+            (
+                "C=US,S=WA,O=a\\, b,CN=x",
+                Ok(kv(&[("C", "US"), ("ST", "WA"), ("O", "a, b"), ("CN", "x")])),
+            ),
+            (
+                "C=US; ST=WA; O=\"q, r\"",
+                Ok(kv(&[("C", "US"), ("ST", "WA"), ("O", "q, r")])),
+            ),
+            (
+                "C=US, ST=WA, O=caf\\C3\\A9",
+                Ok(kv(&[("C", "US"), ("ST", "WA"), ("O", "café")])),
+            ),
             ("C=US, ST=WA", Err("lacks O")),
             ("C=US, ST=WA, O=a+OU=b", Err("multi-valued")),
             ("C=US, C=DE, ST=WA, O=a", Err("twice")),
@@ -615,9 +811,18 @@ mod tests {
             }
         }
         let cert = kv(&[("C", "US"), ("ST", "WA"), ("O", "x"), ("CN", "signer")]);
-        assert!(is_subset(&kv(&[("C", "US"), ("ST", "WA"), ("O", "x")]), &cert));
+        assert!(is_subset(
+            &kv(&[("C", "US"), ("ST", "WA"), ("O", "x")]),
+            &cert
+        ));
         assert!(is_subset(&cert, &cert));
-        assert!(!is_subset(&kv(&[("C", "US"), ("ST", "WA"), ("O", "y")]), &cert));
-        assert!(!is_subset(&kv(&[("C", "US"), ("ST", "WA"), ("O", "x"), ("OU", "z")]), &cert));
+        assert!(!is_subset(
+            &kv(&[("C", "US"), ("ST", "WA"), ("O", "y")]),
+            &cert
+        ));
+        assert!(!is_subset(
+            &kv(&[("C", "US"), ("ST", "WA"), ("O", "x"), ("OU", "z")]),
+            &cert
+        ));
     }
 }

@@ -44,7 +44,9 @@ impl<'a> Der<'a> {
             }
             let (bytes, after) = split(rest, n).ok_or("truncated DER length")?;
             rest = after;
-            let len = bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            let len = bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
             if len < 0x80 || bytes.first() == Some(&0) {
                 return Err("DER length not in minimal form".into());
             }
@@ -52,7 +54,9 @@ impl<'a> Der<'a> {
         };
         let header = data.len() - rest.len();
         let (content, after) = split(rest, len).ok_or("DER value runs past its container")?;
-        let whole = data.get(..header + len).ok_or("DER value runs past its container")?;
+        let whole = data
+            .get(..header + len)
+            .ok_or("DER value runs past its container")?;
         self.data = after;
         Ok(Tlv {
             tag,
@@ -171,6 +175,10 @@ pub(super) struct Cert {
     pub key: Result<KeySpec, String>,
     /// The subjectPublicKey bits: RSAPublicKey DER or an uncompressed EC point.
     pub public_key: Vec<u8>,
+    /// The signed part (tbsCertificate, DER), its signature algorithm OID and signature.
+    pub tbs: Vec<u8>,
+    pub sig_alg: Vec<u8>,
+    pub signature: Vec<u8>,
 }
 
 impl Cert {
@@ -182,6 +190,21 @@ impl Cert {
         }
         let mut c = Der::new(cert.content);
         let tbs = c.expect(SEQUENCE, "tbsCertificate")?;
+        let sig_alg = c.expect(SEQUENCE, "signatureAlgorithm")?;
+        let sig_alg = Der::new(sig_alg.content)
+            .expect(OID, "signature algorithm")?
+            .content
+            .to_vec();
+        let signature = c
+            .expect(BIT_STRING, "signatureValue")?
+            .content
+            .split_first()
+            .filter(|(unused, _)| **unused == 0)
+            .map(|(_, s)| s.to_vec())
+            .ok_or("certificate signature has unused bits")?;
+        if !c.is_empty() {
+            return Err("trailing fields in the certificate".into());
+        }
         let mut t = Der::new(tbs.content);
         t.optional(0xa0)?; // version
         t.expect(INTEGER, "serialNumber")?;
@@ -212,6 +235,9 @@ impl Cert {
             revocable: false,
             key,
             public_key,
+            tbs: tbs.whole.to_vec(),
+            sig_alg,
+            signature,
         };
         if let Some(ext) = extensions {
             let mut wrapper = Der::new(ext.content);
@@ -390,7 +416,10 @@ impl Cert {
                 }
             }
         }
-        self.key.clone().map(|_| ()).map_err(|e| format!("signing certificate {who:?}: {e}"))
+        self.key
+            .clone()
+            .map(|_| ())
+            .map_err(|e| format!("signing certificate {who:?}: {e}"))
     }
 
     /// notation's requirements of a CA certificate `depth` below which `expected_path_len`
@@ -414,7 +443,9 @@ impl Cert {
             }
         }
         if self.key_usage_present(&who)? & KU_KEY_CERT_SIGN == 0 {
-            return Err(format!("CA certificate {who:?}: key usage lacks keyCertSign"));
+            return Err(format!(
+                "CA certificate {who:?}: key usage lacks keyCertSign"
+            ));
         }
         Ok(())
     }
@@ -516,7 +547,7 @@ fn string_value(v: &Tlv<'_>) -> Result<String, String> {
     }
 }
 
-fn dotted(oid: &[u8]) -> String {
+pub(super) fn dotted(oid: &[u8]) -> String {
     let mut parts: Vec<u64> = Vec::new();
     let mut acc = 0u64;
     for (i, b) in oid.iter().enumerate() {
@@ -541,7 +572,9 @@ fn dotted(oid: &[u8]) -> String {
 
 fn parse_time(t: &Tlv<'_>) -> Result<i64, String> {
     let s = std::str::from_utf8(t.content).map_err(|_| "validity time is not ASCII")?;
-    let digits = s.strip_suffix('Z').ok_or("validity time is not in UTC (Z)")?;
+    let digits = s
+        .strip_suffix('Z')
+        .ok_or("validity time is not in UTC (Z)")?;
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("validity time {s:?} is malformed"));
     }
@@ -609,7 +642,11 @@ mod tests {
             (2020, 1, 1, 0, 0, 0, 1_577_836_800),
             (2024, 2, 29, 12, 30, 15, 1_709_209_815),
         ] {
-            assert_eq!(civil_to_unix(y, mo, d, h, mi, s), Some(want), "{y}-{mo}-{d}");
+            assert_eq!(
+                civil_to_unix(y, mo, d, h, mi, s),
+                Some(want),
+                "{y}-{mo}-{d}"
+            );
         }
         assert_eq!(civil_to_unix(2020, 13, 1, 0, 0, 0), None);
     }

@@ -8,13 +8,21 @@
 //
 // Usage: notation-signer -ref HOST:PORT/REPO:TAG -key KEY.pem -cert CHAIN.pem
 //
-//	[-format jws|cose] [-expiry 1h]
+//	[-format jws|cose] [-expiry 1h] [-signing-time RFC3339]
+//
+// or, for unit-test fixtures, without a registry (the envelope is written to FILE):
+//
+//	notation-signer -out FILE -digest sha256:... -size N -media-type TYPE -key ... -cert ...
+//
+// -signing-time signs as if at that time (notation-go checks the chain at the signing
+// time, so a certificate that has expired since can only sign in the past).
 package main
 
 import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"flag"
 	"fmt"
@@ -25,7 +33,9 @@ import (
 	_ "github.com/notaryproject/notation-core-go/signature/jws"
 	"github.com/notaryproject/notation-go"
 	"github.com/notaryproject/notation-go/registry"
-	"github.com/notaryproject/notation-go/signer"
+	"github.com/notaryproject/notation-core-go/signature"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote"
 )
 
@@ -35,32 +45,118 @@ func main() {
 	certPath := flag.String("cert", "", "PEM certificate chain, leaf first, ending with the root")
 	format := flag.String("format", "jws", "envelope format: jws or cose")
 	expiry := flag.Duration("expiry", 0, "signature expiry duration (0: none)")
+	at := flag.String("signing-time", "", "RFC 3339 signing time (default: now)")
+	out := flag.String("out", "", "write the envelope for -digest/-size/-media-type to this file")
+	dgst := flag.String("digest", "", "fixture mode: the target's digest")
+	size := flag.Int64("size", 0, "fixture mode: the target's size")
+	mt := flag.String("media-type", ocispec.MediaTypeImageManifest, "fixture mode: the target's media type")
 	flag.Parse()
-	if err := run(*ref, *keyPath, *certPath, *format, *expiry); err != nil {
+	signingTime := time.Now()
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339, *at)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "notation-signer: -signing-time:", err)
+			os.Exit(2)
+		}
+		signingTime = t
+	}
+	var err error
+	if *out != "" {
+		err = fixture(*out, ocispec.Descriptor{MediaType: *mt, Digest: digest.Digest(*dgst), Size: *size}, *keyPath, *certPath, *format, *expiry, signingTime)
+	} else {
+		err = run(*ref, *keyPath, *certPath, *format, *expiry, signingTime)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "notation-signer:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ref, keyPath, certPath, format string, expiry time.Duration) error {
-	if ref == "" || keyPath == "" || certPath == "" {
-		return fmt.Errorf("-ref, -key and -cert are required")
+// timedSigner is notation-go's GenericSigner with a chosen signing time.
+type timedSigner struct {
+	signer signature.Signer
+	at     time.Time
+}
+
+func (s *timedSigner) Sign(ctx context.Context, desc ocispec.Descriptor, opts notation.SignerSignOptions) ([]byte, *signature.SignerInfo, error) {
+	target := ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, Annotations: desc.Annotations}
+	payload, err := json.Marshal(struct {
+		TargetArtifact ocispec.Descriptor `json:"targetArtifact"`
+	}{target})
+	if err != nil {
+		return nil, nil, err
+	}
+	req := &signature.SignRequest{
+		Payload:       signature.Payload{ContentType: "application/vnd.cncf.notary.payload.v1+json", Content: payload},
+		Signer:        s.signer,
+		SigningTime:   s.at,
+		SigningScheme: signature.SigningSchemeX509,
+		SigningAgent:  opts.SigningAgent,
+	}
+	if opts.ExpiryDuration != 0 {
+		req.Expiry = s.at.Add(opts.ExpiryDuration)
+	}
+	env, err := signature.NewEnvelope(opts.SignatureMediaType)
+	if err != nil {
+		return nil, nil, err
+	}
+	sig, err := env.Sign(req.WithContext(ctx))
+	if err != nil {
+		return nil, nil, err
+	}
+	content, err := env.Verify()
+	if err != nil {
+		return nil, nil, fmt.Errorf("generated signature failed verification: %v", err)
+	}
+	return sig, &content.SignerInfo, nil
+}
+
+func newSigner(keyPath, certPath, format string, at time.Time) (*timedSigner, string, error) {
+	if keyPath == "" || certPath == "" {
+		return nil, "", fmt.Errorf("-key and -cert are required")
 	}
 	mediaType := map[string]string{"jws": "application/jose+json", "cose": "application/cose"}[format]
 	if mediaType == "" {
-		return fmt.Errorf("unknown envelope format %q (jws or cose)", format)
+		return nil, "", fmt.Errorf("unknown envelope format %q (jws or cose)", format)
 	}
 	key, err := readKey(keyPath)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	chain, err := readCerts(certPath)
 	if err != nil {
+		return nil, "", err
+	}
+	ls, err := signature.NewLocalSigner(chain, key)
+	if err != nil {
+		return nil, "", fmt.Errorf("signer: %w", err)
+	}
+	return &timedSigner{signer: ls, at: at}, mediaType, nil
+}
+
+func fixture(out string, desc ocispec.Descriptor, keyPath, certPath, format string, expiry time.Duration, at time.Time) error {
+	s, mediaType, err := newSigner(keyPath, certPath, format, at)
+	if err != nil {
 		return err
 	}
-	s, err := signer.NewGenericSigner(key, chain)
+	sig, _, err := s.Sign(context.Background(), desc, notation.SignerSignOptions{
+		SignatureMediaType: mediaType,
+		ExpiryDuration:     expiry,
+		SigningAgent:       "leda-cm-tests/notation-signer",
+	})
 	if err != nil {
-		return fmt.Errorf("signer: %w", err)
+		return err
+	}
+	return os.WriteFile(out, sig, 0o644)
+}
+
+func run(ref, keyPath, certPath, format string, expiry time.Duration, at time.Time) error {
+	if ref == "" {
+		return fmt.Errorf("-ref (or -out) is required")
+	}
+	s, mediaType, err := newSigner(keyPath, certPath, format, at)
+	if err != nil {
+		return err
 	}
 	remoteRepo, err := remote.NewRepository(ref)
 	if err != nil {
