@@ -394,8 +394,8 @@ fn unimplemented_security_settings_refuse_to_start_and_write_nothing() {
     let cases = [
         (
             serde_json::json!({"containers": {"image_verifier_type": "notation",
-                "image_verifier_config": {"configDir": "/etc/notation"}}}),
-            "`containers.image_verifier_type` = \"notation\": image signature verification is not implemented",
+                "image_verifier_config": {"configDir": "/nonexistent/notation"}}}),
+            "containers.image_verifier_config.configDir: /nonexistent/notation/trustpolicy.json",
         ),
         (
             serde_json::json!({"containers": {"image_dec_keys": ["/keys/k.pem:hunter2"]}}),

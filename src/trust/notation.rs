@@ -369,11 +369,13 @@ fn verify_cert(child: &Cert, issuer: &Cert) -> Result<(), String> {
         (OID_RSA_SHA256, KeySpec::Rsa(_)) => &sig::RSA_PKCS1_2048_8192_SHA256,
         (OID_RSA_SHA384, KeySpec::Rsa(_)) => &sig::RSA_PKCS1_2048_8192_SHA384,
         (OID_RSA_SHA512, KeySpec::Rsa(_)) => &sig::RSA_PKCS1_2048_8192_SHA512,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "certificate {:?}: signature algorithm {} with an issuer key {key:?} is not supported",
             child.subject_string(),
             x509::dotted(&child.sig_alg)
-        )),
+        ))
+        }
     };
     sig::UnparsedPublicKey::new(alg, &issuer.public_key)
         .verify(&child.tbs, &child.signature)

@@ -55,6 +55,8 @@ pub(super) struct Envelope {
     /// x5c / x5chain, leaf first (DER).
     pub certs: Vec<Vec<u8>>,
     /// Seconds since the epoch.
+    /// Untrusted (the signer's clock) under `notary.x509`: checked against the expiry only.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub signing_time: i64,
     pub expiry: Option<i64>,
     /// A timestamp countersignature is present (leda-cm does not verify RFC 3161 tokens).

@@ -8,7 +8,7 @@
 //
 // Usage: notation-signer -ref HOST:PORT/REPO:TAG -key KEY.pem -cert CHAIN.pem
 //
-//	[-format jws|cose] [-expiry 1h] [-signing-time RFC3339]
+//	[-format jws|cose] [-expiry 1h] [-signing-time RFC3339] [-claim-digest sha256:...]
 //
 // or, for unit-test fixtures, without a registry (the envelope is written to FILE):
 //
@@ -29,11 +29,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/notaryproject/notation-core-go/signature"
 	_ "github.com/notaryproject/notation-core-go/signature/cose"
 	_ "github.com/notaryproject/notation-core-go/signature/jws"
 	"github.com/notaryproject/notation-go"
 	"github.com/notaryproject/notation-go/registry"
-	"github.com/notaryproject/notation-core-go/signature"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote"
@@ -46,6 +46,7 @@ func main() {
 	format := flag.String("format", "jws", "envelope format: jws or cose")
 	expiry := flag.Duration("expiry", 0, "signature expiry duration (0: none)")
 	at := flag.String("signing-time", "", "RFC 3339 signing time (default: now)")
+	flag.StringVar(&claim, "claim-digest", "", "sign this digest instead of the target's (negative tests)")
 	out := flag.String("out", "", "write the envelope for -digest/-size/-media-type to this file")
 	dgst := flag.String("digest", "", "fixture mode: the target's digest")
 	size := flag.Int64("size", 0, "fixture mode: the target's size")
@@ -72,14 +73,22 @@ func main() {
 	}
 }
 
+var claim string
+
 // timedSigner is notation-go's GenericSigner with a chosen signing time.
 type timedSigner struct {
 	signer signature.Signer
 	at     time.Time
+	// claim, when set, replaces the target's digest in the signed payload (a signature
+	// that does not match the manifest it is attached to, for negative tests).
+	claim digest.Digest
 }
 
 func (s *timedSigner) Sign(ctx context.Context, desc ocispec.Descriptor, opts notation.SignerSignOptions) ([]byte, *signature.SignerInfo, error) {
 	target := ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, Annotations: desc.Annotations}
+	if s.claim != "" {
+		target.Digest = s.claim
+	}
 	payload, err := json.Marshal(struct {
 		TargetArtifact ocispec.Descriptor `json:"targetArtifact"`
 	}{target})
@@ -131,7 +140,7 @@ func newSigner(keyPath, certPath, format string, at time.Time) (*timedSigner, st
 	if err != nil {
 		return nil, "", fmt.Errorf("signer: %w", err)
 	}
-	return &timedSigner{signer: ls, at: at}, mediaType, nil
+	return &timedSigner{signer: ls, at: at, claim: digest.Digest(claim)}, mediaType, nil
 }
 
 func fixture(out string, desc ocispec.Descriptor, keyPath, certPath, format string, expiry time.Duration, at time.Time) error {
