@@ -317,7 +317,7 @@ fn notation_signatures_decide_which_images_run() {
     let r = env.push("unsigned", "unsigned");
     env.refused("unsigned", &r, "no notation signature");
     assert_eq!(env.grpc_create_code(&r), tonic::Code::PermissionDenied);
-    assert_eq!(env.ctr(&["images", "ls", "-q"]).contains(&r), false);
+    assert!(!env.ctr(&["images", "ls", "-q"]).contains(&r));
     // Signed under another root.
     let r = env.push("other-ca", "other-ca");
     env.sign(&r, "other-leaf", &[]);

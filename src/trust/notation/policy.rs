@@ -476,7 +476,7 @@ pub(super) fn parse_dn(s: &str) -> Result<Vec<(String, String)>, String> {
             .ok_or_else(|| format!("RDN {:?} has no '='", rdn.trim()))?;
         let key = match key.trim() {
             "S" => "ST".to_string(),
-            k if k.is_empty() => return Err("RDN with an empty attribute type".into()),
+            "" => return Err("RDN with an empty attribute type".into()),
             k => k.to_string(),
         };
         let value = unescape(value.trim())?;

@@ -113,7 +113,15 @@ enum Want {
 fn verification_table() {
     use Want::*;
     let other_digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-    let cases: Vec<(&str, Policy, Vec<Signature>, &str, SystemTime, Want)> = vec![
+    type Case = (
+        &'static str,
+        Policy,
+        Vec<Signature>,
+        &'static str,
+        SystemTime,
+        Want,
+    );
+    let cases: Vec<Case> = vec![
         (
             "valid JWS",
             policy("strict"),
