@@ -559,3 +559,29 @@ fn chain_rules() {
         }
     }
 }
+
+#[test]
+fn a_certificate_signature_that_does_not_verify_breaks_the_chain() {
+    let leaf = include_str!("../../../tests/fixtures/notation/leaf-ec.crt");
+    let mut der = pem_certificates(leaf.as_bytes()).expect("pem").remove(0);
+    // The last byte is the end of the issuer's ECDSA signature.
+    if let Some(b) = der.last_mut() {
+        *b ^= 1;
+    }
+    let mut chain = vec![Cert::parse(&der).expect("still well-formed")];
+    chain.extend(certs(ROOT));
+    let e = validate_chain(&chain).expect_err("forged certificate");
+    assert!(e.contains("does not verify with the key of"), "{e}");
+    // A forged self-signed root too.
+    let mut root = pem_certificates(ROOT.as_bytes()).expect("pem").remove(0);
+    if let Some(b) = root.last_mut() {
+        *b ^= 1;
+    }
+    let mut chain = certs(leaf);
+    chain.push(Cert::parse(&root).expect("still well-formed"));
+    let e = validate_chain(&chain).expect_err("forged root");
+    assert!(
+        e.contains("does not verify") || e.contains("not self-signed"),
+        "{e}"
+    );
+}
