@@ -403,8 +403,8 @@ fn unimplemented_security_settings_refuse_to_start_and_write_nothing() {
     let cases = [
         (
             serde_json::json!({"containers": {"image_verifier_type": "notation",
-                "image_verifier_config": {"configDir": "/etc/notation"}}}),
-            "notation verification is not available in this build",
+                "image_verifier_config": {"configDir": "/nonexistent/notation"}}}),
+            "containers.image_verifier_config.configDir: /nonexistent/notation/trustpolicy.json",
         ),
         // Decryption keys that cannot be used: a missing file, a wrong password, a
         // recipient certificate that is not there. The password is never shown.
