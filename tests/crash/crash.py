@@ -425,6 +425,21 @@ def power_cut(daemon, ns):
         except ProcessLookupError:
             pass
     daemon.proc.wait()
+    # A shim that containerd was starting at that instant forks its daemonised child after
+    # the scan above, and would outlive the "power cut" (nothing does on a device). With
+    # leda-cm and containerd dead nothing new is spawned: scan and kill again until two
+    # scans in a row find nothing of this instance left.
+    quiet_scans, deadline = 0, time.time() + 10
+    while quiet_scans < 2 and time.time() < deadline:
+        late = [p for p in shim_pids() + sorted(namespace_pids(ns)) if p not in victims]
+        for pid in late:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        victims += late
+        quiet_scans = 0 if late else quiet_scans + 1
+        time.sleep(0.02)
     deadline = time.time() + 10
     while time.time() < deadline and any(alive(p) for p in victims[1:]):
         time.sleep(0.02)
