@@ -37,35 +37,27 @@ pub use crate::exit;
 pub use crate::loader::ConfigLoader;
 use crate::loader::FLAGS_SOURCE;
 
-/// The daemon's command line: Kanto's `container-management` flags that matter on a device.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// The daemon's command line: Kanto's `container-management` flags that matter on a device
+/// (parsed in `main` with pflag's rules, as Kanto's daemon parses them).
+#[derive(Debug, Clone, Default)]
 pub struct DaemonArgs {
-    /// Configuration file (Kanto's config.json schema). Default: /etc/container-management/config.json when it exists
-    #[arg(long = "cfg-file", value_name = "PATH")]
+    /// `--cfg-file`: configuration file (Kanto's config.json schema).
     pub cfg_file: Option<PathBuf>,
-    /// Log level: ERROR, WARN, INFO, DEBUG, TRACE
-    #[arg(long = "log-level", value_name = "LEVEL")]
+    /// `--log-level`: ERROR, WARN, INFO, DEBUG, TRACE.
     pub log_level: Option<String>,
-    /// Log file (rotated by size); empty for stderr only
-    #[arg(long = "log-file", value_name = "PATH")]
+    /// `--log-file`: log file (rotated by size); empty for stderr only.
     pub log_file: Option<String>,
-    /// State directory (manager.home_dir)
-    #[arg(long = "cm-home-dir", value_name = "DIR")]
+    /// `--cm-home-dir`: state directory (manager.home_dir).
     pub cm_home_dir: Option<PathBuf>,
-    /// Runtime directory (manager.exec_root_dir)
-    #[arg(long = "cm-exec-root-dir", value_name = "DIR")]
+    /// `--cm-exec-root-dir`: runtime directory (manager.exec_root_dir).
     pub cm_exec_root_dir: Option<PathBuf>,
-    /// containerd socket (containers.address_path)
-    #[arg(long = "ccl-ap", value_name = "PATH")]
+    /// `--ccl-ap`: containerd socket (containers.address_path).
     pub ccl_ap: Option<PathBuf>,
-    /// containerd namespace (containers.default_ns)
-    #[arg(long = "ccl-default-ns", value_name = "NS")]
+    /// `--ccl-default-ns`: containerd namespace (containers.default_ns).
     pub ccl_default_ns: Option<String>,
-    /// gRPC socket (grpc_server.address_path)
-    #[arg(long = "grpc-serv-ap", value_name = "PATH")]
+    /// `--grpc-serv-ap`: gRPC socket (grpc_server.address_path).
     pub grpc_serv_ap: Option<PathBuf>,
-    /// Disable the default bridge network (network.default_bridge.disable)
-    #[arg(long = "net-tbr-disable", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    /// `--net-tbr-disable`: disable the default bridge network (network.default_bridge.disable).
     pub net_tbr_disable: Option<bool>,
 }
 

@@ -12,9 +12,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use clap::{ArgAction, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use super::flags::{self, Flag, Kind, Parsed};
 use crate::config::DROPIN_DIR;
 use crate::exit;
 use crate::loader::ConfigLoader;
@@ -22,63 +22,175 @@ use crate::store;
 
 const DROPIN: &str = "registries.json";
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "leda-cm registry",
-    about = "Private registry credentials, applied by the running daemon without a restart",
-    disable_help_flag = true
-)]
-struct RegistryCli {
-    /// The daemon's configuration file (finds the state dir as the daemon does)
-    #[arg(long = "cfg-file", value_name = "PATH", global = true)]
-    cfg_file: Option<PathBuf>,
-    /// Print help
-    #[arg(long = "help", action = ArgAction::Help, global = true)]
-    help: Option<bool>,
-    #[command(subcommand)]
-    command: Command,
-}
+const HELP: &str = "Private registry credentials, applied by the running daemon without a restart
 
-#[derive(Debug, Subcommand)]
+Usage:
+  leda-cm registry [--cfg-file PATH] <command>
+
+Commands:
+  add       Add or replace the credentials of a registry host
+  list      List the configured registries (passwords masked)
+  remove    Remove the credentials of a registry host
+
+Flags:
+";
+
+const CFG_FILE: Flag = Flag::new(
+    "cfg-file",
+    Kind::Str,
+    "",
+    "The daemon's configuration file (finds the state dir as the daemon does)",
+);
+const HELP_FLAG: Flag = Flag::new("help", Kind::Bool, "false", "help for registry");
+const ADD_FLAGS: &[Flag] = &[
+    CFG_FILE,
+    HELP_FLAG,
+    Flag::new(
+        "host",
+        Kind::Str,
+        "",
+        "Registry host (`host` or `host:port`, no scheme)",
+    )
+    .short('h'),
+    Flag::new("user", Kind::Str, "", "User name").short('u'),
+    Flag::new(
+        "password",
+        Kind::Str,
+        "",
+        "Password (prefer --password-file or --password-stdin: a -p value stays in shell history)",
+    )
+    .short('p'),
+    Flag::new(
+        "password-file",
+        Kind::Str,
+        "",
+        "Read the password from a file (its first line)",
+    ),
+    Flag::new(
+        "password-stdin",
+        Kind::Bool,
+        "false",
+        "Read the password from standard input (its first line)",
+    ),
+];
+const REMOVE_FLAGS: &[Flag] = &[
+    CFG_FILE,
+    HELP_FLAG,
+    Flag::new(
+        "host",
+        Kind::Str,
+        "",
+        "Registry host (`host` or `host:port`)",
+    )
+    .short('h'),
+];
+const LIST_FLAGS: &[Flag] = &[CFG_FILE, HELP_FLAG];
+
+#[derive(Debug)]
 enum Command {
-    /// Add or replace the credentials of a registry host
-    #[command(disable_help_flag = true)]
     Add(AddArgs),
-    /// List the configured registries (passwords masked)
-    #[command(disable_help_flag = true)]
     List,
-    /// Remove the credentials of a registry host
-    #[command(disable_help_flag = true)]
-    Remove {
-        /// Registry host (`host` or `host:port`)
-        #[arg(short = 'h', long = "host", value_name = "HOST")]
-        host_flag: Option<String>,
-        #[arg(value_name = "HOST")]
-        host: Option<String>,
-    },
+    Remove { host: Option<String> },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
 struct AddArgs {
-    /// Registry host (`host` or `host:port`, no scheme)
-    #[arg(short = 'h', long = "host", value_name = "HOST")]
     host: String,
-    /// User name
-    #[arg(short = 'u', long = "user", value_name = "USER")]
     user: String,
-    /// Password (prefer --password-file or --password-stdin: a -p value stays in shell history)
-    #[arg(short = 'p', long = "password", value_name = "PASS", conflicts_with_all = ["password_file", "password_stdin"])]
     password: Option<String>,
-    /// Read the password from a file (its first line)
-    #[arg(
-        long = "password-file",
-        value_name = "FILE",
-        conflicts_with = "password_stdin"
-    )]
     password_file: Option<PathBuf>,
-    /// Read the password from standard input (its first line)
-    #[arg(long = "password-stdin")]
     password_stdin: bool,
+}
+
+/// The subcommand and its values; `Err(None)` is help, printed.
+fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, Command), Option<String>> {
+    // The subcommand is the first word that is not --cfg-file's value.
+    let mut i = 0;
+    let mut sub = None;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--cfg-file" {
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') {
+            sub = Some(i);
+            break;
+        }
+        i += 1;
+    }
+    let Some(at) = sub else {
+        let p = flags::parse(LIST_FLAGS, args, true).map_err(Some)?;
+        if p.bool("help") {
+            print!("{HELP}{}", flags::usages(LIST_FLAGS));
+            return Err(None);
+        }
+        return Err(Some("a command is needed: add, list or remove".into()));
+    };
+    let mut rest = args.to_vec();
+    let name = rest.remove(at);
+    let table = match name.as_str() {
+        "add" => ADD_FLAGS,
+        "remove" => REMOVE_FLAGS,
+        "list" => LIST_FLAGS,
+        other => return Err(Some(format!("unknown command {}", flags::go_quote(other)))),
+    };
+    let p: Parsed = flags::parse(table, &rest, true).map_err(Some)?;
+    if p.bool("help") {
+        print!(
+            "Usage:\n  leda-cm registry {name}{}\n\nFlags:\n{}",
+            match name.as_str() {
+                "add" => " -h HOST -u USER (-p PASS | --password-file FILE | --password-stdin)",
+                "remove" => " (-h HOST | HOST)",
+                _ => "",
+            },
+            flags::usages(table)
+        );
+        return Err(None);
+    }
+    let cfg = p.opt_string("cfg-file").map(PathBuf::from);
+    let command = match name.as_str() {
+        "add" => {
+            if let Some(a) = p.args.first() {
+                return Err(Some(format!("unexpected argument {}", flags::go_quote(a))));
+            }
+            let given = ["password", "password-file", "password-stdin"]
+                .iter()
+                .filter(|f| p.changed(f))
+                .count();
+            if given > 1 {
+                return Err(Some(
+                    "give only one of -p, --password-file and --password-stdin".into(),
+                ));
+            }
+            let needed = |f: &str| {
+                p.opt_string(f)
+                    .ok_or_else(|| Some(format!("the flag --{f} is required")))
+            };
+            Command::Add(AddArgs {
+                host: needed("host")?,
+                user: needed("user")?,
+                password: p.opt_string("password"),
+                password_file: p.opt_string("password-file").map(PathBuf::from),
+                password_stdin: p.bool("password-stdin"),
+            })
+        }
+        "remove" => {
+            if p.args.len() > 1 || (p.args.len() == 1 && p.changed("host")) {
+                return Err(Some("give the registry host once".into()));
+            }
+            Command::Remove {
+                host: p.opt_string("host").or_else(|| p.args.first().cloned()),
+            }
+        }
+        _ => {
+            if let Some(a) = p.args.first() {
+                return Err(Some(format!("unexpected argument {}", flags::go_quote(a))));
+            }
+            Command::List
+        }
+    };
+    Ok((cfg, command))
 }
 
 /// A usage error: printed with the hint, exit code 64.
@@ -95,18 +207,17 @@ impl std::error::Error for Usage {}
 
 /// `leda-cm registry …` (argv[0] is the program, argv[1] "registry").
 pub fn main(argv: Vec<OsString>) -> i32 {
-    let args: Vec<OsString> = std::iter::once(OsString::from("leda-cm registry"))
-        .chain(argv.into_iter().skip(2))
+    let args: Vec<String> = argv
+        .iter()
+        .skip(2)
+        .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    match RegistryCli::try_parse_from(args) {
-        Ok(cli) => finish(run(cli.cfg_file.as_deref(), cli.command)),
-        Err(e) => {
-            let _ = e.print();
-            if e.use_stderr() {
-                exit::USAGE
-            } else {
-                0
-            }
+    match parse_args(&args) {
+        Ok((cfg, command)) => finish(run(cfg.as_deref(), command)),
+        Err(None) => 0,
+        Err(Some(e)) => {
+            eprintln!("error: {e}\n\nFor more information, try '--help'.");
+            exit::USAGE
         }
     }
 }
@@ -277,10 +388,8 @@ fn run(cfg_file: Option<&Path>, command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Remove { host_flag, host } => {
-            let host = host_flag
-                .or(host)
-                .ok_or_else(|| Usage("which registry? give its HOST".into()))?;
+        Command::Remove { host } => {
+            let host = host.ok_or_else(|| Usage("which registry? give its HOST".into()))?;
             valid_host(&host).map_err(Usage)?;
             let path = dropin_path(cfg_file)?;
             let mut v = read_dropin(&path)?;
