@@ -383,10 +383,22 @@ impl<R: Runtime> tower::Service<http::Request<hyper::body::Incoming>> for Router
         );
         if path.starts_with(&containers) {
             let mut s = self.containers.clone();
-            Box::pin(async move { tower::Service::call(&mut s, req).await })
+            let path = path.to_string();
+            Box::pin(async move {
+                Ok(unknown_method(
+                    &path,
+                    tower::Service::call(&mut s, req).await?,
+                ))
+            })
         } else if path.starts_with(&sysinfo) {
             let mut s = self.sysinfo.clone();
-            Box::pin(async move { tower::Service::call(&mut s, req).await })
+            let path = path.to_string();
+            Box::pin(async move {
+                Ok(unknown_method(
+                    &path,
+                    tower::Service::call(&mut s, req).await?,
+                ))
+            })
         } else {
             // grpc-go's words for a service it does not serve.
             let service = path
@@ -400,6 +412,39 @@ impl<R: Runtime> tower::Service<http::Request<hyper::body::Incoming>> for Router
             })
         }
     }
+}
+
+/// tonic answers a method a service does not have with Unimplemented and no message;
+/// grpc-go (so Kanto's daemon) says `unknown method M for service S`.
+fn unknown_method(
+    path: &str,
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let unimplemented = (tonic::Code::Unimplemented as i32).to_string();
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == unimplemented.as_bytes())
+        && !headers.contains_key("grpc-message")
+    {
+        if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
+            // grpc-message is percent-encoded: only printable ASCII other than `%` as is.
+            let text: String = format!("unknown method {method} for service {service}")
+                .bytes()
+                .map(|b| {
+                    if (0x20..0x7f).contains(&b) && b != b'%' {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            if let Ok(v) = http::HeaderValue::from_str(&text) {
+                headers.insert("grpc-message", v);
+            }
+        }
+    }
+    response
 }
 
 /// A bound listener (bound before capabilities are dropped and before READY).
@@ -633,6 +678,42 @@ mod tests {
             let text = e.to_string();
             let s = status(e);
             assert_eq!((s.code(), s.message()), (Code::Unknown, text.as_str()));
+        }
+    }
+
+    #[test]
+    fn an_unknown_method_is_named_as_grpc_go_names_it() {
+        let answer = |status: &str, message: Option<&str>| {
+            let mut r = http::Response::new(tonic::body::Body::default());
+            r.headers_mut()
+                .insert("grpc-status", http::HeaderValue::from_str(status).unwrap());
+            if let Some(m) = message {
+                r.headers_mut()
+                    .insert("grpc-message", http::HeaderValue::from_str(m).unwrap());
+            }
+            r
+        };
+        let cases = [
+            (
+                "/a.S/Nope",
+                "12",
+                None,
+                Some("unknown method Nope for service a.S"),
+            ),
+            (
+                "/a.S/N%o",
+                "12",
+                None,
+                Some("unknown method N%25o for service a.S"),
+            ),
+            ("/a.S/Nope", "12", Some("kept"), Some("kept")),
+            ("/a.S/Get", "0", None, None),
+            ("/a.S/Get", "2", Some("x"), Some("x")),
+        ];
+        for (path, status, message, want) in cases {
+            let r = unknown_method(path, answer(status, message));
+            let got = r.headers().get("grpc-message").map(|v| v.to_str().unwrap());
+            assert_eq!(got, want, "{path} {status}");
         }
     }
 

@@ -206,6 +206,12 @@ func main() {
 		fail("unknown service: %v, want Unimplemented \"unknown service no.such.Service\"", err)
 	}
 	fmt.Println("ok unknown service: Unimplemented")
+	wantMethod := "unknown method Nope for service " + containers[1:len(containers)-1]
+	if _, err := call(kanto, containers+"Nope", nil); status.Code(err) != codes.Unimplemented ||
+		status.Convert(err).Message() != wantMethod {
+		fail("unknown method: %v, want Unimplemented %q", err, wantMethod)
+	}
+	fmt.Println("ok unknown method: Unimplemented")
 
 	must(kanto, containers+"Remove", append(bytesField(1, []byte(id)), 0x10, 0x01))
 	fmt.Println("ok Remove")
