@@ -153,8 +153,9 @@ impl Env {
         assert!(!listed.contains(name), "{name}: {listed}");
     }
 
-    /// Creating through the gRPC API (tonic, as kanto-auto-deployer): the status code.
-    fn grpc_create_code(&self, reference: &str) -> tonic::Code {
+    /// Creating through the gRPC API (tonic, as kanto-auto-deployer): the status code and
+    /// message.
+    fn grpc_create(&self, reference: &str) -> (tonic::Code, String) {
         use leda_cm::api::pb::services::containers::{
             self as svc, containers_client::ContainersClient,
         };
@@ -191,8 +192,8 @@ impl Env {
                     })
                     .await
                 {
-                    Ok(_) => tonic::Code::Ok,
-                    Err(status) => status.code(),
+                    Ok(_) => (tonic::Code::Ok, String::new()),
+                    Err(status) => (status.code(), status.message().to_string()),
                 }
             })
     }
@@ -316,7 +317,15 @@ fn notation_signatures_decide_which_images_run() {
     // Unsigned.
     let r = env.push("unsigned", "unsigned");
     env.refused("unsigned", &r, "no notation signature");
-    assert_eq!(env.grpc_create_code(&r), tonic::Code::PermissionDenied);
+    // As Kanto's daemon answers a refused verification: code Unknown, the reason in the text.
+    let (code, message) = env.grpc_create(&r);
+    assert_eq!(code, tonic::Code::Unknown, "{message}");
+    assert!(
+        message.starts_with("image ")
+            && message.contains(&format!("{r} is not trusted: "))
+            && message.contains("no notation signature"),
+        "{message}"
+    );
     assert!(!env.ctr(&["images", "ls", "-q"]).contains(&r));
     // Signed under another root.
     let r = env.push("other-ca", "other-ca");

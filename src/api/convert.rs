@@ -1,6 +1,12 @@
 //! Container model ↔ the local API's protobuf types (pure). On the wire the restart
 //! policy's retry timeout is in seconds (the model keeps Kanto's nanoseconds), the state's
 //! status is its name, hook types are names.
+//!
+//! Which sub-messages a container carries is Kanto's: `image`, `host_config` (with
+//! `restart_policy` and `log_config`), `io_config` and `state` always; `config` only with an
+//! environment or a command, `host_config.resources` and `image.decrypt_config` only when
+//! set, `network_settings` only while the container is on a network (Kanto's network
+//! manager sets it at start and drops it when the task ends).
 
 use std::collections::HashMap;
 
@@ -99,11 +105,13 @@ pub fn to_pb(c: &Container) -> pb::Container {
             stdin_once: c.io_config.stdin_once,
             tty: c.io_config.tty,
         }),
-        config: Some(pb::ContainerConfiguration {
-            env: c.config.env.clone(),
-            cmd: c.config.cmd.clone(),
+        config: (!c.config.env.is_empty() || !c.config.cmd.is_empty()).then(|| {
+            pb::ContainerConfiguration {
+                env: c.config.env.clone(),
+                cmd: c.config.cmd.clone(),
+            }
         }),
-        network_settings: Some(pb::NetworkSettings {
+        network_settings: attached(&c.network_settings).then(|| pb::NetworkSettings {
             networks: c
                 .network_settings
                 .networks
@@ -145,6 +153,12 @@ pub fn to_pb(c: &Container) -> pb::Container {
     }
 }
 
+/// On a network now: its sandbox is set (the addresses of the last attachment stay in the
+/// record, so that the next start asks for the same one, but are not shown).
+fn attached(n: &model::NetworkSettings) -> bool {
+    !n.sandbox_key.is_empty() || !n.sandbox_id.is_empty()
+}
+
 pub fn restart_policy_to_pb(p: &model::RestartPolicy) -> pb::RestartPolicy {
     pb::RestartPolicy {
         maximum_retry_count: p.maximum_retry_count,
@@ -161,18 +175,43 @@ fn resources_to_pb(r: &model::Resources) -> pb::Resources {
     }
 }
 
-/// A wire value that does not fit the model (named by its field).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+/// A wire value that does not fit the model (named by its field). Where Kanto's daemon
+/// refuses the same value, the text is exactly Kanto's message; else `field: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvertError {
     pub field: String,
     pub message: String,
+    /// Kanto refuses the same value with exactly `message`.
+    pub kanto: bool,
 }
 
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kanto {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
+/// leda-cm's own refusal (Kanto takes the value).
 fn bad(field: &str, message: String) -> ConvertError {
     ConvertError {
         field: field.to_string(),
         message,
+        kanto: false,
+    }
+}
+
+/// A refusal Kanto makes too, in Kanto's words.
+fn kanto(field: &str, message: String) -> ConvertError {
+    ConvertError {
+        field: field.to_string(),
+        message,
+        kanto: true,
     }
 }
 
@@ -185,7 +224,7 @@ pub fn restart_policy_from_pb(p: &pb::RestartPolicy) -> Result<model::RestartPol
         RestartPolicyType::default()
     } else {
         RestartPolicyType::parse(&p.r#type).ok_or_else(|| {
-            bad(
+            kanto(
                 "host_config.restart_policy.type",
                 format!("unsupported restart policy type {}", p.r#type),
             )
@@ -257,7 +296,7 @@ pub fn from_pb(p: &pb::Container) -> Result<Container, ConvertError> {
             "" | "bridge" => NetworkMode::Bridge,
             "host" => NetworkMode::Host,
             other => {
-                return Err(bad(
+                return Err(kanto(
                     "host_config.network_mode",
                     format!("unsupported network mode {other}"),
                 ))
@@ -371,13 +410,19 @@ fn resources_from_pb(r: &pb::Resources) -> model::Resources {
     }
 }
 
-/// Kanto's stop options: a timeout in seconds (≤ 0: the daemon's default), at most a day
-/// (`model::validate::MAX_STOP_TIMEOUT_SECS`; more is an error naming the field).
+/// Kanto's stop options: a timeout in seconds (0: the daemon's default; negative is
+/// refused in Kanto's words), at most a day (`model::validate::MAX_STOP_TIMEOUT_SECS`; more
+/// is an error naming the field).
 pub fn stop_options(o: Option<&pb::StopOptions>) -> Result<StopOptions, ConvertError> {
     let Some(o) = o else {
         return Ok(StopOptions::default());
     };
-    let timeout = if o.timeout <= 0 {
+    let timeout = if o.timeout < 0 {
+        return Err(kanto(
+            "stop_options.timeout",
+            format!("the timeout = {} shouldn't be negative", o.timeout),
+        ));
+    } else if o.timeout == 0 {
         None
     } else {
         model::validate::stop_timeout(o.timeout).map_err(|e| bad("stop_options.timeout", e))?
@@ -423,6 +468,113 @@ mod tests {
         }
     }
 
+    /// The sub-messages a Get answer carries, as Kanto's daemon sends them.
+    #[test]
+    fn sub_messages_are_present_as_kanto_sends_them() {
+        type Setup = fn(&mut Container);
+        // (case, setup, config, network_settings, resources, decrypt_config)
+        let cases: &[(&str, Setup, bool, bool, bool, bool)] = &[
+            ("created, nothing set", |_| {}, false, false, false, false),
+            (
+                "a command",
+                |c| c.config.cmd = vec!["sh".into()],
+                true,
+                false,
+                false,
+                false,
+            ),
+            (
+                "an environment",
+                |c| c.config.env = vec!["A=1".into()],
+                true,
+                false,
+                false,
+                false,
+            ),
+            (
+                "resources",
+                |c| {
+                    c.host_config.resources = Some(model::Resources {
+                        memory: "10M".into(),
+                        ..Default::default()
+                    })
+                },
+                false,
+                false,
+                true,
+                false,
+            ),
+            (
+                "an empty decrypt config as Kanto's clients send it",
+                |c| c.image.decrypt_config = Some(Default::default()),
+                false,
+                false,
+                false,
+                true,
+            ),
+            (
+                "running on the bridge",
+                |c| {
+                    c.network_settings.sandbox_key = "/proc/7/ns/net".into();
+                    c.network_settings.networks.insert(
+                        "kanto-cm0".into(),
+                        model::EndpointSettings {
+                            ip_address: "10.0.0.2".into(),
+                            ..Default::default()
+                        },
+                    );
+                },
+                false,
+                true,
+                false,
+                false,
+            ),
+            (
+                "stopped, its last address kept in the record",
+                |c| {
+                    c.network_settings.networks.insert(
+                        "kanto-cm0".into(),
+                        model::EndpointSettings {
+                            ip_address: "10.0.0.2".into(),
+                            ..Default::default()
+                        },
+                    );
+                },
+                false,
+                false,
+                false,
+                false,
+            ),
+        ];
+        for (case, setup, config, network, resources, decrypt) in cases {
+            let mut c = Container::default();
+            crate::model::defaults::fill_defaults(&mut c, || "id".into());
+            setup(&mut c);
+            let p = to_pb(&c);
+            let hc = p.host_config.as_ref().unwrap();
+            let lc = hc.log_config.as_ref().unwrap();
+            let always = [
+                p.image.is_some(),
+                p.io_config.is_some(),
+                p.state.is_some(),
+                hc.restart_policy.is_some(),
+                lc.driver_config.is_some(),
+                lc.mode_config.is_some(),
+            ];
+            assert_eq!(always, [true; 6], "{case}");
+            assert_eq!(
+                [
+                    p.config.is_some(),
+                    p.network_settings.is_some(),
+                    hc.resources.is_some(),
+                    p.image.as_ref().unwrap().decrypt_config.is_some(),
+                ],
+                [*config, *network, *resources, *decrypt],
+                "{case}"
+            );
+        }
+    }
+
     #[test]
     fn wire_units_and_names() {
         let mut c = Container::default();
@@ -442,9 +594,6 @@ mod tests {
         assert_eq!(p.state.as_ref().unwrap().status, "Exited");
         assert!(p.state.as_ref().unwrap().oom_killed);
 
-        let mut p = to_pb(&Container::default());
-        p.host_config.as_mut().unwrap().network_mode = "overlay".into();
-        assert_eq!(from_pb(&p).unwrap_err().field, "host_config.network_mode");
         let mut p = to_pb(&Container::default());
         p.host_config
             .as_mut()
@@ -467,6 +616,81 @@ mod tests {
             .unwrap()
             .r#type = "sometimes".into();
         assert!(from_pb(&p).is_err());
+    }
+
+    /// The refusals of values Kanto refuses too are Kanto's texts, the others name the field.
+    #[test]
+    fn conversion_errors_are_kantos_texts_where_kanto_refuses_too() {
+        type Edit = fn(&mut pb::Container);
+        let cases: &[(Edit, &str, bool, &str)] = &[
+            (
+                |p| p.host_config.as_mut().unwrap().network_mode = "overlay".into(),
+                "host_config.network_mode",
+                true,
+                "unsupported network mode overlay",
+            ),
+            (
+                |p| {
+                    p.host_config
+                        .as_mut()
+                        .unwrap()
+                        .restart_policy
+                        .as_mut()
+                        .unwrap()
+                        .r#type = "sometimes".into()
+                },
+                "host_config.restart_policy.type",
+                true,
+                "unsupported restart policy type sometimes",
+            ),
+            (
+                |p| {
+                    p.host_config
+                        .as_mut()
+                        .unwrap()
+                        .port_mappings
+                        .push(pb::PortMapping {
+                            container_port: 70000,
+                            ..Default::default()
+                        })
+                },
+                "host_config.port_mappings[0].container_port",
+                false,
+                "host_config.port_mappings[0].container_port: port 70000 is out of range",
+            ),
+        ];
+        for (edit, field, is_kanto, text) in cases {
+            let mut p = to_pb(&Container::default());
+            edit(&mut p);
+            let e = from_pb(&p).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.kanto, e.to_string().as_str()),
+                (*field, *is_kanto, *text)
+            );
+        }
+        let stop = |timeout| {
+            stop_options(Some(&pb::StopOptions {
+                timeout,
+                ..Default::default()
+            }))
+            .unwrap_err()
+        };
+        let cases = [
+            (-5, true, "the timeout = -5 shouldn't be negative"),
+            (
+                86_401,
+                false,
+                "stop_options.timeout: timeout 86401: must be at most 86400 seconds (a day)",
+            ),
+        ];
+        for (timeout, is_kanto, text) in cases {
+            let e = stop(timeout);
+            assert_eq!(
+                (e.kanto, e.to_string().as_str()),
+                (is_kanto, text),
+                "{timeout}"
+            );
+        }
     }
 
     #[test]
@@ -671,7 +895,8 @@ mod tests {
                 }
             }
         }
-        // stop: ≤ 0 the default, at most a day, more refused naming the field.
+        // stop: 0 the default, at most a day; negative (Kanto's words) and more than a day
+        // refused naming the field.
         for &v in poison::INTEGERS {
             let o = pb::StopOptions {
                 timeout: v,
@@ -680,12 +905,12 @@ mod tests {
             match stop_options(Some(&o)) {
                 Ok(s) => assert!(
                     s.timeout
-                        .map_or(v <= 0, |t| t == Duration::from_secs(v as u64)
+                        .map_or(v == 0, |t| t == Duration::from_secs(v as u64)
                             && v <= 86_400),
                     "{v}: {s:?}"
                 ),
                 Err(e) => {
-                    assert!(v > 86_400, "{v}: {e}");
+                    assert!(!(0..=86_400).contains(&v), "{v}: {e}");
                     assert_eq!(e.field, "stop_options.timeout");
                 }
             }

@@ -26,7 +26,7 @@ use super::pb::services::sysinfo as sysinfo_svc;
 use super::pb::services::sysinfo::system_info_server::{SystemInfo, SystemInfoServer};
 use super::pb::types::sysinfo::ProjectInfo;
 use crate::manager::{Manager, ManagerError};
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::Runtime;
 use crate::supervisor::{Pulse, Shutdown, TaskResult};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,39 +42,24 @@ pub enum ServerError {
     Protocol(String),
 }
 
-/// gRPC status for a manager error: the code clients can act on, Kanto's wording.
+/// The gRPC status of a failed operation, as Kanto's daemon answers: Kanto returns plain
+/// Go errors, which grpc-go sends as code Unknown with the error's text, so every refusal
+/// and failure of an operation is `Unknown` with its text (Kanto's words where Kanto has
+/// the same situation). Kanto's clients show the code and print the text; none of them
+/// branches on another code (README, "Kanto compatibility of the local API").
+pub fn failed(message: impl std::fmt::Display) -> Status {
+    Status::unknown(message.to_string())
+}
+
+/// gRPC status for a manager error (`failed`).
 pub fn status(e: ManagerError) -> Status {
-    let message = e.to_string();
-    match e {
-        ManagerError::NotFound(_) | ManagerError::NameNotFound(_) => Status::not_found(message),
-        ManagerError::AlreadyExists(_) | ManagerError::NameInUse { .. } => {
-            Status::already_exists(message)
-        }
-        ManagerError::Invalid(_) => Status::invalid_argument(message),
-        ManagerError::State(_) => Status::failed_precondition(message),
-        ManagerError::Runtime(RuntimeError::Unavailable(_)) => Status::unavailable(message),
-        ManagerError::Runtime(RuntimeError::NotFound { .. }) => Status::not_found(message),
-        ManagerError::Runtime(RuntimeError::AlreadyExists { .. }) => {
-            Status::already_exists(message)
-        }
-        ManagerError::Runtime(RuntimeError::Pull { .. }) => Status::failed_precondition(message),
-        ManagerError::Untrusted(_) => Status::permission_denied(message),
-        _ => Status::internal(message),
-    }
+    failed(e)
 }
 
 type Stream<T> = BoxStream<'static, Result<T, Status>>;
 
 pub struct ContainersApi<R: Runtime> {
     manager: Arc<Manager<R>>,
-}
-
-fn required_id(id: &str) -> Result<&str, Status> {
-    if id.is_empty() {
-        Err(Status::invalid_argument("container id must not be empty"))
-    } else {
-        Ok(id)
-    }
 }
 
 fn container_message(c: &crate::model::Container) -> svc::ListContainerMessage {
@@ -89,11 +74,12 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         &self,
         request: Request<svc::CreateContainerRequest>,
     ) -> Result<Response<svc::CreateContainerResponse>, Status> {
+        // Kanto's daemon dereferences the missing container and crashes.
         let pb = request
             .into_inner()
             .container
-            .ok_or_else(|| Status::invalid_argument("container must be provided"))?;
-        let c = convert::from_pb(&pb).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .ok_or_else(|| failed("container must be provided"))?;
+        let c = convert::from_pb(&pb).map_err(failed)?;
         let created = self.manager.create(c, None).await.map_err(status)?;
         Ok(Response::new(svc::CreateContainerResponse {
             container: Some(convert::to_pb(&created)),
@@ -104,10 +90,11 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         &self,
         request: Request<svc::GetContainerRequest>,
     ) -> Result<Response<svc::GetContainerResponse>, Status> {
+        // An unknown ID (or none) is not an error: the answer has no container, as
+        // Kanto's (its clients say "not found" themselves).
         let id = request.into_inner().id;
-        let c = self.manager.get(required_id(&id)?).map_err(status)?;
         Ok(Response::new(svc::GetContainerResponse {
-            container: Some(convert::to_pb(&c)),
+            container: self.manager.get(&id).ok().map(|c| convert::to_pb(&c)),
         }))
     }
 
@@ -140,10 +127,7 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::StartContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let id = request.into_inner().id;
-        self.manager
-            .start(required_id(&id)?)
-            .await
-            .map_err(status)?;
+        self.manager.start(&id).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -157,18 +141,19 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<tonic::Streaming<svc::AttachContainerRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         let mut inbound = request.into_inner();
-        let first = inbound.message().await?.ok_or_else(|| {
-            Status::invalid_argument("attach needs a first message with the container id")
-        })?;
-        let id = required_id(&first.id)?.to_string();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| failed("attach needs a first message with the container id"))?;
+        let id = first.id.clone();
+        let c = self.manager.get(&id).map_err(status)?;
         if first.std_in {
-            return Err(Status::failed_precondition(
+            return Err(failed(
                 "attaching stdin is not supported: containers run without stdin",
             ));
         }
-        let c = self.manager.get(&id).map_err(status)?;
         if !c.is_active() {
-            return Err(Status::failed_precondition(format!(
+            return Err(failed(format!(
                 "container with id = {id} is not running - current status is {}",
                 c.state.status
             )));
@@ -179,8 +164,8 @@ impl<R: Runtime> Containers for ContainersApi<R> {
             move || crate::logs::read_tail(&dir, Some(0))
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(failed)?
+        .map_err(failed)?
         .1;
         let manager = self.manager.clone();
         let follow = stream::unfold((start, false), move |(mut pos, done)| {
@@ -201,10 +186,8 @@ impl<R: Runtime> Containers for ContainersApi<R> {
                             pos = next;
                             entries
                         }
-                        Ok(Err(e)) => {
-                            return Some((Err(Status::internal(e.to_string())), (pos, true)))
-                        }
-                        Err(e) => return Some((Err(Status::internal(e.to_string())), (pos, true))),
+                        Ok(Err(e)) => return Some((Err(failed(e)), (pos, true))),
+                        Err(e) => return Some((Err(failed(e)), (pos, true))),
                     };
                     if !entries.is_empty() {
                         let data: Vec<u8> = entries.iter().flat_map(|e| e.log.bytes()).collect();
@@ -231,12 +214,10 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::StopContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
-        let opts = convert::stop_options(r.stop_options.as_ref())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.manager
-            .stop(required_id(&r.id)?, opts)
-            .await
-            .map_err(status)?;
+        // An unknown ID before the options, as Kanto checks them.
+        self.manager.get(&r.id).map_err(status)?;
+        let opts = convert::stop_options(r.stop_options.as_ref()).map_err(failed)?;
+        self.manager.stop(&r.id, opts).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -245,12 +226,9 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::UpdateContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
-        let opts = convert::update_options(r.update_options.as_ref())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.manager
-            .update(required_id(&r.id)?, opts)
-            .await
-            .map_err(status)?;
+        self.manager.get(&r.id).map_err(status)?;
+        let opts = convert::update_options(r.update_options.as_ref()).map_err(failed)?;
+        self.manager.update(&r.id, opts).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -259,10 +237,7 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::RestartContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let id = request.into_inner().id;
-        self.manager
-            .restart(required_id(&id)?, None)
-            .await
-            .map_err(status)?;
+        self.manager.restart(&id, None).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -271,10 +246,7 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::PauseContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let id = request.into_inner().id;
-        self.manager
-            .pause(required_id(&id)?)
-            .await
-            .map_err(status)?;
+        self.manager.pause(&id).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -283,10 +255,7 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::UnpauseContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let id = request.into_inner().id;
-        self.manager
-            .resume(required_id(&id)?)
-            .await
-            .map_err(status)?;
+        self.manager.resume(&id).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -295,10 +264,7 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::RenameContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
-        self.manager
-            .rename(required_id(&r.id)?, &r.name)
-            .await
-            .map_err(status)?;
+        self.manager.rename(&r.id, &r.name).await.map_err(status)?;
         Ok(Response::new(()))
     }
 
@@ -307,11 +273,23 @@ impl<R: Runtime> Containers for ContainersApi<R> {
         request: Request<svc::RemoveContainerRequest>,
     ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
-        let id = required_id(&r.id)?;
+        let id = r.id.as_str();
+        let c = self.manager.get(id).map_err(status)?;
+        // Kanto checks the stop options of every removal it goes on with (a live container
+        // without force is refused first, by the manager).
+        let opts = if r.force || !c.is_active() {
+            let opts = convert::stop_options(r.stop_options.as_ref()).map_err(failed)?;
+            if let Some(s) = opts.signal.as_deref() {
+                if crate::manager::parse_signal(s).is_none() {
+                    return Err(failed(format!("invalid signal = {s}")));
+                }
+            }
+            opts
+        } else {
+            Default::default()
+        };
         if r.force && r.stop_options.is_some() {
             // A graceful stop first, as the options ask; a stopped container is fine.
-            let opts = convert::stop_options(r.stop_options.as_ref())
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
             match self.manager.stop(id, opts).await {
                 Ok(_) | Err(ManagerError::State(_)) => {}
                 Err(e) => return Err(status(e)),
@@ -330,11 +308,7 @@ impl<R: Runtime> Containers for ContainersApi<R> {
     ) -> Result<Response<Self::LogsStream>, Status> {
         let r = request.into_inner();
         let tail = usize::try_from(r.tail).ok();
-        let (entries, _) = self
-            .manager
-            .logs(required_id(&r.id)?, tail)
-            .await
-            .map_err(status)?;
+        let (entries, _) = self.manager.logs(&r.id, tail).await.map_err(status)?;
         let lines: Vec<_> = entries
             .iter()
             .map(|e| {
@@ -409,17 +383,68 @@ impl<R: Runtime> tower::Service<http::Request<hyper::body::Incoming>> for Router
         );
         if path.starts_with(&containers) {
             let mut s = self.containers.clone();
-            Box::pin(async move { tower::Service::call(&mut s, req).await })
-        } else if path.starts_with(&sysinfo) {
-            let mut s = self.sysinfo.clone();
-            Box::pin(async move { tower::Service::call(&mut s, req).await })
-        } else {
             let path = path.to_string();
             Box::pin(async move {
-                Ok(Status::unimplemented(format!("unknown method {path}")).into_http())
+                Ok(unknown_method(
+                    &path,
+                    tower::Service::call(&mut s, req).await?,
+                ))
+            })
+        } else if path.starts_with(&sysinfo) {
+            let mut s = self.sysinfo.clone();
+            let path = path.to_string();
+            Box::pin(async move {
+                Ok(unknown_method(
+                    &path,
+                    tower::Service::call(&mut s, req).await?,
+                ))
+            })
+        } else {
+            // grpc-go's words for a service it does not serve.
+            let service = path
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            Box::pin(async move {
+                Ok(Status::unimplemented(format!("unknown service {service}")).into_http())
             })
         }
     }
+}
+
+/// tonic answers a method a service does not have with Unimplemented and no message;
+/// grpc-go (so Kanto's daemon) says `unknown method M for service S`.
+fn unknown_method(
+    path: &str,
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let unimplemented = (tonic::Code::Unimplemented as i32).to_string();
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == unimplemented.as_bytes())
+        && !headers.contains_key("grpc-message")
+    {
+        if let Some((service, method)) = path.trim_start_matches('/').split_once('/') {
+            // grpc-message is percent-encoded: only printable ASCII other than `%` as is.
+            let text: String = format!("unknown method {method} for service {service}")
+                .bytes()
+                .map(|b| {
+                    if (0x20..0x7f).contains(&b) && b != b'%' {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            if let Ok(v) = http::HeaderValue::from_str(&text) {
+                headers.insert("grpc-message", v);
+            }
+        }
+    }
+    response
 }
 
 /// A bound listener (bound before capabilities are dropped and before READY).
@@ -603,5 +628,260 @@ impl tokio::io::AsyncWrite for Io {
             Io::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::pb::types::containers as pb;
+    use crate::manager::fake::{manager, run, state_dir, FakeRuntime};
+    use tonic::Code;
+
+    /// Whatever the failure, a Kanto client gets code Unknown and the error's text (as
+    /// grpc-go sends Kanto's plain Go errors): refusals leda-cm has and Kanto has not
+    /// included (a name in use, an untrusted image, containerd away).
+    #[test]
+    fn every_manager_error_is_unknown_with_its_text() {
+        use crate::runtime::RuntimeError;
+        let cases = [
+            ManagerError::NotFound("x".into()),
+            ManagerError::NameNotFound("n".into()),
+            ManagerError::AlreadyExists("x".into()),
+            ManagerError::NameInUse {
+                name: "n".into(),
+                id: "x".into(),
+            },
+            ManagerError::Invalid(crate::model::validate::kanto(
+                "container_name",
+                "invalid container name format : -a",
+            )),
+            ManagerError::State("the container with id = x is already running".into()),
+            ManagerError::Runtime(RuntimeError::Unavailable("connection refused".into())),
+            ManagerError::Runtime(RuntimeError::NotFound {
+                what: "snapshot x".into(),
+            }),
+            ManagerError::Runtime(RuntimeError::Pull {
+                image: "i:1".into(),
+                reason: "manifest unknown".into(),
+            }),
+            ManagerError::Untrusted(crate::trust::TrustError::Untrusted {
+                image: "i:1".into(),
+                reason: "no notation signature".into(),
+            }),
+            ManagerError::Io {
+                id: "x".into(),
+                message: "disk full".into(),
+            },
+        ];
+        for e in cases {
+            let text = e.to_string();
+            let s = status(e);
+            assert_eq!((s.code(), s.message()), (Code::Unknown, text.as_str()));
+        }
+    }
+
+    #[test]
+    fn an_unknown_method_is_named_as_grpc_go_names_it() {
+        let answer = |status: &str, message: Option<&str>| {
+            let mut r = http::Response::new(tonic::body::Body::default());
+            r.headers_mut()
+                .insert("grpc-status", http::HeaderValue::from_str(status).unwrap());
+            if let Some(m) = message {
+                r.headers_mut()
+                    .insert("grpc-message", http::HeaderValue::from_str(m).unwrap());
+            }
+            r
+        };
+        let cases = [
+            (
+                "/a.S/Nope",
+                "12",
+                None,
+                Some("unknown method Nope for service a.S"),
+            ),
+            (
+                "/a.S/N%o",
+                "12",
+                None,
+                Some("unknown method N%25o for service a.S"),
+            ),
+            ("/a.S/Nope", "12", Some("kept"), Some("kept")),
+            ("/a.S/Get", "0", None, None),
+            ("/a.S/Get", "2", Some("x"), Some("x")),
+        ];
+        for (path, status, message, want) in cases {
+            let r = unknown_method(path, answer(status, message));
+            let got = r.headers().get("grpc-message").map(|v| v.to_str().unwrap());
+            assert_eq!(got, want, "{path} {status}");
+        }
+    }
+
+    fn req<T>(m: T) -> Request<T> {
+        Request::new(m)
+    }
+
+    /// What a Kanto client observes: Get of an unknown ID is OK with no container; every
+    /// failed operation is code Unknown with Kanto's text.
+    #[test]
+    fn answers_are_kantos() {
+        let dir = state_dir("api-kanto");
+        run(async {
+            let rt = FakeRuntime::new().with_image("i:1");
+            let api = ContainersApi {
+                manager: manager(rt, &dir),
+            };
+            let create = |name: &str, image: &str| svc::CreateContainerRequest {
+                container: Some(pb::Container {
+                    name: name.into(),
+                    image: Some(pb::Image {
+                        name: image.into(),
+                        decrypt_config: None,
+                    }),
+                    ..Default::default()
+                }),
+            };
+            let created = api
+                .create(req(create("a", "i:1")))
+                .await
+                .unwrap()
+                .into_inner()
+                .container
+                .unwrap();
+            let id = created.id.clone();
+
+            // Get: the container, or OK without one.
+            for (case, get_id, present) in [
+                ("known", id.as_str(), true),
+                ("unknown", "nope", false),
+                ("no ID", "", false),
+            ] {
+                let got = api
+                    .get(req(svc::GetContainerRequest { id: get_id.into() }))
+                    .await
+                    .unwrap_or_else(|e| panic!("{case}: {e:?}"))
+                    .into_inner();
+                assert_eq!(got.container.is_some(), present, "{case}");
+            }
+
+            let stop = |id: &str, timeout: i64, signal: &str| svc::StopContainerRequest {
+                id: id.into(),
+                stop_options: Some(pb::StopOptions {
+                    timeout,
+                    force: false,
+                    signal: signal.into(),
+                }),
+            };
+            let remove = |id: &str, force: bool, signal: &str| svc::RemoveContainerRequest {
+                id: id.into(),
+                force,
+                stop_options: Some(pb::StopOptions {
+                    timeout: 0,
+                    force,
+                    signal: signal.into(),
+                }),
+            };
+            let mut bad_mode = create("b", "i:1");
+            bad_mode
+                .container
+                .as_mut()
+                .unwrap()
+                .host_config
+                .get_or_insert_with(Default::default)
+                .network_mode = "overlay".into();
+            let results: Vec<(&str, Result<(), Status>, String)> = vec![
+                (
+                    "start unknown",
+                    api.start(req(svc::StartContainerRequest { id: "nope".into() }))
+                        .await
+                        .map(|_| ()),
+                    "no such container with id = nope exists".into(),
+                ),
+                (
+                    "start with no ID",
+                    api.start(req(svc::StartContainerRequest { id: String::new() }))
+                        .await
+                        .map(|_| ()),
+                    "no such container with id =  exists".into(),
+                ),
+                (
+                    "stop created",
+                    api.stop(req(stop(&id, 0, ""))).await.map(|_| ()),
+                    format!(
+                        "cannot perform stop operation for container: {id}, with state: Created"
+                    ),
+                ),
+                (
+                    "stop with a negative timeout",
+                    api.stop(req(stop(&id, -3, ""))).await.map(|_| ()),
+                    "the timeout = -3 shouldn't be negative".into(),
+                ),
+                (
+                    "stop unknown with a negative timeout",
+                    api.stop(req(stop("nope", -3, ""))).await.map(|_| ()),
+                    "no such container with id = nope exists".into(),
+                ),
+                (
+                    "remove with a bad signal",
+                    api.remove(req(remove(&id, true, "SIGNOPE")))
+                        .await
+                        .map(|_| ()),
+                    "invalid signal = SIGNOPE".into(),
+                ),
+                (
+                    "pause created",
+                    api.pause(req(svc::PauseContainerRequest { id: id.clone() }))
+                        .await
+                        .map(|_| ()),
+                    format!("container with id = {id} is not running - current status is Created"),
+                ),
+                (
+                    "unpause created",
+                    api.unpause(req(svc::UnpauseContainerRequest { id: id.clone() }))
+                        .await
+                        .map(|_| ()),
+                    format!("container id = {id} is not paused - cannot unpause it "),
+                ),
+                (
+                    "rename unknown",
+                    api.rename(req(svc::RenameContainerRequest {
+                        id: "nope".into(),
+                        name: "x".into(),
+                    }))
+                    .await
+                    .map(|_| ()),
+                    "no such container with id = nope exists".into(),
+                ),
+                (
+                    "create with a bad name",
+                    api.create(req(create("a b", "i:1"))).await.map(|_| ()),
+                    "invalid container name format : a b".into(),
+                ),
+                (
+                    "create without an image",
+                    api.create(req(create("b", ""))).await.map(|_| ()),
+                    "the containers image configuration is invalid".into(),
+                ),
+                (
+                    "create with an unknown network mode",
+                    api.create(req(bad_mode)).await.map(|_| ()),
+                    "unsupported network mode overlay".into(),
+                ),
+                (
+                    "create with a name in use (leda-cm's own refusal)",
+                    api.create(req(create("a", "i:1"))).await.map(|_| ()),
+                    format!("container name a is already used by container {id}"),
+                ),
+            ];
+            for (case, result, text) in results {
+                let e = result.expect_err(case);
+                assert_eq!(
+                    (e.code(), e.message()),
+                    (Code::Unknown, text.as_str()),
+                    "{case}"
+                );
+            }
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

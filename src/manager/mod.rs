@@ -36,17 +36,22 @@ pub use ops::{parse_signal, StopOptions, UpdateOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
-    #[error("container with id = {0} not found")]
+    /// Kanto's words for an unknown ID (every operation but `Get`, which answers an empty
+    /// container as Kanto does).
+    #[error("no such container with id = {0} exists")]
     NotFound(String),
     #[error("container with name = {0} not found")]
     NameNotFound(String),
     #[error("container with id = {0} already exists")]
     AlreadyExists(String),
+    /// leda-cm's own refusal: Kanto accepts a name twice.
     #[error("container name {name} is already used by container {id}")]
     NameInUse { name: String, id: String },
-    #[error("invalid container configuration: {0}")]
+    /// Kanto's text where Kanto refuses the same input, else `field: message`.
+    #[error("{0}")]
     Invalid(#[from] ValidationError),
-    /// The operation does not fit the container's state (message as Kanto words it).
+    /// The operation does not fit the container's state, or its options are invalid
+    /// (message as Kanto words it).
     #[error("{0}")]
     State(String),
     #[error(transparent)]

@@ -483,6 +483,12 @@ impl<R: Runtime> Manager<R> {
         opts: StopOptions,
     ) -> Result<Container, ManagerError> {
         let entry = self.entry(id)?;
+        // The options first, as Kanto checks them.
+        let signal = match &opts.signal {
+            Some(s) if !s.is_empty() => parse_signal(s)
+                .ok_or_else(|| ManagerError::State(format!("invalid signal = {s}")))?,
+            _ => 15,
+        };
         let mut c = entry.op.lock().await;
         lock(&entry.control).generation += 1;
         if !c.is_active() {
@@ -495,16 +501,11 @@ impl<R: Runtime> Manager<R> {
                 return Ok(c.clone());
             }
             return Err(ManagerError::State(format!(
-                "container with id = {id} is not running - current status is {}",
+                "cannot perform stop operation for container: {id}, with state: {}",
                 c.state.status
             )));
         }
         c.manually_stopped = true;
-        let signal = match &opts.signal {
-            Some(s) if !s.is_empty() => parse_signal(s)
-                .ok_or_else(|| ManagerError::State(format!("invalid signal = {s}")))?,
-            _ => 15,
-        };
         let timeout = opts.timeout.unwrap_or(self.settings.default_stop_timeout);
         let exit = self
             .terminate(&c, if opts.force { SIGKILL } else { signal }, timeout)
@@ -579,7 +580,8 @@ impl<R: Runtime> Manager<R> {
         let mut c = entry.op.lock().await;
         if !c.state.paused {
             return Err(ManagerError::State(format!(
-                "container id = {id} is not paused - cannot unpause it"
+                // Kanto's text, its trailing space included.
+                "container id = {id} is not paused - cannot unpause it "
             )));
         }
         self.rt.resume(id).await?;
@@ -620,16 +622,15 @@ impl<R: Runtime> Manager<R> {
         Ok(c.clone())
     }
 
+    /// An empty name is refused (Kanto ignores it and answers OK).
     pub async fn rename(self: &Arc<Self>, id: &str, name: &str) -> Result<Container, ManagerError> {
-        if !valid_name(name) {
-            return Err(ManagerError::Invalid(
-                crate::model::validate::ValidationError {
-                    field: "container_name".into(),
-                    message: format!("invalid container name format : {name}"),
-                },
-            ));
-        }
         let entry = self.entry(id)?;
+        if !valid_name(name) {
+            return Err(ManagerError::Invalid(crate::model::validate::kanto(
+                "container_name",
+                format!("invalid container name format : {name}"),
+            )));
+        }
         let mut c = entry.op.lock().await;
         {
             let table = lock(&self.table);
@@ -664,7 +665,8 @@ impl<R: Runtime> Manager<R> {
         }
         let resources_changed = opts.resources.is_some();
         if let Some(r) = opts.resources {
-            next.host_config.resources = Some(r);
+            // No limits at all is no resources (as Kanto keeps it).
+            next.host_config.resources = (r != Resources::default()).then_some(r);
             // The swap default (twice the memory) follows the new memory value.
             let mut tmp = next.clone();
             fill_defaults(&mut tmp, String::new);

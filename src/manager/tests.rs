@@ -113,6 +113,85 @@ fn invalid_specs_and_failed_pulls_leave_nothing_behind() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Every refusal of an operation in a state it does not fit, of an unknown ID, of bad
+/// options: Kanto's daemon's text for the same situation.
+#[test]
+fn refusals_are_kantos_texts() {
+    let dir = state_dir("kanto-texts");
+    run(async {
+        let rt = FakeRuntime::new().with_image("i:1");
+        let m = manager(rt.clone(), &dir);
+        let created = m.create(container("c", "i:1"), None).await.unwrap();
+        let running = m.create(container("r", "i:1"), None).await.unwrap();
+        let paused = m.create(container("p", "i:1"), None).await.unwrap();
+        let stopped = m.create(container("s", "i:1"), None).await.unwrap();
+        for c in [&running, &paused, &stopped] {
+            m.start(&c.container_id).await.unwrap();
+        }
+        m.pause(&paused.container_id).await.unwrap();
+        m.stop(&stopped.container_id, StopOptions::default())
+            .await
+            .unwrap();
+        let (c, r, p, s) = (
+            created.container_id.as_str(),
+            running.container_id.as_str(),
+            paused.container_id.as_str(),
+            stopped.container_id.as_str(),
+        );
+        let bad_signal = StopOptions {
+            signal: Some("SIGNOPE".into()),
+            ..Default::default()
+        };
+        let kill = || StopOptions::default();
+        type Op<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ManagerError>> + 'a>>;
+        let ok = |_| ();
+        let cases: Vec<(&str, Op, String)> = vec![
+            ("start running", Box::pin(async { m.start(r).await.map(ok) }), format!("the container with id = {r} is already running")),
+            ("start paused", Box::pin(async { m.start(p).await.map(ok) }), format!("the container with id = {p} is paused - cannot start it - try unpausing it instead")),
+            ("stop created", Box::pin(async { m.stop(c, kill()).await.map(ok) }), format!("cannot perform stop operation for container: {c}, with state: Created")),
+            ("stop stopped", Box::pin(async { m.stop(s, kill()).await.map(ok) }), format!("cannot perform stop operation for container: {s}, with state: Stopped")),
+            ("stop with a bad signal", Box::pin(async { m.stop(c, bad_signal.clone()).await.map(ok) }), "invalid signal = SIGNOPE".to_string()),
+            ("pause created", Box::pin(async { m.pause(c).await.map(ok) }), format!("container with id = {c} is not running - current status is Created")),
+            ("pause paused", Box::pin(async { m.pause(p).await.map(ok) }), format!("container with id = {p} is not running - current status is Paused")),
+            ("unpause running", Box::pin(async { m.resume(r).await.map(ok) }), format!("container id = {r} is not paused - cannot unpause it ")),
+            ("remove running", Box::pin(async { m.remove(r, false).await }), format!("container with id = {r} is not stopped - must set the force flag to true to remove it")),
+            ("remove paused", Box::pin(async { m.remove(p, false).await }), format!("container with id = {p} is not stopped - must set the force flag to true to remove it")),
+            ("rename to a bad name", Box::pin(async { m.rename(c, "a b").await.map(ok) }), "invalid container name format : a b".to_string()),
+            ("logs of a created one", Box::pin(async { m.logs(c, None).await.map(|_| ()) }), "there are no logs for container with status \"Created\"".to_string()),
+            ("start unknown", Box::pin(async { m.start("nope").await.map(ok) }), "no such container with id = nope exists".to_string()),
+            ("stop unknown", Box::pin(async { m.stop("nope", bad_signal.clone()).await.map(ok) }), "no such container with id = nope exists".to_string()),
+            ("pause unknown", Box::pin(async { m.pause("nope").await.map(ok) }), "no such container with id = nope exists".to_string()),
+            ("unpause unknown", Box::pin(async { m.resume("nope").await.map(ok) }), "no such container with id = nope exists".to_string()),
+            ("rename unknown", Box::pin(async { m.rename("nope", "a b").await.map(ok) }), "no such container with id = nope exists".to_string()),
+            ("update unknown", Box::pin(async { m.update("nope", Default::default()).await.map(ok) }), "no such container with id = nope exists".to_string()),
+            ("remove unknown", Box::pin(async { m.remove("nope", true).await }), "no such container with id = nope exists".to_string()),
+            ("remove no ID", Box::pin(async { m.remove("", true).await }), "no such container with id =  exists".to_string()),
+            ("logs unknown", Box::pin(async { m.logs("nope", None).await.map(|_| ()) }), "no such container with id = nope exists".to_string()),
+            ("create an existing ID", Box::pin(async {
+                let mut again = container("again", "i:1");
+                again.container_id = c.to_string();
+                m.create(again, None).await.map(|_| ())
+            }), format!("container with id = {c} already exists")),
+        ];
+        for (case, op, text) in cases {
+            assert_eq!(op.await.map_err(|e| e.to_string()), Err(text), "{case}");
+        }
+        // Nothing changed.
+        let status = |id: &str| m.get(id).unwrap().state.status;
+        assert_eq!(
+            [status(c), status(r), status(p), status(s)],
+            [
+                Status::Created,
+                Status::Running,
+                Status::Paused,
+                Status::Stopped
+            ]
+        );
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn start_stop_pause_and_state_errors() {
     let dir = state_dir("lifecycle");
@@ -150,12 +229,13 @@ fn start_stop_pause_and_state_errors() {
         assert_eq!(stopped.state.status, Status::Stopped);
         assert!(stopped.manually_stopped);
         assert_eq!(rt.calls(&format!("kill {id} 15")), 1);
-        assert!(m
-            .stop(&id, StopOptions::default())
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("is not running"));
+        assert_eq!(
+            m.stop(&id, StopOptions::default())
+                .await
+                .unwrap_err()
+                .to_string(),
+            format!("cannot perform stop operation for container: {id}, with state: Stopped")
+        );
 
         // A task that ignores SIGTERM is killed after the timeout.
         m.start(&id).await.unwrap();

@@ -1,6 +1,8 @@
 //! Validation of a container (after `fill_defaults`), before anything touches containerd.
-//! Each error names the field (as a JSON path of the internal format) and keeps Kanto's
-//! wording where Kanto has a message.
+//! Each error names the field (as a JSON path of the internal format). Where Kanto's daemon
+//! refuses the same input, the error's text is exactly Kanto's message (what a Kanto client
+//! sees from Kanto), and the checks Kanto makes come in Kanto's order; leda-cm's own checks
+//! say `field: message`.
 
 use std::net::IpAddr;
 
@@ -10,17 +12,42 @@ use super::defaults::{
 use super::size::{parse_size, MIB};
 use super::{Container, NetworkMode, RestartPolicyType};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
     pub field: String,
     pub message: String,
+    /// Kanto's daemon refuses the same input with exactly `message`, so that is the whole
+    /// text; leda-cm's own checks (Kanto has none) are `field: message`.
+    pub kanto: bool,
 }
 
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kanto {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// A check of leda-cm's own (Kanto accepts the input): the text names the field.
 fn err(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
     ValidationError {
         field: field.into(),
         message: message.into(),
+        kanto: false,
+    }
+}
+
+/// A check Kanto makes too: the text is Kanto's message.
+pub fn kanto(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError {
+        field: field.into(),
+        message: message.into(),
+        kanto: true,
     }
 }
 
@@ -127,7 +154,7 @@ fn is_host_ip_entry(entry: &str) -> bool {
 
 pub fn validate(c: &Container) -> Result<(), ValidationError> {
     if c.container_id.is_empty() {
-        return Err(err("container_id", "container ID must be provided"));
+        return Err(kanto("container_id", "container ID must be provided"));
     }
     // The ID names files and directories: the name rules keep it a single path component.
     if !valid_name(&c.container_id) {
@@ -137,7 +164,11 @@ pub fn validate(c: &Container) -> Result<(), ValidationError> {
         ));
     }
     if c.image.name.trim().is_empty() {
-        return Err(err("image.name", "image is not provided"));
+        // Kanto's text for its image check ("image is not provided" underneath).
+        return Err(kanto(
+            "image.name",
+            "the containers image configuration is invalid",
+        ));
     }
     // Fail closed: keys asked for are never silently dropped (the image would be used
     // without them, or not at all without saying why).
@@ -152,7 +183,7 @@ pub fn validate(c: &Container) -> Result<(), ValidationError> {
         ));
     }
     if !valid_name(&c.container_name) {
-        return Err(err(
+        return Err(kanto(
             "container_name",
             format!("invalid container name format : {}", c.container_name),
         ));
@@ -160,7 +191,7 @@ pub fn validate(c: &Container) -> Result<(), ValidationError> {
     for (i, m) in c.mount_points.iter().enumerate() {
         let f = format!("mount_points[{i}]");
         if m.source.is_empty() || m.destination.is_empty() {
-            return Err(err(
+            return Err(kanto(
                 f,
                 "source and destination must be set for a mount point",
             ));
@@ -183,36 +214,35 @@ pub fn validate(c: &Container) -> Result<(), ValidationError> {
             m.propagation_mode.as_str(),
             "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave"
         ) {
-            return Err(err(
+            return Err(kanto(
                 format!("{f}.propagation_mode"),
-                format!(
-                    "propagation mode must be set to one of the supported modes (rprivate, private, rshared, shared, rslave, slave), not {:?}",
-                    m.propagation_mode
-                ),
+                "propagation mode must be set to one of the supported modes",
             ));
         }
     }
+    validate_host_config(c)?;
+    // After the host config, as Kanto checks it.
     for (i, e) in c.config.env.iter().enumerate() {
         if !valid_env(e) {
-            return Err(err(
+            return Err(kanto(
                 format!("config.env[{i}]"),
                 format!("invalid environmental variable declaration provided : {e}"),
             ));
         }
     }
-    validate_host_config(c)
+    Ok(())
 }
 
 fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
     let hc = &c.host_config;
     if hc.privileged && !hc.devices.is_empty() {
-        return Err(err(
+        return Err(kanto(
             "host_config.devices",
             "cannot create the container as privileged and with specified devices at the same time - choose one of the options",
         ));
     }
     if hc.privileged && !hc.extra_capabilities.is_empty() {
-        return Err(err(
+        return Err(kanto(
             "host_config.extra_capabilities",
             "cannot create the container as privileged and with extra capabilities at the same time - choose one of the options",
         ));
@@ -239,13 +269,13 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
     }
     if hc.network_mode == NetworkMode::Host {
         if !hc.port_mappings.is_empty() {
-            return Err(err(
+            return Err(kanto(
                 "host_config.port_mappings",
                 "cannot use port mappings when in host network mode",
             ));
         }
         if let Some(i) = hc.extra_hosts.iter().position(|h| is_host_ip_entry(h)) {
-            return Err(err(
+            return Err(kanto(
                 format!("host_config.extra_hosts[{i}]"),
                 "cannot use the host_ip reserved key or any of its modifications when in host network mode",
             ));
@@ -301,16 +331,24 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
     for (i, d) in hc.devices.iter().enumerate() {
         let f = format!("host_config.devices[{i}]");
         if d.path_on_host.is_empty() || d.path_in_container.is_empty() {
-            return Err(err(
+            return Err(kanto(
                 f,
                 "both path on the host and in the container must be specified for a device mapping",
             ));
         }
-        if d.cgroup_permissions.is_empty()
-            || !d
-                .cgroup_permissions
-                .chars()
-                .all(|c| matches!(c, 'r' | 'w' | 'm'))
+        if d.cgroup_permissions.is_empty() {
+            return Err(kanto(
+                format!("{f}.cgroup_permissions"),
+                format!(
+                    "the cgroup permissions for device mapping {}:{} are not provided",
+                    d.path_on_host, d.path_in_container
+                ),
+            ));
+        }
+        if !d
+            .cgroup_permissions
+            .chars()
+            .all(|c| matches!(c, 'r' | 'w' | 'm'))
         {
             return Err(err(
                 format!("{f}.cgroup_permissions"),
@@ -323,7 +361,7 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
     match driver.driver_type.as_str() {
         LOG_DRIVER_JSON_FILE => {
             if driver.max_files < 1 {
-                return Err(err(
+                return Err(kanto(
                     "host_config.log_config.driver_config.max_files",
                     "max log files cannot be < 1",
                 ));
@@ -337,14 +375,21 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
                     ),
                 ));
             }
+            if driver.max_size.is_empty() {
+                return Err(kanto(
+                    "host_config.log_config.driver_config.max_size",
+                    "max logs size must be set",
+                ));
+            }
             if parse_size(&driver.max_size).is_none() {
-                return Err(err(
+                return Err(kanto(
                     "host_config.log_config.driver_config.max_size",
                     format!("invalid format of max logs size - {}", driver.max_size),
                 ));
             }
             if !driver.root_dir.is_empty() && !driver.root_dir.starts_with('/') {
-                return Err(err(
+                // Kanto's log manager says so at create.
+                return Err(kanto(
                     "host_config.log_config.driver_config.root_dir",
                     format!(
                         "root dir for container log, {} should be an absolute path",
@@ -354,18 +399,24 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
             }
         }
         LOG_DRIVER_NONE => {}
-        other => {
-            return Err(err(
+        _ => {
+            return Err(kanto(
                 "host_config.log_config.driver_config.type",
-                format!("unsupported log driver configuration {other}, expected json-file or none"),
+                "unsupported log driver configuration",
             ))
         }
     }
     match log.mode_config.mode.as_str() {
         LOG_MODE_BLOCKING => {}
         LOG_MODE_NON_BLOCKING => {
+            if log.mode_config.max_buffer_size.is_empty() {
+                return Err(kanto(
+                    "host_config.log_config.mode_config.max_buffer_size",
+                    "max buffer size must be set",
+                ));
+            }
             if parse_size(&log.mode_config.max_buffer_size).is_none() {
-                return Err(err(
+                return Err(kanto(
                     "host_config.log_config.mode_config.max_buffer_size",
                     format!(
                         "invalid format of max buffer size - {}",
@@ -374,31 +425,29 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
                 ));
             }
         }
-        other => {
-            return Err(err(
+        _ => {
+            return Err(kanto(
                 "host_config.log_config.mode_config.mode",
-                format!(
-                    "unsupported log mode configuration {other}, expected blocking or non-blocking"
-                ),
+                "unsupported log mode configuration",
             ))
         }
     }
     let rp = &hc.restart_policy;
     if rp.policy_type == RestartPolicyType::OnFailure {
         if rp.maximum_retry_count < 0 {
-            return Err(err(
+            return Err(kanto(
                 "host_config.restart_policy.maximum_retry_count",
                 "restart policy max retry count cannot be negative",
             ));
         }
         if rp.retry_timeout < 0 {
-            return Err(err(
+            return Err(kanto(
                 "host_config.restart_policy.retry_timeout",
                 "restart policy retry timeout cannot be negative",
             ));
         }
     } else if rp.maximum_retry_count != 0 {
-        return Err(err(
+        return Err(kanto(
             "host_config.restart_policy.maximum_retry_count",
             format!(
                 "cannot use max retry count when the restart policy is {}",
@@ -422,7 +471,7 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
                 return Ok(0);
             }
             parse_size(value).ok_or_else(|| {
-                err(
+                kanto(
                     format!("host_config.resources.{field}"),
                     format!("invalid format of {what} - {value}"),
                 )
@@ -440,14 +489,14 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
             parse("memory_swap", &r.memory_swap, "swap memory")?
         };
         if limit > 0 && limit < 3 * MIB {
-            return Err(err(
+            return Err(kanto(
                 "host_config.resources.memory",
                 "minimum memory allowed is 3M",
             ));
         }
         if swap > 0 {
             if r.memory.is_empty() {
-                return Err(err(
+                return Err(kanto(
                     "host_config.resources.memory_swap",
                     format!(
                         "swap memory - {}, memory must be set as well",
@@ -456,7 +505,7 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
                 ));
             }
             if limit > swap {
-                return Err(err(
+                return Err(kanto(
                     "host_config.resources.memory_swap",
                     format!(
                         "swap memory - {} is less than memory - {}",
@@ -466,7 +515,7 @@ fn validate_host_config(c: &Container) -> Result<(), ValidationError> {
             }
         }
         if reservation > 0 && !r.memory.is_empty() && reservation > limit {
-            return Err(err(
+            return Err(kanto(
                 "host_config.resources.memory_reservation",
                 format!(
                     "reservation memory - {} must be lower than memory - {}",
@@ -517,210 +566,325 @@ mod tests {
         }
     }
 
+    /// Each refusal names the field; its text is Kanto's message where Kanto refuses the
+    /// same input (`kanto`), else `field: message`.
     #[test]
-    fn invalid_containers_name_the_field() {
-        let cases: &[(serde_json::Value, &str, &str)] = &[
+    fn invalid_containers_name_the_field_with_kantos_texts() {
+        use serde_json::json;
+        // (input, field, Kanto's check, the whole text)
+        let cases: &[(serde_json::Value, &str, bool, &str)] = &[
             (
-                serde_json::json!({"image": {"name": "i", "decrypt_config": {"keys": ["/k.pem"]}}}),
+                json!({"image": {"name": "i", "decrypt_config": {"keys": ["/k.pem"]}}}),
                 "image.decrypt_config",
-                "encrypted images are not supported",
+                false,
+                "image.decrypt_config: encrypted images are not supported by leda-cm yet",
             ),
             (
-                serde_json::json!({"image": {"name": "i", "decrypt_config": {"recipients": ["pkcs7:/c.pem"]}}}),
+                json!({"image": {"name": "i", "decrypt_config": {"recipients": ["pkcs7:/c.pem"]}}}),
                 "image.decrypt_config",
-                "encrypted images are not supported",
+                false,
+                "image.decrypt_config: encrypted images are not supported by leda-cm yet",
             ),
             (
-                serde_json::json!({"container_name": "-bad"}),
+                json!({"container_name": "-bad"}),
                 "container_name",
+                true,
                 "invalid container name format : -bad",
             ),
             (
-                serde_json::json!({"container_id": "../../etc"}),
+                json!({"container_id": "../../etc"}),
                 "container_id",
-                "invalid container ID format : ../../etc",
+                false,
+                "container_id: invalid container ID format : ../../etc",
             ),
             (
-                serde_json::json!({"container_name": "a b"}),
+                json!({"container_name": "a b"}),
                 "container_name",
-                "invalid container name format",
+                true,
+                "invalid container name format : a b",
             ),
             (
-                serde_json::json!({"image": {"name": ""}}),
+                json!({"image": {"name": ""}}),
                 "image.name",
-                "image is not provided",
+                true,
+                "the containers image configuration is invalid",
             ),
             (
-                serde_json::json!({"config": {"env": ["1A=x"]}}),
+                json!({"config": {"env": ["1A=x"]}}),
                 "config.env[0]",
+                true,
                 "invalid environmental variable declaration provided : 1A=x",
             ),
             (
-                serde_json::json!({"config": {"env": ["OK=1", "BAD-NAME=2"]}}),
+                json!({"config": {"env": ["OK=1", "BAD-NAME=2"]}}),
                 "config.env[1]",
-                "invalid environmental",
+                true,
+                "invalid environmental variable declaration provided : BAD-NAME=2",
             ),
             (
-                serde_json::json!({"host_config": {"privileged": true, "devices": [{"path_on_host": "/dev/null"}]}}),
+                // Kanto checks the host config before the environment.
+                json!({"config": {"env": ["1A=x"]}, "host_config": {"resources": {"memory": "1k"}}}),
+                "host_config.resources.memory",
+                true,
+                "minimum memory allowed is 3M",
+            ),
+            (
+                json!({"host_config": {"privileged": true, "devices": [{"path_on_host": "/dev/null"}]}}),
                 "host_config.devices",
-                "privileged and with specified devices",
+                true,
+                "cannot create the container as privileged and with specified devices at the same time - choose one of the options",
             ),
             (
-                serde_json::json!({"host_config": {"privileged": true, "extra_capabilities": ["CAP_SYS_TIME"]}}),
+                json!({"host_config": {"privileged": true, "extra_capabilities": ["CAP_SYS_TIME"]}}),
                 "host_config.extra_capabilities",
-                "privileged and with extra capabilities",
+                true,
+                "cannot create the container as privileged and with extra capabilities at the same time - choose one of the options",
             ),
             (
-                serde_json::json!({"host_config": {"extra_capabilities": ["CAP_FLY"]}}),
+                json!({"host_config": {"extra_capabilities": ["CAP_FLY"]}}),
                 "host_config.extra_capabilities[0]",
-                "unknown capability CAP_FLY",
+                false,
+                "host_config.extra_capabilities[0]: unknown capability CAP_FLY",
             ),
             (
-                serde_json::json!({"host_config": {"resources": {"memory": "1k"}}}),
+                json!({"host_config": {"resources": {"memory": "1k"}}}),
                 "host_config.resources.memory",
+                true,
                 "minimum memory allowed is 3M",
             ),
             (
-                serde_json::json!({"host_config": {"resources": {"memory": "2M"}}}),
+                json!({"host_config": {"resources": {"memory": "2M"}}}),
                 "host_config.resources.memory",
+                true,
                 "minimum memory allowed is 3M",
             ),
             (
-                serde_json::json!({"host_config": {"resources": {"memory": "lots"}}}),
+                json!({"host_config": {"resources": {"memory": "lots"}}}),
                 "host_config.resources.memory",
+                true,
                 "invalid format of memory - lots",
             ),
             (
-                serde_json::json!({"host_config": {"resources": {"memory": "10M", "memory_reservation": "20M"}}}),
+                json!({"host_config": {"resources": {"memory": "10M", "memory_reservation": "many"}}}),
                 "host_config.resources.memory_reservation",
-                "must be lower than memory",
+                true,
+                "invalid format of memory reservation - many",
             ),
             (
-                serde_json::json!({"host_config": {"resources": {"memory": "10M", "memory_swap": "5M"}}}),
+                json!({"host_config": {"resources": {"memory": "10M", "memory_swap": "much"}}}),
                 "host_config.resources.memory_swap",
-                "is less than memory",
+                true,
+                "invalid format of swap memory - much",
             ),
             (
-                serde_json::json!({"host_config": {"resources": {"memory_swap": "5M"}}}),
+                json!({"host_config": {"resources": {"memory": "10M", "memory_reservation": "20M"}}}),
+                "host_config.resources.memory_reservation",
+                true,
+                "reservation memory - 20M must be lower than memory - 10M",
+            ),
+            (
+                json!({"host_config": {"resources": {"memory": "10M", "memory_swap": "5M"}}}),
                 "host_config.resources.memory_swap",
-                "memory must be set as well",
+                true,
+                "swap memory - 5M is less than memory - 10M",
             ),
             (
-                serde_json::json!({"host_config": {"network_mode": "host", "port_mappings": [{"container_port": 1, "host_port": 1}]}}),
+                json!({"host_config": {"resources": {"memory_swap": "5M"}}}),
+                "host_config.resources.memory_swap",
+                true,
+                "swap memory - 5M, memory must be set as well",
+            ),
+            (
+                json!({"host_config": {"network_mode": "host", "port_mappings": [{"container_port": 1, "host_port": 1}]}}),
                 "host_config.port_mappings",
-                "host network mode",
+                true,
+                "cannot use port mappings when in host network mode",
             ),
             (
-                serde_json::json!({"host_config": {"network_mode": "host", "extra_hosts": ["x:host_ip_eth0"]}}),
+                json!({"host_config": {"network_mode": "host", "extra_hosts": ["x:host_ip_eth0"]}}),
                 "host_config.extra_hosts[0]",
-                "host_ip reserved key",
+                true,
+                "cannot use the host_ip reserved key or any of its modifications when in host network mode",
             ),
             (
-                serde_json::json!({"host_config": {"extra_hosts": ["nocolon"]}}),
+                json!({"host_config": {"extra_hosts": ["nocolon"]}}),
                 "host_config.extra_hosts[0]",
-                "expected name:IP",
+                false,
+                "host_config.extra_hosts[0]: invalid extra host \"nocolon\", expected name:IP",
             ),
             (
-                serde_json::json!({"host_config": {"port_mappings": [{"container_port": 80, "host_port": 90, "host_port_end": 85}]}}),
+                json!({"host_config": {"port_mappings": [{"container_port": 80, "host_port": 90, "host_port_end": 85}]}}),
                 "host_config.port_mappings[0].host_port_end",
-                "below its start",
+                false,
+                "host_config.port_mappings[0].host_port_end: host port range end 85 is below its start 90",
             ),
             (
-                serde_json::json!({"host_config": {"port_mappings": [{"container_port": 80, "host_port": 90, "proto": "icmp"}]}}),
+                json!({"host_config": {"port_mappings": [{"container_port": 80, "host_port": 90, "proto": "icmp"}]}}),
                 "host_config.port_mappings[0].proto",
-                "unsupported protocol icmp",
+                false,
+                "host_config.port_mappings[0].proto: unsupported protocol icmp, expected tcp, udp or sctp",
             ),
             (
-                serde_json::json!({"host_config": {"port_mappings": [{"container_port": 80, "host_port": 90, "host_ip": "nowhere"}]}}),
+                json!({"host_config": {"port_mappings": [{"container_port": 80, "host_port": 90, "host_ip": "nowhere"}]}}),
                 "host_config.port_mappings[0].host_ip",
-                "invalid host IP",
+                false,
+                "host_config.port_mappings[0].host_ip: invalid host IP nowhere",
             ),
             (
-                serde_json::json!({"host_config": {"port_mappings": [{"host_port": 90}]}}),
+                json!({"host_config": {"port_mappings": [{"host_port": 90}]}}),
                 "host_config.port_mappings[0].container_port",
-                "must be set",
+                false,
+                "host_config.port_mappings[0].container_port: container port must be set",
             ),
             (
-                serde_json::json!({"host_config": {"devices": [{"path_on_host": "/dev/null", "cgroup_permissions": "rwx"}]}}),
+                json!({"host_config": {"devices": [{"path_in_container": "/dev/null"}]}}),
+                "host_config.devices[0]",
+                true,
+                "both path on the host and in the container must be specified for a device mapping",
+            ),
+            (
+                json!({"host_config": {"devices": [{"path_on_host": "/dev/null", "path_in_container": "/dev/n", "cgroup_permissions": "rwx"}]}}),
                 "host_config.devices[0].cgroup_permissions",
-                "invalid cgroup permissions",
+                false,
+                "host_config.devices[0].cgroup_permissions: invalid cgroup permissions \"rwx\" for device mapping /dev/null:/dev/n, expected a combination of r, w and m",
             ),
             (
-                serde_json::json!({"host_config": {"log_config": {"driver_config": {"type": "syslog"}}}}),
+                json!({"host_config": {"log_config": {"driver_config": {"type": "syslog"}}}}),
                 "host_config.log_config.driver_config.type",
-                "unsupported log driver",
+                true,
+                "unsupported log driver configuration",
             ),
             (
-                serde_json::json!({"host_config": {"log_config": {"driver_config": {"type": "json-file", "max_size": "huge"}}}}),
+                json!({"host_config": {"log_config": {"driver_config": {"type": "json-file", "max_size": "huge"}}}}),
                 "host_config.log_config.driver_config.max_size",
+                true,
                 "invalid format of max logs size - huge",
             ),
             (
-                serde_json::json!({"host_config": {"log_config": {"driver_config": {"type": "json-file", "max_files": -1}}}}),
+                json!({"host_config": {"log_config": {"driver_config": {"type": "json-file", "max_files": -1}}}}),
                 "host_config.log_config.driver_config.max_files",
+                true,
                 "max log files cannot be < 1",
             ),
             (
-                serde_json::json!({"host_config": {"log_config": {"driver_config": {"root_dir": "relative/dir"}}}}),
+                json!({"host_config": {"log_config": {"driver_config": {"type": "json-file", "max_files": 1001}}}}),
+                "host_config.log_config.driver_config.max_files",
+                false,
+                "host_config.log_config.driver_config.max_files: max log files 1001 is more than 1000",
+            ),
+            (
+                json!({"host_config": {"log_config": {"driver_config": {"root_dir": "relative/dir"}}}}),
                 "host_config.log_config.driver_config.root_dir",
-                "absolute path",
+                true,
+                "root dir for container log, relative/dir should be an absolute path",
             ),
             (
-                serde_json::json!({"host_config": {"log_config": {"mode_config": {"mode": "lossy"}}}}),
+                json!({"host_config": {"log_config": {"mode_config": {"mode": "lossy"}}}}),
                 "host_config.log_config.mode_config.mode",
-                "unsupported log mode",
+                true,
+                "unsupported log mode configuration",
             ),
             (
-                serde_json::json!({"host_config": {"restart_policy": {"type": "always", "maximum_retry_count": 2}}}),
+                json!({"host_config": {"log_config": {"mode_config": {"mode": "non-blocking", "max_buffer_size": "big"}}}}),
+                "host_config.log_config.mode_config.max_buffer_size",
+                true,
+                "invalid format of max buffer size - big",
+            ),
+            (
+                json!({"host_config": {"restart_policy": {"type": "always", "maximum_retry_count": 2}}}),
                 "host_config.restart_policy.maximum_retry_count",
+                true,
                 "cannot use max retry count when the restart policy is always",
             ),
             (
-                serde_json::json!({"host_config": {"restart_policy": {"type": "on-failure", "maximum_retry_count": -2}}}),
+                json!({"host_config": {"restart_policy": {"type": "on-failure", "maximum_retry_count": -2}}}),
                 "host_config.restart_policy.maximum_retry_count",
-                "cannot be negative",
+                true,
+                "restart policy max retry count cannot be negative",
             ),
             (
-                serde_json::json!({"host_config": {"runtime": "io.example.fast"}}),
+                json!({"host_config": {"restart_policy": {"type": "on-failure", "retry_timeout": -1}}}),
+                "host_config.restart_policy.retry_timeout",
+                true,
+                "restart policy retry timeout cannot be negative",
+            ),
+            (
+                json!({"host_config": {"runtime": "io.example.fast"}}),
                 "host_config.runtime",
-                "unsupported runtime",
+                false,
+                "host_config.runtime: unsupported runtime io.example.fast",
             ),
             (
-                serde_json::json!({"mount_points": [{"source": "/a"}]}),
+                json!({"mount_points": [{"source": "/a"}]}),
                 "mount_points[0]",
-                "source and destination must be set",
+                true,
+                "source and destination must be set for a mount point",
             ),
             (
-                serde_json::json!({"mount_points": [{"source": "/a", "destination": "/b", "propagation_mode": "sideways"}]}),
+                json!({"mount_points": [{"source": "/a", "destination": "/b", "propagation_mode": "sideways"}]}),
                 "mount_points[0].propagation_mode",
-                "supported modes",
+                true,
+                "propagation mode must be set to one of the supported modes",
             ),
             (
-                serde_json::json!({"mount_points": [{"source": "/a", "destination": "b"}]}),
+                json!({"mount_points": [{"source": "/a", "destination": "b"}]}),
                 "mount_points[0].destination",
-                "absolute path",
+                false,
+                "mount_points[0].destination: b is not an absolute path",
             ),
             (
-                serde_json::json!({"mount_points": [{"source": "../../etc", "destination": "/hostetc"}]}),
+                json!({"mount_points": [{"source": "../../etc", "destination": "/hostetc"}]}),
                 "mount_points[0].source",
-                "../../etc is not an absolute path",
+                false,
+                "mount_points[0].source: ../../etc is not an absolute path",
             ),
             (
-                serde_json::json!({"mount_points": [{"source": "data", "destination": "/data"}]}),
+                json!({"mount_points": [{"source": "data", "destination": "/data"}]}),
                 "mount_points[0].source",
-                "absolute path",
+                false,
+                "mount_points[0].source: data is not an absolute path",
             ),
         ];
-        for (json, field, message) in cases {
+        for (json, field, is_kanto, text) in cases {
             let c = container(json.clone());
             match validate(&c) {
                 Err(e) => {
                     assert_eq!(e.field, *field, "{json}");
-                    assert!(e.message.contains(message), "{json}: {}", e.message);
+                    assert_eq!(e.kanto, *is_kanto, "{json}");
+                    assert_eq!(e.to_string(), *text, "{json}");
                 }
                 Ok(()) => panic!("{json} should be invalid"),
             }
         }
+    }
+
+    #[test]
+    fn empty_settings_kanto_requires_get_kantos_texts() {
+        // fill_defaults fills these; validation still refuses them with Kanto's words when
+        // they come empty (an update, or a container from elsewhere).
+        let mut c = container(serde_json::json!({}));
+        c.host_config.log_config.driver_config.max_size.clear();
+        assert_eq!(
+            validate(&c).unwrap_err().to_string(),
+            "max logs size must be set"
+        );
+        let mut c = container(serde_json::json!({}));
+        c.host_config.log_config.mode_config.mode = "non-blocking".into();
+        c.host_config.log_config.mode_config.max_buffer_size.clear();
+        assert_eq!(
+            validate(&c).unwrap_err().to_string(),
+            "max buffer size must be set"
+        );
+        let mut c = container(serde_json::json!({}));
+        c.host_config.devices = vec![crate::model::DeviceMapping {
+            path_on_host: "/dev/a".into(),
+            path_in_container: "/dev/b".into(),
+            cgroup_permissions: String::new(),
+        }];
+        assert_eq!(
+            validate(&c).unwrap_err().to_string(),
+            "the cgroup permissions for device mapping /dev/a:/dev/b are not provided"
+        );
     }
 
     #[test]

@@ -187,10 +187,41 @@ func main() {
 	must(pct, containers+"Get", bytesField(1, []byte(id)))
 	fmt.Println("ok Get with a percent-encoded authority")
 
+	// Failures arrive as Kanto's daemon sends them: code Unknown, Kanto's text.
+	wantUnknown := func(what, method string, req []byte, text string) {
+		_, err := call(kanto, containers+method, req)
+		if s := status.Convert(err); s.Code() != codes.Unknown || s.Message() != text {
+			fail("%s: %v, want code Unknown with %q", what, err, text)
+		}
+		fmt.Printf("ok %s: Unknown %q\n", what, text)
+	}
+	wantUnknown("Stop of a created container", "Stop", bytesField(1, []byte(id)),
+		"cannot perform stop operation for container: "+id+", with state: Created")
+	wantUnknown("Start of an unknown ID", "Start", bytesField(1, []byte("no-such-id")),
+		"no such container with id = no-such-id exists")
+
+	// A service the daemon does not serve: grpc-go's own answer.
+	if _, err := call(kanto, "/no.such.Service/Call", nil); status.Code(err) != codes.Unimplemented ||
+		status.Convert(err).Message() != "unknown service no.such.Service" {
+		fail("unknown service: %v, want Unimplemented \"unknown service no.such.Service\"", err)
+	}
+	fmt.Println("ok unknown service: Unimplemented")
+	wantMethod := "unknown method Nope for service " + containers[1:len(containers)-1]
+	if _, err := call(kanto, containers+"Nope", nil); status.Code(err) != codes.Unimplemented ||
+		status.Convert(err).Message() != wantMethod {
+		fail("unknown method: %v, want Unimplemented %q", err, wantMethod)
+	}
+	fmt.Println("ok unknown method: Unimplemented")
+
 	must(kanto, containers+"Remove", append(bytesField(1, []byte(id)), 0x10, 0x01))
 	fmt.Println("ok Remove")
-	if _, err := call(kanto, containers+"Get", bytesField(1, []byte(id))); status.Code(err) != codes.NotFound {
-		fail("Get of the removed container: %v, want NotFound", err)
+	// As Kanto: OK, and no container in the answer.
+	gone, err := call(kanto, containers+"Get", bytesField(1, []byte(id)))
+	if err != nil {
+		fail("Get of the removed container: %v, want OK", err)
 	}
-	fmt.Println("ok Get of the removed container: NotFound")
+	if len(fields(gone, 1)) != 0 || len(gone) != 0 {
+		fail("Get of the removed container: answer %x, want no container", gone)
+	}
+	fmt.Println("ok Get of the removed container: OK without a container")
 }
