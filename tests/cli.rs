@@ -3,86 +3,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, DaemonSetup, Harness, NotifyListener};
+use common::{DaemonSetup, Harness, NotifyListener};
 
-struct Device {
-    h: Harness,
-    setup: DaemonSetup,
-    daemon: Option<Daemon>,
-    sock: PathBuf,
-}
+type Device = common::api::ApiDevice;
 
-impl Device {
-    fn start(test: &str) -> Device {
-        let h = Harness::get();
-        let mut setup = DaemonSetup::new(&h, test);
-        setup.extra_config = serde_json::json!({
-            "containers": {"insecure_registries": [h.registry]},
-            "manager": {"default_ctrs_stop_timeout": 2},
-        });
-        let sock = setup.runtime_dir.join("cm.sock");
-        let notify = NotifyListener::new(&setup.dir);
-        let daemon = setup.spawn(Some(&notify));
-        assert!(
-            notify.wait_ready(Duration::from_secs(15)),
-            "{}",
-            daemon.stderr()
-        );
-        Device {
-            h,
-            setup,
-            daemon: Some(daemon),
-            sock,
-        }
-    }
-
-    fn kcm(&self, args: &[&str]) -> Output {
-        kanto_cm(&self.sock, args)
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kcm(args);
-        assert!(
-            out.status.success(),
-            "kanto-cm {args:?} failed ({:?}): {}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a command that must fail with exit code 1; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kcm(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "kanto-cm {args:?}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn image(&self) -> String {
-        format!("{}/{}", self.h.registry, self.h.image)
-    }
-
-    fn ctr(&self, args: &[&str]) -> String {
-        common::ctr(&self.h.containerd_sock, &self.setup.namespace, args)
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        drop(self.daemon.take());
-        common::clean_namespace(&self.h.containerd_sock, &self.setup.namespace);
-    }
+fn start(test: &str) -> Device {
+    Device::start(test, serde_json::json!({}))
 }
 
 use common::kanto_cm;
@@ -93,7 +22,7 @@ fn get(d: &Device, name: &str) -> serde_json::Value {
 
 #[test]
 fn every_command_round_trip() {
-    let d = Device::start("cli-all");
+    let d = start("cli-all");
     let image = d.image();
     let id = d.ok(&[
         "create",
@@ -218,7 +147,7 @@ fn every_command_round_trip() {
 
 #[test]
 fn create_from_a_file_and_the_list_golden() {
-    let d = Device::start("cli-golden");
+    let d = start("cli-golden");
     // A fixed image name: the harness image tagged locally (no pull when present).
     d.ctr(&["images", "pull", "--plain-http", &d.image()]);
     d.ctr(&["images", "tag", &d.image(), "leda/busybox:golden"]);
@@ -370,7 +299,7 @@ fn usage_errors_match_the_golden_files() {
 
 #[test]
 fn errors_are_clear_and_exit_non_zero() {
-    let d = Device::start("cli-errors");
+    let d = start("cli-errors");
     // Kanto's texts for a container that is not there, by ID (checked with Get first) and by
     // name, and for a missing or doubled selector; every command that takes one.
     for cmd in [
@@ -507,7 +436,7 @@ fn a_generated_rust_client_drives_the_api() {
         self as svc, containers_client::ContainersClient,
     };
     use leda_cm::api::pb::types::containers as pb;
-    let d = Device::start("cli-grpc");
+    let d = start("cli-grpc");
     let image = d.image();
     let sock = d.sock.clone();
     tokio::runtime::Builder::new_current_thread()
@@ -516,17 +445,7 @@ fn a_generated_rust_client_drives_the_api() {
         .unwrap()
         .block_on(async move {
             // As kanto-auto-deployer does: tonic over the unix socket.
-            let channel = tonic::transport::Endpoint::from_static("http://[::]")
-                .connect_with_connector(tower::service_fn(move |_| {
-                    let sock = sock.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                            tokio::net::UnixStream::connect(sock).await?,
-                        ))
-                    }
-                }))
-                .await
-                .unwrap();
+            let channel = common::api_channel(sock).await;
             let mut client = ContainersClient::new(channel);
             let container = pb::Container {
                 name: "rusty".into(),
@@ -717,7 +636,7 @@ fn a_stale_socket_is_replaced_and_the_socket_is_removed_on_exit() {
 /// tests/trust_encrypted.rs has the images that decrypt).
 #[test]
 fn an_encrypted_image_is_refused_even_with_its_layers_unpacked() {
-    let d = Device::start("cli-encrypted");
+    let d = start("cli-encrypted");
     let dir = d.setup.dir.join("enc");
     std::fs::create_dir_all(&dir).unwrap();
     let encrypted = format!("{}/leda/encrypted-{}:1", d.h.registry, d.h.run_id);

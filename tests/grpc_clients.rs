@@ -14,45 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, DaemonSetup, Harness, NotifyListener};
 use leda_cm::api::authority::{Decoder, PREFACE};
 
-struct Device {
-    h: Harness,
-    _setup: DaemonSetup,
-    daemon: Daemon,
-    sock: PathBuf,
-}
+type Device = common::api::ApiDevice;
 
 impl Device {
-    fn start(test: &str) -> Device {
-        let h = Harness::get();
-        let mut setup = DaemonSetup::new(&h, test);
-        setup.extra_config = serde_json::json!({
-            "containers": {"insecure_registries": [h.registry]},
-            "manager": {"default_ctrs_stop_timeout": 2},
-        });
-        let sock = setup.runtime_dir.join("cm.sock");
-        let notify = NotifyListener::new(&setup.dir);
-        let daemon = setup.spawn(Some(&notify));
-        assert!(
-            notify.wait_ready(Duration::from_secs(15)),
-            "{}",
-            daemon.stderr()
-        );
-        assert!(sock.is_absolute());
-        Device {
-            h,
-            _setup: setup,
-            daemon,
-            sock,
-        }
-    }
-
-    fn image(&self) -> String {
-        format!("{}/{}", self.h.registry, self.h.image)
-    }
-
     /// Runs a client that prints "ok ..." lines; asserts it succeeded.
     fn run_client(&self, what: &str, mut cmd: Command, name: &str) -> String {
         let out = cmd
@@ -67,7 +33,7 @@ impl Device {
             out.status.success(),
             "{what} failed:\n{stdout}{}\ndaemon:\n{}",
             String::from_utf8_lossy(&out.stderr),
-            self.daemon.stderr()
+            self.stderr()
         );
         stdout
     }
@@ -87,13 +53,6 @@ const KANTO_ANSWERS: [&str; 3] = [
     "ok Get of the removed container: OK without a container",
 ];
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
@@ -104,28 +63,22 @@ fn run_ok(cmd: &mut Command, what: &str) {
 
 #[test]
 fn grpc_go_with_the_socket_path_as_authority() {
-    if !have("go") {
+    if !common::have("go") {
         eprintln!("SKIPPED: no `go` on PATH (the grpc-go client of tests/grpc-go needs Go 1.26)");
         return;
     }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc-go");
     let go = cache().join("go");
     let bin = go.join("grpc-go-client");
-    run_ok(
-        Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg(".")
-            .current_dir(&src)
-            .env("GOMODCACHE", go.join("mod"))
-            .env("GOCACHE", go.join("cache"))
-            .env("GOPATH", go.join("path"))
-            .env("GOFLAGS", "-mod=readonly -buildvcs=false")
-            // An older Go says so (go.mod asks for 1.26) instead of fetching a toolchain.
-            .env("GOTOOLCHAIN", "local"),
+    common::go_build(
+        &src,
+        ".",
+        &bin,
+        &go,
+        "-mod=readonly -buildvcs=false",
         "go build tests/grpc-go",
     );
-    let d = Device::start("grpc-go");
+    let d = Device::start("grpc-go", serde_json::json!({}));
     let out = d.run_client("grpc-go client", Command::new(&bin), "grpc-go");
     kanto_answers(&out);
     for line in [
@@ -138,7 +91,7 @@ fn grpc_go_with_the_socket_path_as_authority() {
 
 #[test]
 fn grpcio_from_pypi_over_the_unix_socket() {
-    if !have("python3") {
+    if !common::have("python3") {
         eprintln!("SKIPPED: no python3 (the grpcio client of tests/grpc-python needs it)");
         return;
     }
@@ -165,7 +118,7 @@ fn grpcio_from_pypi_over_the_unix_socket() {
             "pip install grpcio",
         );
     }
-    let d = Device::start("grpcio");
+    let d = Device::start("grpcio", serde_json::json!({}));
     let mut cmd = Command::new(&python);
     cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc-python/client.py"));
     let out = d.run_client("grpcio client", cmd, "grpcio");
@@ -193,7 +146,7 @@ fn literal(out: &mut Vec<u8>, name: &str, value: &str) {
 
 #[test]
 fn hand_built_requests_with_authorities_h2_refuses_are_answered() {
-    let d = Device::start("grpc-raw");
+    let d = Device::start("grpc-raw", serde_json::json!({}));
     let mut s = UnixStream::connect(&d.sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = PREFACE.to_vec();

@@ -12,27 +12,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
-
-use common::{Daemon, DaemonSetup, Harness, NotifyListener};
-
-fn go() -> Option<PathBuf> {
-    let found = Command::new("sh")
-        .args(["-c", "command -v go"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    found.or_else(|| {
-        let p = PathBuf::from("/usr/local/go/bin/go");
-        p.exists().then_some(p)
-    })
-}
 
 /// Builds Kanto's CLI (package `containerm/cli`) from the tree into a cache under target/.
 fn kanto_cm(src: &Path) -> PathBuf {
-    let go_bin = go().expect("LEDA_CM_KANTO_SRC is set but there is no `go` to build it with");
+    assert!(
+        common::have("go"),
+        "LEDA_CM_KANTO_SRC is set but there is no `go` on PATH to build it with"
+    );
     assert!(
         src.join("containerm/cli/cli_start.go").is_file(),
         "LEDA_CM_KANTO_SRC={} is not a Kanto container-management tree (no containerm/cli)",
@@ -42,107 +30,32 @@ fn kanto_cm(src: &Path) -> PathBuf {
     let bin = cache.join("kanto-cm");
     // go's own build cache makes this quick when nothing changed; building every time keeps
     // the binary true to the tree that was given.
-    common::run_ok(
-        Command::new(go_bin)
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg("./containerm/cli")
-            .current_dir(src)
-            .env("GOMODCACHE", cache.join("mod"))
-            .env("GOCACHE", cache.join("cache"))
-            .env("GOPATH", cache.join("path"))
-            .env("GOFLAGS", "-mod=readonly -buildvcs=false"),
+    common::go_build(
+        src,
+        "./containerm/cli",
+        &bin,
+        &cache,
+        "-mod=readonly -buildvcs=false",
         "go build of Kanto's kanto-cm",
     );
     bin
 }
 
-struct Device {
-    h: Harness,
-    setup: DaemonSetup,
-    daemon: Option<Daemon>,
-    sock: PathBuf,
-    kanto: PathBuf,
+type Device = common::api::ApiDevice;
+
+/// The daemon, driven by Kanto's CLI (`kanto`) over the socket's absolute path.
+fn start(test: &str, kanto: PathBuf) -> Device {
+    let mut d = Device::start(test, serde_json::json!({}));
+    d.cli = Some(kanto);
+    d
 }
 
 impl Device {
-    fn start(test: &str, kanto: PathBuf) -> Device {
-        let h = Harness::get();
-        let mut setup = DaemonSetup::new(&h, test);
-        setup.extra_config = serde_json::json!({
-            "containers": {"insecure_registries": [h.registry]},
-            "manager": {"default_ctrs_stop_timeout": 2},
-        });
-        let sock = setup.runtime_dir.join("cm.sock");
-        let notify = NotifyListener::new(&setup.dir);
-        let daemon = setup.spawn(Some(&notify));
-        assert!(
-            notify.wait_ready(Duration::from_secs(15)),
-            "{}",
-            daemon.stderr()
-        );
-        Device {
-            h,
-            setup,
-            daemon: Some(daemon),
-            sock,
-            kanto,
-        }
-    }
-
-    /// Kanto's CLI, with the socket as every device has it: an absolute path.
-    fn kcm(&self, args: &[&str]) -> Output {
-        assert!(self.sock.is_absolute());
-        Command::new(&self.kanto)
-            .arg("--host")
-            .arg(&self.sock)
-            .args(args)
-            .output()
-            .expect("run Kanto's kanto-cm")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kcm(args);
-        assert!(
-            out.status.success(),
-            "Kanto's kanto-cm {args:?} failed ({:?}): {}{}\ndaemon: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.daemon.as_ref().map(|d| d.stderr()).unwrap_or_default()
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// A command that must fail as Kanto's CLI fails: exit 1, one `Error: ...` line.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kcm(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "Kanto's kanto-cm {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
     fn get(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["get"];
         all.extend_from_slice(args);
         let text = self.ok(&all);
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("get {args:?}: {e}: {text}"))
-    }
-
-    fn image(&self) -> String {
-        format!("{}/{}", self.h.registry, self.h.image)
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        drop(self.daemon.take());
-        common::clean_namespace(&self.h.containerd_sock, &self.setup.namespace);
     }
 }
 
@@ -179,7 +92,7 @@ fn kantos_own_cli_drives_every_command() {
     let Some(src) = the_kanto_tree() else {
         return;
     };
-    let d = Device::start("kanto-cli", kanto_cm(&src));
+    let d = start("kanto-cli", kanto_cm(&src));
     let image = d.image();
 
     // sysinfo: the daemon's project info comes first.

@@ -9,81 +9,21 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, DaemonSetup, Harness, NotifyListener};
+use common::Harness;
 
 const PASSWORD: &str = "enc-test-password";
 
-struct Device {
-    h: Harness,
-    setup: DaemonSetup,
-    daemon: Option<Daemon>,
-    sock: PathBuf,
+type Device = common::api::ApiDevice;
+
+fn start(test: &str, keys: &[String], recipients: &[String]) -> Device {
+    Device::start(
+        test,
+        serde_json::json!({"containers": {
+            "image_dec_keys": keys, "image_dec_recipients": recipients}}),
+    )
 }
 
 impl Device {
-    fn start(test: &str, keys: &[String], recipients: &[String]) -> Device {
-        let h = Harness::get();
-        let mut setup = DaemonSetup::new(&h, test);
-        setup.extra_config = serde_json::json!({
-            "containers": {"insecure_registries": [h.registry],
-                "image_dec_keys": keys, "image_dec_recipients": recipients},
-            "manager": {"default_ctrs_stop_timeout": 2},
-        });
-        let sock = setup.runtime_dir.join("cm.sock");
-        let notify = NotifyListener::new(&setup.dir);
-        let daemon = setup.spawn(Some(&notify));
-        assert!(
-            notify.wait_ready(Duration::from_secs(15)),
-            "{}",
-            daemon.stderr()
-        );
-        Device {
-            h,
-            setup,
-            daemon: Some(daemon),
-            sock,
-        }
-    }
-
-    fn kcm(&self, args: &[&str]) -> Output {
-        common::kanto_cm(&self.sock, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kcm(args);
-        assert!(
-            out.status.success(),
-            "kanto-cm {args:?} failed ({:?}): {}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.kcm(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "kanto-cm {args:?}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn image(&self) -> String {
-        format!("{}/{}", self.h.registry, self.h.image)
-    }
-
-    fn ctr(&self, args: &[&str]) -> String {
-        common::ctr(&self.h.containerd_sock, &self.setup.namespace, args)
-    }
-
-    fn stderr(&self) -> String {
-        self.daemon.as_ref().map(|d| d.stderr()).unwrap_or_default()
-    }
-
     /// After a refused create of `image`: no container (daemon's list and containerd's), no
     /// image record, none of its encrypted layers in the content store, no ingest left, and
     /// no snapshot beyond `snapshots_before`.
@@ -97,13 +37,6 @@ impl Device {
         let ingests = self.ctr(&["content", "active"]);
         assert!(ingests.lines().count() <= 1, "ingests left: {ingests}");
         assert_eq!(self.ctr(&["snapshots", "ls"]), snapshots_before);
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        drop(self.daemon.take());
-        common::clean_namespace(&self.h.containerd_sock, &self.setup.namespace);
     }
 }
 
@@ -237,13 +170,13 @@ fn a_jwe_rsa_encrypted_image_runs_with_its_key_and_is_refused_with_another() {
     let k = Keys::new(&h, "rsa");
     let (image, layers) = encrypted_image(&h, "rsa", &format!("jwe:{}", k.path("rsa.pub.pem")));
     {
-        let d = Device::start("enc-rsa", &[k.path("rsa.pem")], &[]);
+        let d = start("enc-rsa", &[k.path("rsa.pem")], &[]);
         let encrypted = runs(&d, &image, "secret");
         let content = d.ctr(&["content", "ls", "-q"]);
         assert!(layers.iter().all(|l| content.contains(l)), "{content}");
         // The same image unencrypted, in a fresh namespace too (pulled anew): the figure to
         // compare with.
-        let p = Device::start("enc-rsa-plain", &[], &[]);
+        let p = start("enc-rsa-plain", &[], &[]);
         let plain = runs(&p, &p.image(), "plain");
         eprintln!(
             "timing: pull+create encrypted (JWE RSA-OAEP) {} ms, plain {} ms",
@@ -257,7 +190,7 @@ fn a_jwe_rsa_encrypted_image_runs_with_its_key_and_is_refused_with_another() {
     }
     // Other keys, one of each type (an RSA key that does not unwrap it, an EC key).
     let other = Keys::new(&h, "rsa-other");
-    let d = Device::start(
+    let d = start(
         "enc-rsa-wrong",
         &[other.path("rsa.pem"), other.path("ec.pem")],
         &[],
@@ -278,7 +211,7 @@ fn a_jwe_ec_encrypted_image_runs_with_its_key() {
     let h = Harness::get();
     let k = Keys::new(&h, "ec");
     let (image, _) = encrypted_image(&h, "ec", &format!("jwe:{}", k.path("ec.pub.pem")));
-    let d = Device::start("enc-ec", &[k.path("ec.pem")], &[]);
+    let d = start("enc-ec", &[k.path("ec.pem")], &[]);
     runs(&d, &image, "secret");
 }
 
@@ -288,7 +221,7 @@ fn a_pkcs7_encrypted_image_runs_with_its_key_and_certificate() {
     let h = Harness::get();
     let k = Keys::new(&h, "pkcs7");
     let (image, _) = encrypted_image(&h, "pkcs7", &format!("pkcs7:{}", k.path("rsa.crt.pem")));
-    let d = Device::start(
+    let d = start(
         "enc-pkcs7",
         &[k.path("rsa.pem")],
         &[format!("pkcs7:{}", k.path("rsa.crt.pem"))],
@@ -302,7 +235,7 @@ fn a_password_protected_key_decrypts() {
     let h = Harness::get();
     let k = Keys::new(&h, "pass");
     let (image, _) = encrypted_image(&h, "pass", &format!("jwe:{}", k.path("rsa.pub.pem")));
-    let d = Device::start(
+    let d = start(
         "enc-pass",
         &[format!("{}:{PASSWORD}", k.path("rsa-enc.pem"))],
         &[],
@@ -318,7 +251,7 @@ fn an_encrypted_image_is_refused_without_keys_and_leaves_nothing() {
     let h = Harness::get();
     let k = Keys::new(&h, "nokey");
     let (image, layers) = encrypted_image(&h, "nokey", &format!("jwe:{}", k.path("rsa.pub.pem")));
-    let d = Device::start("enc-nokey", &[], &[]);
+    let d = start("enc-nokey", &[], &[]);
     let snapshots = d.ctr(&["snapshots", "ls"]);
     let err = d.fails(&["create", "-n", "secret", &image, "true"]);
     eprintln!("refused: {}", err.trim());
@@ -343,7 +276,7 @@ fn an_unpacked_encrypted_image_is_refused_without_its_key() {
         ("enc-auth-wrong", vec![k.path("ec.pem")]),
         ("enc-auth-none", vec![]),
     ] {
-        let d = Device::start(test, &keys, &[]);
+        let d = start(test, &keys, &[]);
         d.ok(&["create", "-n", "plain", &d.image(), "true"]);
         d.ctr(&["content", "fetch", "--plain-http", &image]);
         let images = d.ctr(&["images", "ls", "-q"]);

@@ -15,23 +15,7 @@ use common::{kanto_cm, DaemonSetup, Harness, NotifyListener};
 const ZERO_DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/notation");
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn run_ok(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::run_ok;
 
 /// The signer, built when missing or older than its source.
 fn signer() -> PathBuf {
@@ -44,18 +28,12 @@ fn signer() -> PathBuf {
         .filter_map(|f| mtime(&src.join(f)))
         .max();
     if mtime(&bin).is_none() || mtime(&bin) < newest_src {
-        run_ok(
-            Command::new("go")
-                .args(["build", "-o"])
-                .arg(&bin)
-                .arg(".")
-                .current_dir(&src)
-                .env("GOMODCACHE", go.join("mod"))
-                .env("GOCACHE", go.join("cache"))
-                .env("GOPATH", go.join("path"))
-                .env("GOFLAGS", "-mod=mod -buildvcs=false")
-                // An older Go says so (go.mod asks for 1.26) instead of fetching a toolchain.
-                .env("GOTOOLCHAIN", "local"),
+        common::go_build(
+            &src,
+            ".",
+            &bin,
+            &go,
+            "-mod=mod -buildvcs=false",
             "go build tests/signers/notation",
         );
     }
@@ -167,17 +145,7 @@ impl Env {
             .build()
             .unwrap()
             .block_on(async move {
-                let channel = tonic::transport::Endpoint::from_static("http://[::]")
-                    .connect_with_connector(tower::service_fn(move |_| {
-                        let sock = sock.clone();
-                        async move {
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                                tokio::net::UnixStream::connect(sock).await?,
-                            ))
-                        }
-                    }))
-                    .await
-                    .unwrap();
+                let channel = common::api_channel(sock).await;
                 let container = pb::Container {
                     name: "grpc".into(),
                     image: Some(pb::Image {
@@ -225,7 +193,7 @@ impl Env {
 /// One daemon, one trust policy: `*` strict; per-repository statements for the other levels.
 #[test]
 fn notation_signatures_decide_which_images_run() {
-    if !have("go") {
+    if !common::have("go") {
         eprintln!("SKIPPED: no `go` on PATH (the notation-go signer of tests/signers/notation needs Go 1.26)");
         return;
     }

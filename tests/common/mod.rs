@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod api;
 pub mod device;
 pub mod http;
 pub mod mqtt;
@@ -624,4 +625,46 @@ pub fn clean_namespace(sock: &Path, ns: &str) {
     for id in ctr(sock, ns, &["containers", "ls", "-q"]).lines() {
         ctr(sock, ns, &["containers", "delete", id]);
     }
+}
+
+/// Whether `tool` is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `go build -o BIN PACKAGE` in `dir`, with modules and build cache under `cache` (from the
+/// Go module proxy) and `GOFLAGS` `goflags`; a failed build fails the test.
+pub fn go_build(dir: &Path, package: &str, bin: &Path, cache: &Path, goflags: &str, what: &str) {
+    run_ok(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(bin)
+            .arg(package)
+            .current_dir(dir)
+            .env("GOMODCACHE", cache.join("mod"))
+            .env("GOCACHE", cache.join("cache"))
+            .env("GOPATH", cache.join("path"))
+            .env("GOFLAGS", goflags)
+            // An older Go says so (a go.mod that asks for more) instead of fetching a toolchain.
+            .env("GOTOOLCHAIN", "local"),
+        what,
+    );
+}
+
+/// A tonic channel to the daemon's local API over its unix socket.
+pub async fn api_channel(sock: PathBuf) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_static("http://[::]")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let sock = sock.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(sock).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap()
 }
