@@ -89,6 +89,78 @@ pub enum ConfigError {
     /// be used: the file is missing, the password is wrong, the key type unsupported.
     #[error("configuration key `{key}`: {reason}")]
     Keys { key: &'static str, reason: String },
+    /// An unknown key that looks like a misspelt security setting: ignoring it would leave
+    /// the setting at its default (e.g. images unverified), so it is refused.
+    #[error("config file {file}: unknown key `{key}` looks like the security setting `{meant}`; refused rather than ignored (correct or remove it)")]
+    Misspelt {
+        file: String,
+        key: String,
+        meant: &'static str,
+    },
+}
+
+/// Key names (the last segment of a key's path, wherever it sits: `root_ca` of the broker's
+/// and of every registry's transport) whose misspelling would weaken security if ignored.
+const SECURITY_KEYS: &[&str] = &[
+    "image_verifier_type",
+    "image_verifier_config",
+    "image_dec_keys",
+    "image_dec_recipients",
+    "insecure_registries",
+    "registry_configurations",
+    "transport",
+    "root_ca",
+    "client_cert",
+    "client_key",
+    "remote_requests",
+    "mount_sources",
+    "extra_capabilities",
+    "host_network",
+    "privileged",
+];
+
+/// The security key an unknown key's last segment is a near miss of: equal but for case and
+/// `-`/`_`, or a few edits away (1 for names under 8 letters, 2 under 14, else 3).
+pub fn near_security_key(path: &str) -> Option<&'static str> {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let norm = |t: &str| -> Vec<char> {
+        t.chars()
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    };
+    let got = norm(last);
+    SECURITY_KEYS.iter().copied().find(|known| {
+        let want = norm(known);
+        let limit = match want.len() {
+            0..=7 => 1,
+            8..=13 => 2,
+            _ => 3,
+        };
+        edit_distance(&got, &want) <= limit
+    })
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions).
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// Kanto keys leda-cm accepts and does not use, set to something else than Kanto's default:
@@ -316,6 +388,13 @@ fn check_source(source: &Source, warnings: &mut Vec<String>) -> Result<Value, Co
         });
     }
     for key in unknown {
+        if let Some(meant) = near_security_key(&key) {
+            return Err(ConfigError::Misspelt {
+                file: source.name.clone(),
+                key,
+                meant,
+            });
+        }
         warnings.push(format!(
             "config file {}: unknown key `{key}` ignored",
             source.name
@@ -1067,6 +1146,94 @@ mod tests {
             .unwrap()
             .config;
         assert_eq!(c.log.log_level, LogLevel::Debug);
+    }
+
+    #[test]
+    fn misspelt_security_keys_are_refused_other_unknown_keys_warned() {
+        // (file text, refused as a near miss of, else a warning naming the key)
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            (
+                r#"{"containers":{"image_verifer_type":"notation"}}"#,
+                Some("image_verifier_type"),
+                "",
+            ),
+            (
+                r#"{"containers":{"Image-Verifier-Type":"cosign"}}"#,
+                Some("image_verifier_type"),
+                "",
+            ),
+            (
+                r#"{"containers":{"image_verifier_conf":{}}}"#,
+                Some("image_verifier_config"),
+                "",
+            ),
+            (
+                r#"{"containers":{"image_dec_key":["/k.pem"]}}"#,
+                Some("image_dec_keys"),
+                "",
+            ),
+            (
+                r#"{"containers":{"insecure_registry":[]}}"#,
+                Some("insecure_registries"),
+                "",
+            ),
+            (
+                r#"{"containers":{"registry_configurations":{"r:5000":{"transport":{"rootca":"/ca.pem"}}}}}"#,
+                Some("root_ca"),
+                "",
+            ),
+            (r#"{"connection":{"transprot":{}}}"#, Some("transport"), ""),
+            (
+                r#"{"remote_request":{"privileged":true}}"#,
+                Some("remote_requests"),
+                "",
+            ),
+            (
+                r#"{"remote_requests":{"privilegd":true}}"#,
+                Some("privileged"),
+                "",
+            ),
+            (
+                r#"{"remote_requests":{"mount_source":["/"]}}"#,
+                Some("mount_sources"),
+                "",
+            ),
+            // Unrelated unknown keys stay warnings.
+            (
+                r#"{"containers":{"pull_timeout":"24h"}}"#,
+                None,
+                "containers.pull_timeout",
+            ),
+            (r#"{"manager":{"verbose":true}}"#, None, "manager.verbose"),
+            (
+                r#"{"connection":{"client_id":"x"}}"#,
+                None,
+                "connection.client_id",
+            ),
+        ];
+        for (text, meant, warned) in cases {
+            match (parse(&[src("c.json", text)]), meant) {
+                (Err(ConfigError::Misspelt { file, meant: m, .. }), Some(want)) => {
+                    assert_eq!(file, "c.json");
+                    assert_eq!(&m, want, "{text}");
+                }
+                (Ok(loaded), None) => {
+                    let w = loaded.warnings.join("\n");
+                    assert!(w.contains(&format!("`{warned}`")), "{text}: {w}");
+                }
+                (other, _) => panic!("{text}: {other:?}"),
+            }
+        }
+        let e = parse(&[src(
+            "/etc/c.json",
+            r#"{"containers":{"image_verifer_type":"x"}}"#,
+        )])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "config file /etc/c.json: unknown key `containers.image_verifer_type` looks like the security setting `image_verifier_type`; refused rather than ignored (correct or remove it)"
+        );
     }
 
     #[test]

@@ -422,6 +422,11 @@ fn unimplemented_security_settings_refuse_to_start_and_write_nothing() {
                 "image_dec_recipients": ["pkcs7:/c.pem"]}}),
             "configuration key `containers.image_dec_recipients`: decryption recipient",
         ),
+        // A misspelt security key is refused, not warned about and left at its default.
+        (
+            serde_json::json!({"containers": {"image_verifer_type": "cosign"}}),
+            "unknown key `containers.image_verifer_type` looks like the security setting `image_verifier_type`",
+        ),
     ];
     for (extra, expected) in cases {
         let mut setup = DaemonSetup::new(&h, "refused");
