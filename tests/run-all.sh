@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 . tests/harness/lib.sh
 harness_install_packages
 # fault-injection: the test-only hooks (e.g. the watchdog test's main-loop hang).
-tests/harness/run -- cargo test --features fault-injection "$@"
+# --no-fail-fast: every test binary runs, so one failure does not hide the others.
+tests/harness/run -- cargo test --features fault-injection --no-fail-fast "$@"
 
 # Cross build and QEMU (qemu/): aarch64 unit tests under user emulation, x86_64 QEMU scenarios.
 bash qemu/ci.sh
