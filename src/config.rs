@@ -121,7 +121,7 @@ const SECURITY_KEYS: &[&str] = &[
 
 /// The security key an unknown key's last segment is a near miss of: equal but for case and
 /// `-`/`_`, or a few edits away (1 for names under 8 letters, 2 under 14, else 3).
-pub fn near_security_key(path: &str) -> Option<&'static str> {
+fn near_security_key(path: &str) -> Option<&'static str> {
     let last = path.rsplit('.').next().unwrap_or(path);
     let norm = |t: &str| -> Vec<char> {
         t.chars()

@@ -57,10 +57,6 @@ fn cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
 
-fn run_ok(cmd: &mut Command, what: &str) {
-    common::run_ok(cmd, what);
-}
-
 #[test]
 fn grpc_go_with_the_socket_path_as_authority() {
     if !common::have("go") {
@@ -104,11 +100,11 @@ fn grpcio_from_pypi_over_the_unix_socket() {
             .is_ok_and(|o| o.status.success())
     };
     if !importable(&python) {
-        run_ok(
+        common::run_ok(
             Command::new("python3").args(["-m", "venv"]).arg(&venv),
             "python3 -m venv",
         );
-        run_ok(
+        common::run_ok(
             Command::new(venv.join("bin/pip")).args([
                 "install",
                 "--quiet",

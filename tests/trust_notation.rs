@@ -7,10 +7,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::Command;
 
-use common::{kanto_cm, DaemonSetup, Harness, NotifyListener};
+use common::{DaemonSetup, Harness};
 
 const ZERO_DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/notation");
@@ -41,32 +40,14 @@ fn signer() -> PathBuf {
 }
 
 struct Env {
-    h: Harness,
-    setup: DaemonSetup,
-    daemon: Option<common::Daemon>,
-    sock: PathBuf,
+    d: common::api::ApiDevice,
     layout: PathBuf,
     signer: PathBuf,
     /// Repositories of this run: `<registry>/leda/notation-<run>-<pid>`.
     base: String,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        drop(self.daemon.take());
-        common::clean_namespace(&self.h.containerd_sock, &self.setup.namespace);
-    }
-}
-
 impl Env {
-    fn ctr(&self, args: &[&str]) -> String {
-        common::ctr(&self.h.containerd_sock, &self.setup.namespace, args)
-    }
-
-    fn kcm(&self, args: &[&str]) -> Output {
-        kanto_cm(&self.sock, args)
-    }
-
     /// Pushes an image of its own (the harness's busybox with `CASE=<name>` in its
     /// environment) to `<base>/<repository>:<name>`; returns the reference.
     fn push(&self, repository: &str, name: &str) -> String {
@@ -113,21 +94,21 @@ impl Env {
 
     /// `kanto-cm create` must be refused as untrusted; nothing may be left behind.
     fn refused(&self, name: &str, reference: &str, reason: &str) {
-        let before = self.ctr(&["containers", "ls", "-q"]);
-        let out = self.kcm(&["create", "-n", name, reference, "true"]);
+        let before = self.d.ctr(&["containers", "ls", "-q"]);
+        let out = self.d.kcm(&["create", "-n", name, reference, "true"]);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         assert!(
             err.contains("is not trusted") && err.contains(reason),
             "{name}: want {reason:?} in {err}"
         );
-        assert_eq!(self.ctr(&["containers", "ls", "-q"]), before, "{name}");
-        let images = self.ctr(&["images", "ls", "-q"]);
+        assert_eq!(self.d.ctr(&["containers", "ls", "-q"]), before, "{name}");
+        let images = self.d.ctr(&["images", "ls", "-q"]);
         assert!(
             !images.contains(reference),
             "{name}: pulled image left: {images}"
         );
-        let listed = String::from_utf8_lossy(&self.kcm(&["list", "-q"]).stdout).into_owned();
+        let listed = String::from_utf8_lossy(&self.d.kcm(&["list", "-q"]).stdout).into_owned();
         assert!(!listed.contains(name), "{name}: {listed}");
     }
 
@@ -138,7 +119,7 @@ impl Env {
             self as svc, containers_client::ContainersClient,
         };
         use leda_cm::api::pb::types::containers as pb;
-        let sock = self.sock.clone();
+        let sock = self.d.sock.clone();
         let reference = reference.to_string();
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -168,20 +149,22 @@ impl Env {
 
     /// `kanto-cm create` and `start` must succeed and the container run.
     fn runs(&self, name: &str, reference: &str) {
-        let out = self.kcm(&["create", "-n", name, reference, "sleep", "600"]);
+        let out = self
+            .d
+            .kcm(&["create", "-n", name, reference, "sleep", "600"]);
         assert!(
             out.status.success(),
             "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let out = self.kcm(&["start", "-n", name]);
+        let out = self.d.kcm(&["start", "-n", name]);
         assert!(
             out.status.success(),
             "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let tasks = common::ctr_tasks(&self.h.containerd_sock, &self.setup.namespace);
+        let tasks = common::ctr_tasks(&self.d.h.containerd_sock, &self.d.setup.namespace);
         assert_eq!(
             tasks.get(&id).map(String::as_str),
             Some("RUNNING"),
@@ -257,19 +240,8 @@ fn notation_signatures_decide_which_images_run() {
         },
         "manager": {"default_ctrs_stop_timeout": 2},
     });
-    let sock = setup.runtime_dir.join("cm.sock");
-    let notify = NotifyListener::new(&setup.dir);
-    let daemon = setup.spawn(Some(&notify));
-    assert!(
-        notify.wait_ready(Duration::from_secs(15)),
-        "{}",
-        daemon.stderr()
-    );
     let env = Env {
-        h,
-        setup,
-        daemon: Some(daemon),
-        sock,
+        d: common::api::ApiDevice::spawn(h, setup),
         layout,
         signer,
         base,
@@ -294,7 +266,7 @@ fn notation_signatures_decide_which_images_run() {
             && message.contains("no notation signature"),
         "{message}"
     );
-    assert!(!env.ctr(&["images", "ls", "-q"]).contains(&r));
+    assert!(!env.d.ctr(&["images", "ls", "-q"]).contains(&r));
     // Signed under another root.
     let r = env.push("other-ca", "other-ca");
     env.sign(&r, "other-leaf", &[]);
@@ -337,7 +309,7 @@ fn notation_signatures_decide_which_images_run() {
     let r = env.push("skipped", "skipped");
     env.runs("skipped", &r);
 
-    let log = env.daemon.as_ref().unwrap().stderr();
+    let log = env.d.stderr();
     // What let the permissive and audit images through is in the log, as warnings
     // (`<4>`: the daemon prefixes syslog priorities).
     let line = |needles: &[&str]| {

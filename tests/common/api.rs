@@ -30,6 +30,12 @@ impl ApiDevice {
             "manager": {"default_ctrs_stop_timeout": 2},
         });
         super::merge(&mut setup.extra_config, config);
+        ApiDevice::spawn(h, setup)
+    }
+
+    /// Starts the daemon of a setup the test prepared itself (files in its dir, its
+    /// configuration complete) and waits until it says READY.
+    pub fn spawn(h: Harness, setup: DaemonSetup) -> ApiDevice {
         let sock = setup.runtime_dir.join("cm.sock");
         assert!(sock.is_absolute(), "{}", sock.display());
         let notify = NotifyListener::new(&setup.dir);
