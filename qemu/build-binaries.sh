@@ -173,6 +173,8 @@ build() { # build LIBC ARCH...
             secs=$((SECONDS - started))
             out=target/binaries/leda-cm-$(uname_arch "$arch")-$libc
             cp "$src" "$out"
+            # The log driver containerd's shims start, beside it (qemu/build-image.sh).
+            cp "${src%/*}/leda-cm-logd" "target/binaries/leda-cm-logd-$(uname_arch "$arch")-$libc"
             say "$out: $(stat -c %s "$out") bytes, built in ${secs}s; $(file -b "$out" | cut -d, -f1-2,5-6)"
             case $(file -b "$out") in
             *"statically linked"* | *"static-pie linked"*) ;;

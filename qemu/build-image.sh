@@ -234,6 +234,11 @@ assemble() {
     sed -i 's/^root:[^:]*:/root::/' "$stage/etc/shadow"
     # leda-cm at a stable path: containerd's shims start its log driver by this path.
     install -m 0755 "$bin" "$stage/usr/bin/leda-cm"
+    # Its log driver (leda-cm-logd, one process per container), built beside it.
+    local logd
+    logd=$(dirname "$bin")/$(basename "$bin" | sed 's/^leda-cm/leda-cm-logd/')
+    [ -f "$logd" ] || qdie "assemble: no $logd beside $bin"
+    install -m 0755 "$logd" "$stage/usr/bin/leda-cm-logd"
     ln -sf leda-cm "$stage/usr/bin/container-management"
     ln -sf leda-cm "$stage/usr/bin/kanto-cm"
     install -m 0644 "$unit" "$stage/usr/lib/systemd/system/leda-cm.service"

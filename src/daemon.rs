@@ -489,6 +489,25 @@ async fn serve(
     Ok(())
 }
 
+/// The program containerd's shims start as each container's log driver: `leda-cm-logd`
+/// beside this binary (one small process per container), else this multi-call binary itself,
+/// which works the same but maps and dirties several times the memory per container.
+fn log_driver_binary() -> PathBuf {
+    let own = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/leda-cm"));
+    let lean = own.with_file_name(LOG_DRIVER_NAME);
+    if lean.is_file() {
+        return lean;
+    }
+    log::warn!(
+        "{} is missing: containers' log drivers run as {} (more memory per container)",
+        lean.display(),
+        own.display()
+    );
+    own
+}
+
+/// File name of the dedicated log driver binary (`src/bin/leda-cm-logd.rs`).
+pub const LOG_DRIVER_NAME: &str = "leda-cm-logd";
 fn manager_settings(
     config: &Config,
     paths: &Paths,
@@ -499,8 +518,7 @@ fn manager_settings(
         namespace: config.containers.default_ns.clone(),
         state_dir: paths.state_dir.clone(),
         default_stop_timeout: config.manager.default_ctrs_stop_timeout.0,
-        log_driver_binary: std::env::current_exe()
-            .unwrap_or_else(|_| PathBuf::from("/usr/bin/leda-cm")),
+        log_driver_binary: log_driver_binary(),
         system_containers,
         image_expiry: (!config.containers.image_expiry_disable)
             .then_some(config.containers.image_expiry.0),

@@ -1,6 +1,7 @@
 //! The json-file log driver as containerd's shim runs it: busybox tasks created by `ctr`
-//! with the `binary://` URI that `DriverOptions::to_uri` builds for the real binary. No
-//! leda-cm daemon exists in these tests: the shim alone starts and ends the driver.
+//! with the `binary://` URI that `DriverOptions::to_uri` builds for the real `leda-cm-logd`.
+//! No leda-cm daemon exists in these tests (the shim alone starts and ends the driver), but
+//! the last one: the daemon hands containerd that binary, not itself.
 
 mod common;
 
@@ -10,7 +11,8 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Harness, PrivateContainerd, BIN};
+use common::api::ApiDevice;
+use common::{Harness, PrivateContainerd, LOGD};
 use leda_cm::logs::{self, read_tail, DriverOptions, LogEntry, Mode, Stream};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,7 +57,7 @@ impl Ctr {
 
     /// Starts `sh -c script` in a busybox task whose stdout and stderr go to the driver.
     fn run(&self, h: &Harness, id: &str, opts: &DriverOptions, script: &str) {
-        let uri = opts.to_uri(Path::new(BIN));
+        let uri = opts.to_uri(Path::new(LOGD));
         let image = format!("{}/{}", h.registry, h.image);
         self.ok(&[
             "run",
@@ -387,4 +389,43 @@ fn logging_goes_on_with_only_the_shim_around() {
     wait_for("ticks after the restart", || (count() > back).then_some(()));
     drop(ctr);
     drop(ctrd);
+}
+
+#[test]
+fn the_daemon_gives_its_containers_the_dedicated_log_driver() {
+    let d = ApiDevice::start("logdriver-daemon", serde_json::json!({}));
+    let image = d.image();
+    let id = d
+        .ok(&[
+            "create",
+            "-n",
+            "talker",
+            &image,
+            "sh",
+            "-c",
+            "echo hi; sleep 60",
+        ])
+        .trim()
+        .to_string();
+    d.ok(&["start", "-n", "talker"]);
+    let dir = d.setup.state_dir.join("containers").join(&id);
+    let pids = wait_for("the container's log driver", || {
+        let pids = drivers_for(&dir);
+        (!pids.is_empty()).then_some(pids)
+    });
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let exe = fs::read_link(format!("/proc/{}/exe", pids[0])).unwrap();
+    assert_eq!(
+        exe.file_name().and_then(|n| n.to_str()),
+        Some("leda-cm-logd"),
+        "driver {}: {}",
+        exe.display(),
+        cmdline(pids[0])
+    );
+    // And it logs: the line reaches the container's json-file log.
+    wait_for("the echoed line", || {
+        let (entries, _) = read_tail(&dir, None).ok()?;
+        entries.iter().any(|e| e.log == "hi\n").then_some(())
+    });
+    d.ok(&["remove", "-f", "-n", "talker"]);
 }

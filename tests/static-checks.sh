@@ -4,18 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
+# The multi-call binary and the containers' log driver beside it, both static.
+for bin in target/release/leda-cm target/release/leda-cm-logd; do
+    desc=$(file -b "$bin")
+    echo "release binary: $(stat -c %s "$bin") bytes; $desc"
+    case $desc in
+    *"statically linked"* | *"static-pie linked"*) ;;
+    *) echo "error: $bin is not statically linked" >&2; exit 1 ;;
+    esac
+    if readelf -d "$bin" 2>/dev/null | grep -q NEEDED; then
+        echo "error: $bin needs shared libraries:" >&2
+        readelf -d "$bin" | grep NEEDED >&2
+        exit 1
+    fi
+done
 bin=target/release/leda-cm
-desc=$(file -b "$bin")
-echo "release binary: $(stat -c %s "$bin") bytes; $desc"
-case $desc in
-*"statically linked"* | *"static-pie linked"*) ;;
-*) echo "error: $bin is not statically linked" >&2; exit 1 ;;
-esac
-if readelf -d "$bin" 2>/dev/null | grep -q NEEDED; then
-    echo "error: $bin needs shared libraries:" >&2
-    readelf -d "$bin" | grep NEEDED >&2
-    exit 1
-fi
 
 unit=meta-leda-cm/recipes-containers/leda-cm/files/leda-cm.service
 tmp=$(mktemp -d)

@@ -27,7 +27,6 @@ use std::time::SystemTime;
 use super::format::{LineAssembler, Stream};
 use super::options::{DriverOptions, Mode, OptionsError};
 use super::writer::JsonFileWriter;
-use super::MAX_LINE;
 use crate::config::LogLevel;
 use crate::privileges::{self, PrivilegeError};
 
@@ -37,6 +36,9 @@ const STDERR_FD: RawFd = 4;
 const READY_FD: RawFd = 5;
 /// After SIGTERM, exit once the pipes have been quiet this long (the shim kills at 12 s).
 pub const DRAIN_QUIET_MS: i32 = 1000;
+/// One read(2) from a pipe: the shim's pipe buffer is 64 KiB, a line may be 16 KiB; a small
+/// chunk keeps the driver's stack (private memory, one driver per container) small.
+const READ_CHUNK: usize = 4096;
 /// The writer thread's stack: entries are encoded on the heap.
 const WRITER_STACK: usize = 128 * 1024;
 
@@ -175,8 +177,9 @@ fn pump(
 ) -> Result<(), DriverError> {
     const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
     let mut open = [true, true];
-    let mut lines = [LineAssembler::new(), LineAssembler::new()];
-    let mut buf = [0u8; MAX_LINE];
+    // On the heap: only the pages a partial line reaches are touched (private memory).
+    let mut lines: [Box<LineAssembler>; 2] = [Box::default(), Box::default()];
+    let mut buf = [0u8; READ_CHUNK];
     let mut terminating = false;
     while open.iter().any(|&o| o) {
         let pollfd = |fd: RawFd, active: bool| libc::pollfd {

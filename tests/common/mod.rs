@@ -18,6 +18,8 @@ pub mod http;
 pub mod mqtt;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leda-cm");
+/// The dedicated log driver binary the daemon hands containerd (beside `BIN`).
+pub const LOGD: &str = env!("CARGO_BIN_EXE_leda-cm-logd");
 
 /// The services tests/harness/run started.
 #[derive(Debug, Clone)]
