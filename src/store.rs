@@ -318,7 +318,7 @@ impl ContainerRecords {
         for entry in entries.flatten() {
             let path = entry.path().join(RECORD_FILE);
             match fs::read(&path) {
-                Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(bytes) => match crate::model::container_from_json(&bytes) {
                     Ok(c) => out.push(c),
                     Err(e) => warnings.push(format!(
                         "container record {} is not valid: {e}",

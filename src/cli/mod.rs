@@ -855,8 +855,8 @@ async fn create(api: &mut ApiClient, p: &Parsed) -> anyhow::Result<()> {
         {
             bail!("no other flags are expected when creating a container from file");
         }
-        let text = std::fs::read_to_string(&file).with_context(|| format!("open {file}"))?;
-        serde_json::from_str::<Container>(&text)
+        let text = std::fs::read(&file).with_context(|| format!("open {file}"))?;
+        model::container_from_json(&text)
             .with_context(|| format!("{file} is not a valid container description"))?
     } else {
         let a = create_args(p).map_err(|e| anyhow!(e))?;

@@ -20,16 +20,8 @@ pub struct Manifest {
 
 /// Parses and checks one manifest; the error names the file and the field.
 pub fn parse(file: &str, bytes: &[u8]) -> Result<Manifest, String> {
-    let mut c: Container =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                if path == "." || path == "?" {
-                    format!("manifest {file}: {}", e.inner())
-                } else {
-                    format!("manifest {file}: {path}: {}", e.inner())
-                }
-            })?;
+    let mut c =
+        crate::model::container_from_json(bytes).map_err(|e| format!("manifest {file}: {e}"))?;
     c.keep_requested_extras();
     if c.container_name.trim().is_empty() {
         c.container_name = c.container_id.clone();

@@ -34,6 +34,42 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A container description that is not valid JSON for [`Container`]: the field's path (empty
+/// for the document itself) and serde's message with its line and column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct JsonError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Parses a container's JSON: a record, a manifest, an artifact, `kanto-cm create -f`.
+///
+/// Every production parse of a [`Container`] goes through here, so the whole tree of its
+/// `Deserialize` code exists once in the binary (each deserializer type serde is driven
+/// with instantiates all of it again: ~40 KB a copy, issue 19).
+pub fn container_from_json(bytes: &[u8]) -> Result<Container, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<Container, _> = serde_path_to_error::deserialize(&mut de);
+    match parsed {
+        Ok(c) => de.end().map(|()| c).map_err(|e| JsonError {
+            path: String::new(),
+            message: e.to_string(),
+        }),
+        Err(e) => {
+            let path = e.path().to_string();
+            Err(JsonError {
+                path: if path == "." || path == "?" {
+                    String::new()
+                } else {
+                    path
+                },
+                message: e.into_inner().to_string(),
+            })
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Container {
     #[serde(default, deserialize_with = "null_default")]

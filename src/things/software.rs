@@ -285,15 +285,8 @@ pub fn verify_checksums(bytes: &[u8], checksums: &BTreeMap<String, String>) -> R
 /// The container an artifact describes (the manager's internal JSON).
 /// leda-cm's own records in it (attachment, log dir, digest) are dropped.
 pub fn container_from_artifact(bytes: &[u8]) -> Result<Container, String> {
-    let mut c: Container =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
-            .map_err(|e| {
-                format!(
-                    "the artifact is not a container description: {}: {}",
-                    e.path(),
-                    e.inner()
-                )
-            })?;
+    let mut c = crate::model::container_from_json(bytes)
+        .map_err(|e| format!("the artifact is not a container description: {e}"))?;
     c.keep_requested_extras();
     Ok(c)
 }

@@ -57,7 +57,7 @@ SOCK = agent.SOCK
 IMAGE = agent.IMAGE  # the service image: runs until SIGTERM, no command needed
 LIB = os.path.join(H["LEDA_TEST_HARNESS_DIR"], "lib.sh")
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(TOP, "target")
+TARGET = os.path.join(TOP, os.environ.get("CARGO_TARGET_DIR") or "target")  # absolute stays absolute
 # Kanto's update agent: the status after which an update manager sends the next command.
 NEXT_COMMAND = {"IDENTIFIED": "DOWNLOAD", "DOWNLOAD_SUCCESS": "UPDATE", "UPDATE_SUCCESS": "ACTIVATE",
                 "ACTIVATION_SUCCESS": "CLEANUP"}
@@ -146,6 +146,8 @@ class Daemon:
     def __init__(self, label, binary, cli, argv, work, ns, bridge, net3):
         self.label, self.binary, self.ns, self.bridge, self.net3 = label, binary, ns, bridge, net3
         self.real = os.path.realpath(binary)
+        # leda-cm's containers' log drivers run leda-cm-logd, beside the daemon's binary.
+        self.own = {self.real, os.path.join(os.path.dirname(self.real), "leda-cm-logd")}
         self.cli_bin, self.argv, self.dir = cli, argv, os.path.join(work, label)
         self.proc = None
         os.makedirs(self.dir)
@@ -213,10 +215,11 @@ class Daemon:
 
     def pids(self):
         """The daemon and every process of its own: those running its binary that are the
-        daemon's children or children of a shim of this containerd (log drivers)."""
+        daemon's children or children of a shim of this containerd (log drivers, which for
+        leda-cm run leda-cm-logd beside its binary)."""
         out = [self.proc.pid]
         for p in os.listdir("/proc"):
-            if not p.isdigit() or int(p) == self.proc.pid or exe(p) != self.real:
+            if not p.isdigit() or int(p) == self.proc.pid or exe(p) not in self.own:
                 continue
             parent = ppid(p)
             if parent == self.proc.pid or (parent and "containerd-shim" in cmdline(parent)
