@@ -325,16 +325,18 @@ pub fn parse(sources: &[Source]) -> Result<Loaded, ConfigError> {
     }
     // Each source deserialised on its own, and merging keeps every leaf's type, so this cannot
     // fail unless two sources disagree on an object's shape; report it against the last one.
-    let config = Config::deserialize(&merged).map_err(|e| ConfigError::Value {
-        file: sources
-            .last()
-            .map(|s| s.name.clone())
-            .unwrap_or_else(|| "<defaults>".into()),
-        line: 0,
-        column: 0,
-        key: String::new(),
-        message: e.to_string(),
-    })?;
+    let config = typed(&merged.to_string())
+        .0
+        .map_err(|e| ConfigError::Value {
+            file: sources
+                .last()
+                .map(|s| s.name.clone())
+                .unwrap_or_else(|| "<defaults>".into()),
+            line: 0,
+            column: 0,
+            key: e.path().to_string(),
+            message: strip_location(e.inner()),
+        })?;
     refuse_unimplemented(&config)?;
     warnings.extend(ignored_settings(&config));
     if config
@@ -360,22 +362,19 @@ fn pointer<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
 
 /// Syntax and type check of one source, collecting its unknown keys as warnings.
 fn check_source(source: &Source, warnings: &mut Vec<String>) -> Result<Value, ConfigError> {
-    let value: Value = serde_json::from_str(&source.text).map_err(|e| ConfigError::Syntax {
-        file: source.name.clone(),
-        line: e.line(),
-        column: e.column(),
-        message: strip_location(&e),
-    })?;
+    let value: Value =
+        serde_json::from_slice(source.text.as_bytes()).map_err(|e| ConfigError::Syntax {
+            file: source.name.clone(),
+            line: e.line(),
+            column: e.column(),
+            message: strip_location(&e),
+        })?;
     if !value.is_object() {
         return Err(ConfigError::NotAnObject {
             file: source.name.clone(),
         });
     }
-    let mut unknown = Vec::new();
-    let mut de = serde_json::Deserializer::from_str(&source.text);
-    let mut record = |path: serde_ignored::Path| unknown.push(path.to_string());
-    let ignored = serde_ignored::Deserializer::new(&mut de, &mut record);
-    let typed: Result<Config, _> = serde_path_to_error::deserialize(ignored);
+    let (typed, unknown) = typed(&source.text);
     if let Err(e) = typed {
         let key = e.path().to_string();
         let inner = e.into_inner();
@@ -401,6 +400,24 @@ fn check_source(source: &Source, warnings: &mut Vec<String>) -> Result<Value, Co
         ));
     }
     Ok(value)
+}
+
+/// The typed configuration of a JSON text, and the paths of the keys it does not know.
+///
+/// The one place `Config` is deserialised (each source, then the merged whole), so its
+/// `Deserialize` code is instantiated for one deserializer type only (issue 19).
+fn typed(
+    text: &str,
+) -> (
+    Result<Config, serde_path_to_error::Error<serde_json::Error>>,
+    Vec<String>,
+) {
+    let mut unknown = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(text.as_bytes());
+    let mut record = |path: serde_ignored::Path| unknown.push(path.to_string());
+    let ignored = serde_ignored::Deserializer::new(&mut de, &mut record);
+    let typed = serde_path_to_error::deserialize(ignored);
+    (typed, unknown)
 }
 
 /// serde_json appends " at line L column C"; we print the location ourselves.

@@ -406,10 +406,25 @@ def main():
                 d.stop()
             finally:
                 clean(d.ns)
+                unmount_under(d.dir, d.label)
         lib(f"harness_release_nets_of '{work}'")
 
     report(results, kanto_bins, skipped, binary)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def unmount_under(path, who):
+    """Unmounts what a daemon left mounted under its own dir (Kanto v1.0.0 leaves some of its
+    containers' rootfs and netns mounts after `remove -f`), deepest first, so that the work
+    dir can be removed."""
+    prefix = os.path.realpath(path) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    left = sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+    for p in left:
+        subprocess.run(["umount", "-l", p], capture_output=True)
+    if left:
+        print(f"note: {who} left {len(left)} mounts under its dir; unmounted", file=sys.stderr)
 
 
 def report(results, kanto_bins, skipped, binary):
