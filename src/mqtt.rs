@@ -389,7 +389,7 @@ impl Mqtt {
             .iter()
             .map(|r| r.filter.clone())
             .collect();
-        filters.sort();
+        filters.sort_unstable();
         filters.dedup();
         if filters.is_empty() {
             return;

@@ -65,7 +65,7 @@ pub fn required(bridge_enabled: bool) -> Vec<Kept> {
             },
         ]);
     }
-    kept.sort_by_key(|k| k.cap.index());
+    kept.sort_unstable_by_key(|k| k.cap.index());
     kept
 }
 

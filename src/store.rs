@@ -86,7 +86,7 @@ pub fn read_dropins(dir: &Path, warnings: &mut Vec<String>) -> Result<Vec<Source
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
-    paths.sort();
+    paths.sort_unstable();
     let mut sources = Vec::new();
     for path in paths {
         let read_err = |source| StoreError::ReadConfig {
@@ -341,7 +341,7 @@ impl ContainerRecords {
                 )),
             }
         }
-        out.sort_by(|a: &crate::model::Container, b| {
+        out.sort_unstable_by(|a: &crate::model::Container, b| {
             a.created
                 .cmp(&b.created)
                 .then(a.container_id.cmp(&b.container_id))

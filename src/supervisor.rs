@@ -97,6 +97,8 @@ impl Supervisor {
         F: Future<Output = TaskResult> + 'static,
     {
         log::debug!("starting task {name}");
+        // Boxed: tokio's task machinery is instantiated once for all tasks, not per task type.
+        let task: std::pin::Pin<Box<dyn Future<Output = TaskResult>>> = Box::pin(task);
         let handle = self.tasks.spawn_local(async move { (name, task.await) });
         self.names.push((handle.id(), name));
     }

@@ -327,7 +327,7 @@ pub fn usage_text(root: &Cmd, path: &[&Cmd], with_help: bool) -> String {
     }
     let visible: Vec<&Cmd> = {
         let mut v: Vec<&Cmd> = cmd.subs.iter().filter(|c| !c.hidden).collect();
-        v.sort_by(|a, b| a.name.cmp(b.name));
+        v.sort_unstable_by(|a, b| a.name.cmp(b.name));
         v
     };
     if !visible.is_empty() {

@@ -121,7 +121,7 @@ fn bash(root: &Cmd) -> String {
                 v.extend(flag_words(std::slice::from_ref(f)));
             }
         }
-        v.sort();
+        v.sort_unstable();
         v.dedup();
         v
     };

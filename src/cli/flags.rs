@@ -253,7 +253,7 @@ pub fn parse(flags: &[Flag], args: &[String], interspersed: bool) -> Result<Pars
 /// longest `-s, --name type`, continuation lines of a multi-line usage indented to it.
 pub fn usages(flags: &[Flag]) -> String {
     let mut sorted: Vec<&Flag> = flags.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(b.name));
+    sorted.sort_unstable_by(|a, b| a.name.cmp(b.name));
     let heads: Vec<String> = sorted
         .iter()
         .map(|f| {

@@ -81,7 +81,7 @@ pub fn read_manifests(dir: &std::path::Path) -> (Vec<Manifest>, Vec<String>) {
             )
         }
     };
-    names.sort();
+    names.sort_unstable();
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     for path in names {

@@ -101,7 +101,7 @@ pub fn log_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
             None => {}
         }
     }
-    rotated.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    rotated.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
     Ok(rotated.into_iter().map(|(_, p)| p).chain(live).collect())
 }
 

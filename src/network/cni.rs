@@ -399,7 +399,7 @@ impl super::Network for Cni {
                 Some((name, id))
             })
             .collect();
-        out.sort();
+        out.sort_unstable();
         out
     }
 

@@ -256,7 +256,7 @@ fn load_store(dir: &Path, kind: StoreType, name: &str) -> Result<Vec<Cert>, Nota
         .map(|e| e.path())
         .filter(|p| p.is_file())
         .collect();
-    files.sort();
+    files.sort_unstable();
     let mut certs = Vec::new();
     for f in files {
         let data = std::fs::read(&f).map_err(|e| bad(format!("{}: {e}", f.display())))?;
