@@ -149,6 +149,7 @@ fn flags_source(args: &DaemonArgs) -> Option<Source> {
 
 /// Runs the daemon; returns the process exit code.
 pub fn run(args: DaemonArgs) -> i32 {
+    one_malloc_arena();
     let level_from_env = logging::init(config::LogLevel::Info);
     match start(args, level_from_env) {
         Ok(()) => {
@@ -487,6 +488,20 @@ async fn serve(
     ));
     sup.run(SHUTDOWN_GRACE).await?;
     Ok(())
+}
+
+/// glibc gives each thread that allocates an arena of its own; the daemon's few threads
+/// (the runtime's and the blocking pool's) gain nothing from that and each arena keeps
+/// hundreds of KB touched: one arena for all (measured with 20 containers: PSS 7.19 ->
+/// 6.62 MiB). Called before any thread exists; `MALLOC_ARENA_MAX` in the environment wins.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no other thread runs yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
 }
 
 /// The program containerd's shims start as each container's log driver: `leda-cm-logd`
