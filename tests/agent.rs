@@ -498,6 +498,51 @@ fn a_slow_stop_does_not_hold_the_new_containers_but_a_shared_mount_waits_for_it(
 }
 
 #[test]
+fn a_daemon_killed_while_an_old_container_still_stops_resumes_and_removes_it() {
+    let mut d = agent_device(
+        "agent_beside_kill",
+        json!({"manager": {"default_ctrs_stop_timeout": 30}}),
+    );
+    d.send("v1", json!([stubborn(&d, "slow", &[("env", "V=1")])]));
+    d.wait_status("v1", "COMPLETED", LONG);
+    let old = d.assert_running(&["slow"])["slow"].0.clone();
+    d.send(
+        "v2",
+        json!([
+            stubborn(&d, "slow", &[("env", "V=2")]),
+            component("fresh", &service_image(&d.h), &[]),
+        ]),
+    );
+    // Activated while the old one stops (it ignores SIGTERM: 30 s): killed there.
+    let activated = d.wait_status("v2", "ACTIVATION_SUCCESS", LONG);
+    assert_eq!(
+        action_message(&activated, "slow"),
+        "New container instance is started; the old one is still stopping.",
+        "{activated}"
+    );
+    let mid = d.containers();
+    assert_eq!(mid["slow.prev"].0, old, "{mid:#?}");
+    let new = mid["slow"].0.clone();
+    let killed = d.daemon.take().unwrap();
+    killed.signal(libc::SIGKILL);
+    drop(killed);
+    let statuses = d.statuses("v2");
+    assert!(!statuses.contains(&"COMPLETED".to_string()), "{statuses:?}");
+    let tasks = common::ctr_tasks(&d.setup.containerd_sock, &d.setup.namespace);
+    assert_eq!(tasks[&old], "RUNNING", "the old one outlives the daemon");
+    assert_eq!(tasks[&new], "RUNNING");
+
+    // The restart resumes the apply: the old one goes, the new ones are kept.
+    d.spawn();
+    let resumed = d.wait_status("v2", "COMPLETED", LONG);
+    assert_eq!(resumed["message"], "resumed after a restart of leda-cm");
+    let after = d.assert_running(&["slow", "fresh"]);
+    assert_eq!(after["slow"].0, new, "the new slow is kept");
+    assert_eq!(after["fresh"].0, mid["fresh"].0, "fresh is kept");
+    assert!(!d.ctr_ids().contains(&old), "the old slow is removed");
+}
+
+#[test]
 fn a_failed_activation_rolls_back_to_the_old_container() {
     let d = agent_device("agent_rollback", json!({}));
     let image = service_image(&d.h);
