@@ -692,6 +692,13 @@ impl Operation {
                     .collect();
                 async move {
                     board.set(i, act::ACTIVATING, kind.message());
+                    // A kept container that runs starts nothing: it waits for nobody.
+                    let runs = matches!(kind, Kind::Check | Kind::Update)
+                        && current
+                            .as_ref()
+                            .and_then(|c| ctx.manager.get(&c.container_id).ok())
+                            .is_some_and(|c| c.state.running);
+                    let gates = if runs { Vec::new() } else { gates };
                     for (old, why, stopping) in gates {
                         if let Err(e) = stopping.await {
                             return (

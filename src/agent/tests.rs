@@ -553,3 +553,67 @@ fn an_old_container_on_the_same_port_stops_before_the_new_one_starts() {
         );
     });
 }
+
+#[test]
+fn a_kept_container_that_runs_waits_for_no_stop() {
+    let dir = state_dir("kept-runs");
+    run(async {
+        let rt = FakeRuntime::new().in_registry("app:1");
+        let m = manager(rt.clone(), &dir);
+        let host = [("network", "host")];
+        let gone = running(&m, desired_with("gone", "app:1", &host)).await;
+        let kept = running(&m, desired_with("kept", "app:1", &host)).await;
+        let stopped = running(&m, desired_with("idle", "app:1", &host)).await;
+        m.stop(&stopped.container_id, Default::default())
+            .await
+            .unwrap();
+        rt.state().term_exit = None;
+        // Each feedback with whether the destroyed one's task is still there.
+        type Seen = Arc<Mutex<Vec<(Feedback, bool)>>>;
+        let seen: Seen = Arc::default();
+        let sink: Sink = {
+            let (seen, rt, id) = (seen.clone(), rt.clone(), gone.container_id.clone());
+            Arc::new(move |_: &str, fb: Feedback| {
+                let task = rt.state().tasks.contains_key(&id);
+                seen.lock().unwrap().push((fb, task));
+            })
+        };
+        // Both kept ones share the host's network with the destroyed one.
+        let wanted = [
+            desired_with("kept", "app:1", &host),
+            desired_with("idle", "app:1", &host),
+        ];
+        let mut op = operation(&m, &wanted, sink);
+        let ctx = Ctx::new(m.clone());
+        assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
+        assert_eq!(by_name(&m, "kept").unwrap().container_id, kept.container_id);
+        let idle = by_name(&m, "idle").unwrap();
+        assert_eq!(idle.state.status, Status::Running);
+        // kept was checked at once; idle, which had to start, only once gone had stopped.
+        let first = |name: &str| {
+            let seen = seen.lock().unwrap();
+            seen.iter()
+                .find(|(fb, _)| {
+                    fb.actions.iter().any(|a| {
+                        a.component.id == format!("containers:{name}")
+                            && a.status == act::ACTIVATION_SUCCESS
+                    })
+                })
+                .map(|(_, task)| *task)
+                .unwrap()
+        };
+        assert!(
+            first("kept"),
+            "kept was said running while gone still stopped"
+        );
+        assert!(!first("idle"), "idle started only after gone had stopped");
+        // Its last start (the first was the set-up's) came after gone was killed.
+        let restarted = rt
+            .state()
+            .calls
+            .iter()
+            .rposition(|c| *c == format!("start {}", idle.container_id))
+            .unwrap();
+        assert!(call_index(&rt, &format!("kill {} 9", gone.container_id)) < restarted);
+    });
+}
