@@ -330,6 +330,218 @@ fn orchestrated_commands_in_order_and_out_of_order() {
     d.assert_running(&["app"]);
 }
 
+/// A busybox container whose PID 1 ignores SIGTERM: a stop takes the whole timeout.
+fn stubborn(d: &Device, name: &str, config: &[(&str, &str)]) -> Value {
+    let image = format!("{}/{}", d.h.registry, d.h.image);
+    let mut kv = vec![
+        ("cmd", "/bin/sh"),
+        ("cmd", "-c"),
+        ("cmd", "trap '' TERM; while :; do sleep 1; done"),
+    ];
+    kv.extend_from_slice(config);
+    component(name, &image, &kv)
+}
+
+/// The message of `name`'s action in a feedback.
+fn action_message(feedback: &Value, name: &str) -> String {
+    feedback["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["component"]["id"] == format!("containers:{name}"))
+        .and_then(|a| a["message"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_slow_stop_does_not_hold_the_new_containers_but_a_shared_mount_waits_for_it() {
+    let shared = Harness::get().test_dir("agent_beside_data");
+    let d = agent_device(
+        "agent_beside",
+        json!({
+            "manager": {"default_ctrs_stop_timeout": 30},
+            "remote_requests": {"mount_sources": [shared]},
+        }),
+    );
+    let mount = format!("{}:/data", shared.display());
+    d.send(
+        "v1",
+        json!([
+            stubborn(&d, "slow", &[("env", "V=1")]),
+            stubborn(&d, "data", &[("env", "V=1"), ("mount", &mount)]),
+        ]),
+    );
+    d.wait_status("v1", "COMPLETED", LONG);
+    let before = d.assert_running(&["slow", "data"]);
+    let (old_slow, old_data) = (before["slow"].0.clone(), before["data"].0.clone());
+
+    // v2 replaces both (keeping their names) and adds one. slow shares nothing with its
+    // successor: they overlap while it stops. data's successor mounts the same directory:
+    // it starts only once the old one has stopped.
+    let started = Instant::now();
+    d.send(
+        "v2",
+        json!([
+            stubborn(&d, "slow", &[("env", "V=2")]),
+            stubborn(&d, "data", &[("env", "V=2"), ("mount", &mount)]),
+            component("fresh", &service_image(&d.h), &[]),
+        ]),
+    );
+    let task = |tasks: &std::collections::BTreeMap<String, String>, id: &str| {
+        tasks.get(id).cloned().unwrap_or_default()
+    };
+    let (mut new_slow_at, mut fresh_at, mut new_data_at) = (None, None, None);
+    let mut old_data_seen_stopping = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "v2 did not complete: {:?}\n{}",
+            d.statuses("v2"),
+            d.stderr()
+        );
+        // What was said before this look at containerd must be true in it.
+        let said = d.feedback("v2");
+        let names = d.containers();
+        let tasks = common::ctr_tasks(&d.setup.containerd_sock, &d.setup.namespace);
+        let id_of =
+            |name: &str, old: &str| names.get(name).map(|c| c.0.clone()).filter(|id| id != old);
+        let running =
+            |id: &Option<String>| id.as_ref().is_some_and(|id| task(&tasks, id) == "RUNNING");
+        for f in &said {
+            for (name, old) in [("slow", &old_slow), ("data", &old_data)] {
+                let m = action_message(f, name);
+                if m.contains("the old one is removed") {
+                    assert!(
+                        !tasks.contains_key(old),
+                        "{name}: said {m:?} while it is there"
+                    );
+                }
+                if m.contains("the old one is stopped") || m == "Old container instance is stopped."
+                {
+                    assert!(
+                        task(&tasks, old).is_empty(),
+                        "{name}: said {m:?} while its task is there: {}",
+                        task(&tasks, old)
+                    );
+                }
+            }
+        }
+        let new_slow = id_of("slow", &old_slow);
+        if new_slow_at.is_none() && running(&new_slow) {
+            new_slow_at = Some(started.elapsed());
+            assert_eq!(
+                task(&tasks, &old_slow),
+                "RUNNING",
+                "the new slow runs while the old one still stops"
+            );
+        }
+        if fresh_at.is_none() && running(&id_of("fresh", "")) {
+            fresh_at = Some(started.elapsed());
+        }
+        let old_data_task = task(&tasks, &old_data);
+        if !old_data_task.is_empty() && new_slow_at.is_some() {
+            old_data_seen_stopping = true;
+        }
+        if running(&id_of("data", &old_data)) {
+            assert!(
+                old_data_task.is_empty(),
+                "the new data runs beside the old one ({old_data_task})"
+            );
+            new_data_at.get_or_insert(started.elapsed());
+        }
+        if said.iter().any(|f| f["status"] == "COMPLETED") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let new_slow_at = new_slow_at.expect("the new slow ran");
+    eprintln!(
+        "agent_beside: the new container ran {:.1} s after the desired state (the old one ignores SIGTERM, stop timeout 30 s); fresh at {:.1} s, data (same mount) at {:.1} s",
+        new_slow_at.as_secs_f64(),
+        fresh_at.expect("fresh ran").as_secs_f64(),
+        new_data_at.expect("the new data ran").as_secs_f64()
+    );
+    assert!(
+        old_data_seen_stopping,
+        "the old data was seen still stopping while the new slow ran"
+    );
+    assert_eq!(d.statuses("v2"), FULL_FLOW);
+    // The end says each old one removed, and it is.
+    let end = d.wait_status("v2", "COMPLETED", LONG);
+    for name in ["slow", "data"] {
+        assert_eq!(
+            action_message(&end, name),
+            "New container instance is started; the old one is removed.",
+            "{end}"
+        );
+    }
+    // Said when it ran (data's start waited meanwhile: ACTIVATING said again).
+    let activated = d
+        .feedback("v2")
+        .into_iter()
+        .find(|f| {
+            f["actions"].as_array().into_iter().flatten().any(|a| {
+                a["component"]["id"] == "containers:slow" && a["status"] == "ACTIVATION_SUCCESS"
+            })
+        })
+        .unwrap();
+    assert_eq!(activated["status"], "ACTIVATING");
+    assert_eq!(
+        action_message(&activated, "slow"),
+        "New container instance is started; the old one is still stopping."
+    );
+    let after = d.assert_running(&["slow", "data", "fresh"]);
+    assert_eq!(env_of(&after["slow"].2), ["V=2"]);
+    assert!(!d.ctr_ids().contains(&old_slow) && !d.ctr_ids().contains(&old_data));
+}
+
+#[test]
+fn a_daemon_killed_while_an_old_container_still_stops_resumes_and_removes_it() {
+    let mut d = agent_device(
+        "agent_beside_kill",
+        json!({"manager": {"default_ctrs_stop_timeout": 30}}),
+    );
+    d.send("v1", json!([stubborn(&d, "slow", &[("env", "V=1")])]));
+    d.wait_status("v1", "COMPLETED", LONG);
+    let old = d.assert_running(&["slow"])["slow"].0.clone();
+    d.send(
+        "v2",
+        json!([
+            stubborn(&d, "slow", &[("env", "V=2")]),
+            component("fresh", &service_image(&d.h), &[]),
+        ]),
+    );
+    // Activated while the old one stops (it ignores SIGTERM: 30 s): killed there.
+    let activated = d.wait_status("v2", "ACTIVATION_SUCCESS", LONG);
+    assert_eq!(
+        action_message(&activated, "slow"),
+        "New container instance is started; the old one is still stopping.",
+        "{activated}"
+    );
+    let mid = d.containers();
+    assert_eq!(mid["slow.prev"].0, old, "{mid:#?}");
+    let new = mid["slow"].0.clone();
+    let killed = d.daemon.take().unwrap();
+    killed.signal(libc::SIGKILL);
+    drop(killed);
+    let statuses = d.statuses("v2");
+    assert!(!statuses.contains(&"COMPLETED".to_string()), "{statuses:?}");
+    let tasks = common::ctr_tasks(&d.setup.containerd_sock, &d.setup.namespace);
+    assert_eq!(tasks[&old], "RUNNING", "the old one outlives the daemon");
+    assert_eq!(tasks[&new], "RUNNING");
+
+    // The restart resumes the apply: the old one goes, the new ones are kept.
+    d.spawn();
+    let resumed = d.wait_status("v2", "COMPLETED", LONG);
+    assert_eq!(resumed["message"], "resumed after a restart of leda-cm");
+    let after = d.assert_running(&["slow", "fresh"]);
+    assert_eq!(after["slow"].0, new, "the new slow is kept");
+    assert_eq!(after["fresh"].0, mid["fresh"].0, "fresh is kept");
+    assert!(!d.ctr_ids().contains(&old), "the old slow is removed");
+}
+
 #[test]
 fn a_failed_activation_rolls_back_to_the_old_container() {
     let d = agent_device("agent_rollback", json!({}));

@@ -624,6 +624,153 @@ fn a_taken_host_port_fails_the_create_and_leaves_nothing() {
     t.ok(&["remove", "-f", &third]);
 }
 
+/// The update agent replaces a container that publishes a host port and whose PID 1
+/// ignores SIGTERM by one publishing the same port: the new one starts only once the old
+/// one has stopped (after the stop timeout), never beside it, while a replacement with
+/// nothing in its way runs at once; then the port answers from the new one.
+#[test]
+fn an_update_that_keeps_a_host_port_starts_the_new_container_only_once_the_old_one_stopped() {
+    use common::mqtt::{Broker, Peer};
+    let h = Harness::get();
+    let broker = Broker::start(&h, &h.test_dir("net-agent-broker"));
+    let peer = Peer::connect(broker.port, &["containersupdate/#"]);
+    let mut t = Net::new("net-agent", json!({}));
+    common::merge(
+        &mut t.setup.extra_config,
+        json!({
+            "update_agent": {"enable": true},
+            "connection": {"broker_url": broker.url()},
+            "manager": {"default_ctrs_stop_timeout": 10},
+        }),
+    );
+    t.start();
+    let (port, mapping) = free_mapping();
+    let image = t.image();
+    let component = |name: &str, env: &str, port: Option<&str>| {
+        let mut kv = vec![
+            json!({"key": "image", "value": image}),
+            json!({"key": "env", "value": env}),
+            json!({"key": "cmd", "value": "/bin/sh"}),
+            json!({"key": "cmd", "value": "-c"}),
+            json!({"key": "cmd", "value": format!("trap '' TERM; echo {env} > /var/www/index.html; httpd -p 80 -h /var/www; while :; do sleep 1; done")}),
+        ];
+        if let Some(p) = port {
+            kv.push(json!({"key": "port", "value": p}));
+        }
+        json!({"id": name, "version": "1.0", "config": kv})
+    };
+    let send = |activity: &str, components: Value| {
+        peer.publish(
+            "containersupdate/desiredstate",
+            &json!({"activityId": activity, "timestamp": 1, "payload": {"domains": [
+                {"id": "containers", "config": [], "components": components}]}}),
+        );
+    };
+    let completed = |activity: &str| {
+        peer.heard()
+            .into_iter()
+            .filter_map(|h| h.json)
+            .any(|j| j["activityId"] == activity && j["payload"]["status"] == "COMPLETED")
+    };
+    let ids = || -> std::collections::BTreeMap<String, String> {
+        let list: Vec<Value> = serde_json::from_str(&t.ok(&["list", "--json"])).unwrap();
+        list.into_iter()
+            .map(|c| {
+                (
+                    c["container_name"].as_str().unwrap().to_string(),
+                    c["container_id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    send(
+        "v1",
+        json!([
+            component("web", "V=1", Some(&mapping)),
+            component("other", "O=1", None)
+        ]),
+    );
+    retry(Duration::from_secs(60), || completed("v1").then_some(()))
+        .unwrap_or_else(|| panic!("v1 did not complete\n{}", t.stderr()));
+    let before = ids();
+    let (old_web, old_other) = (before["web"].clone(), before["other"].clone());
+    assert!(
+        retry(Duration::from_secs(10), || {
+            http_get(&format!("127.0.0.1:{port}"))
+                .ok()
+                .filter(|b| b.contains("V=1"))
+        })
+        .is_some(),
+        "the old web answers on {port}"
+    );
+
+    send(
+        "v2",
+        json!([
+            component("web", "V=2", Some(&mapping)),
+            component("other", "O=2", None)
+        ]),
+    );
+    let started = Instant::now();
+    let (mut new_web_at, mut new_other_at) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "v2 did not complete\n{}",
+            t.stderr()
+        );
+        // Looked at once more after the end.
+        let done = completed("v2");
+        let names = ids();
+        let tasks = common::ctr_tasks(&t.setup.containerd_sock, &t.setup.namespace);
+        let task = |id: &str| tasks.get(id).cloned().unwrap_or_default();
+        let new_of = |name: &str, old: &str| names.get(name).filter(|id| *id != old).cloned();
+        if let Some(id) = new_of("web", &old_web) {
+            if task(&id) == "RUNNING" {
+                assert_eq!(task(&old_web), "", "the new web runs beside the old one");
+                new_web_at.get_or_insert(started.elapsed());
+            }
+        }
+        if let Some(id) = new_of("other", &old_other) {
+            if task(&id) == "RUNNING" && new_other_at.is_none() {
+                new_other_at = Some(started.elapsed());
+                assert_eq!(
+                    task(&old_web),
+                    "RUNNING",
+                    "the old web still stops meanwhile"
+                );
+            }
+        }
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (web_at, other_at) = (
+        new_web_at.expect("the new web ran"),
+        new_other_at.expect("the new other ran"),
+    );
+    eprintln!(
+        "net-agent: other (nothing in its way) ran {:.1} s after the desired state, web (same port) {:.1} s (stop timeout 10 s)",
+        other_at.as_secs_f64(),
+        web_at.as_secs_f64()
+    );
+    assert!(other_at < web_at);
+    assert!(
+        retry(Duration::from_secs(10), || {
+            http_get(&format!("127.0.0.1:{port}"))
+                .ok()
+                .filter(|b| b.contains("V=2"))
+        })
+        .is_some(),
+        "the new web answers on {port}"
+    );
+    let after = ids();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.values().all(|id| *id != old_web && *id != old_other));
+}
+
 #[test]
 fn a_missing_plugin_is_named_with_its_dir() {
     let mut t = Net::new("net-noplugin", json!({}));

@@ -17,6 +17,7 @@ pub mod diff;
 pub mod inventory;
 pub mod messages;
 pub mod operation;
+pub mod overlap;
 #[cfg(test)]
 mod tests;
 

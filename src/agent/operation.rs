@@ -2,16 +2,24 @@
 //! (download, update, activate, rollback, cleanup), with the feedback of each step.
 //!
 //! Safe replacement: a container to recreate gets its successor created next to it (as
-//! `<name>.next`) during download; update stops the old one; activate renames the old one to
-//! `<name>.prev`, the new one to `<name>`, and starts it. Rollback undoes that (the new one
-//! removed, the old one renamed back and started); cleanup removes the old ones once the new
-//! ones run. Every step checks what is there first, so running a phase again is harmless.
+//! `<name>.next`) during download; update renames the old one to `<name>.prev` and starts
+//! stopping it; activate renames the new one to `<name>` and starts it. Rollback undoes that
+//! (the new one removed, the old one renamed back and started); cleanup removes the old ones
+//! once the new ones run. Every step checks what is there first, so running a phase again
+//! is harmless.
+//!
+//! Stops run beside the starts: every old container's stop (replaced or destroyed) runs in
+//! its own task from update on (update waits for none of them); activate starts each new
+//! container once the old ones in its way (`overlap::gates`: the same port, device, mount,
+//! host network or container) have stopped, the others at once; cleanup removes each old
+//! one when its stop has ended. An action's feedback changes when its step has really ended
+//! (stopped, started, removed); standalone reports each such change at once.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::diff::{Change, Kind, Planned};
@@ -26,40 +34,172 @@ pub type Sink = Arc<dyn Fn(&str, Feedback) + Send + Sync>;
 pub const NEXT: &str = ".next";
 pub const PREV: &str = ".prev";
 
-/// The feedback actions, shared with the steps running at once.
-#[derive(Default)]
+/// The stop of an old container, running in its own task: its result, for every waiter.
+type Stopping = Shared<BoxFuture<'static, Result<(), String>>>;
+
+/// Kanto's texts, and leda-cm's for what happens beside them.
+const STARTED: &str = "New container instance is started.";
+const STARTED_OLD_STOPPING: &str =
+    "New container instance is started; the old one is still stopping.";
+const STARTED_OLD_STOPPED: &str = "New container instance is started; the old one is stopped.";
+const STARTED_OLD_REMOVED: &str = "New container instance is started; the old one is removed.";
+const STOPPED: &str = "Old container instance is stopped.";
+
+struct BoardState {
+    actions: Vec<Action>,
+    /// Per action: how the stop of its old container ended (None: not ended, or none).
+    stops: Vec<Option<Result<(), String>>>,
+    /// Status and baseline of the last feedback sent.
+    last: Option<(String, String)>,
+    /// Standalone: what ends between a phase's own feedback is reported at once (no update
+    /// manager acts on a status said again).
+    live: bool,
+    /// The last feedback of the operation is out (or the operation is gone).
+    closed: bool,
+}
+
+/// The feedback actions, shared with the steps running at once (the stops run in tasks of
+/// their own). Feedback is sent under its lock, so the order of what is sent is the order
+/// of the changes.
 struct Board {
-    actions: Mutex<Vec<Action>>,
+    activity_id: String,
+    sink: Sink,
+    state: Mutex<BoardState>,
+}
+
+/// A phase in progress: its status said again with changed actions is no new event.
+fn in_progress(s: &str) -> bool {
+    [
+        status::IDENTIFYING,
+        status::DOWNLOADING,
+        status::UPDATING,
+        status::ACTIVATING,
+        status::ROLLBACK,
+        status::CLEANUP,
+    ]
+    .contains(&s)
 }
 
 impl Board {
+    fn lock(&self) -> MutexGuard<'_, BoardState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn set(&self, i: usize, status: &str, message: &str) {
-        let mut a = self.actions.lock().unwrap_or_else(|p| p.into_inner());
-        a[i].status = status.to_string();
-        a[i].message = message.to_string();
+        let mut s = self.lock();
+        let a = &mut s.actions[i];
+        a.status = status.to_string();
+        a.message = message.to_string();
         if status != act::DOWNLOADING {
-            a[i].progress = 0;
+            a.progress = 0;
         }
     }
 
     fn progress(&self, i: usize, pct: u8) -> bool {
-        let mut a = self.actions.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = a[i].progress != pct;
-        a[i].progress = pct;
+        let mut s = self.lock();
+        let changed = s.actions[i].progress != pct;
+        s.actions[i].progress = pct;
         changed
     }
 
     fn snapshot(&self) -> Vec<Action> {
-        self.actions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.lock().actions.clone()
     }
 
     fn status(&self, i: usize) -> String {
-        self.actions.lock().unwrap_or_else(|p| p.into_inner())[i]
-            .status
-            .clone()
+        self.lock().actions[i].status.clone()
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Sends a feedback with the current actions.
+    fn send(&self, status: &str, message: &str, baseline: &str) {
+        let mut s = self.lock();
+        s.last = Some((status.to_string(), baseline.to_string()));
+        if [status::COMPLETED, status::INCOMPLETE, status::SUPERSEDED].contains(&status) {
+            s.closed = true;
+        }
+        (self.sink)(
+            &self.activity_id,
+            Feedback {
+                baseline: baseline.to_string(),
+                status: status.to_string(),
+                message: message.to_string(),
+                actions: s.actions.clone(),
+            },
+        );
+    }
+
+    /// Applies `change` (which says whether it changed anything) and reports it: at once
+    /// when standalone or while a phase is in progress (its last status said again),
+    /// otherwise with the next feedback.
+    fn changed(&self, change: impl FnOnce(&mut BoardState) -> bool) {
+        let mut s = self.lock();
+        if !change(&mut s) || s.closed {
+            return;
+        }
+        let Some((status, baseline)) = s.last.clone() else {
+            return;
+        };
+        if !s.live && !in_progress(&status) {
+            return;
+        }
+        (self.sink)(
+            &self.activity_id,
+            Feedback {
+                baseline,
+                status,
+                message: String::new(),
+                actions: s.actions.clone(),
+            },
+        );
+    }
+
+    /// The stop of action `i`'s old container ended: noted, and said on the action when
+    /// nothing else has moved it on (a replacement already activated says it in its message).
+    fn stopped(&self, i: usize, kind: Kind, r: &Result<(), String>) {
+        self.changed(|s| {
+            s.stops[i] = Some(r.clone());
+            let a = &mut s.actions[i];
+            match (r, a.status.as_str()) {
+                (Ok(()), act::UPDATING) => {
+                    a.status = act::UPDATE_SUCCESS.into();
+                    a.message = STOPPED.into();
+                }
+                (Err(e), act::UPDATING) => {
+                    a.status = act::UPDATE_FAILURE.into();
+                    a.message = e.clone();
+                }
+                (Ok(()), act::ACTIVATION_SUCCESS) if kind == Kind::Recreate => {
+                    a.message = STARTED_OLD_STOPPED.into();
+                }
+                (Err(e), act::ACTIVATION_SUCCESS) if kind == Kind::Recreate => {
+                    a.message = format!(
+                        "New container instance is started; the old one could not be stopped: {e}"
+                    );
+                }
+                _ => return false,
+            }
+            true
+        })
+    }
+
+    /// A replacement's successor runs: its message says where the old one's stop is.
+    fn activated(&self, i: usize) {
+        let mut s = self.lock();
+        let message = match &s.stops[i] {
+            None => STARTED_OLD_STOPPING.to_string(),
+            Some(Ok(())) => STARTED.to_string(),
+            Some(Err(e)) => {
+                format!("New container instance is started; the old one could not be stopped: {e}")
+            }
+        };
+        let a = &mut s.actions[i];
+        a.status = act::ACTIVATION_SUCCESS.into();
+        a.message = message;
+        a.progress = 0;
     }
 }
 
@@ -67,6 +207,11 @@ struct Step {
     plan: Planned,
     /// The container made for this step (Create/Recreate), by ID.
     new_id: Option<String>,
+    /// The steps whose old container must have stopped before this one starts a container,
+    /// with why (`overlap::gates`).
+    gate: Vec<(usize, String)>,
+    /// The stop of this step's old container (Recreate, Destroy), once begun.
+    stopping: Option<Stopping>,
 }
 
 pub struct Operation {
@@ -76,7 +221,6 @@ pub struct Operation {
     /// Named baselines → their steps; "" is all.
     baselines: Vec<(String, Vec<usize>)>,
     statuses: Vec<(String, String)>,
-    sink: Sink,
     /// Said again in the final COMPLETED or INCOMPLETE (e.g. that the apply was resumed).
     pub note: String,
     /// The final COMPLETED or INCOMPLETE has been said.
@@ -173,18 +317,33 @@ impl Operation {
             .iter()
             .map(|(n, _)| (n.clone(), status::IDENTIFIED.to_string()))
             .collect();
+        let gates = super::overlap::gates(&plan);
+        let n = plan.len();
         Operation {
             activity_id: activity_id.to_string(),
             steps: plan
                 .into_iter()
-                .map(|plan| Step { plan, new_id: None })
+                .zip(gates)
+                .map(|(plan, gate)| Step {
+                    plan,
+                    new_id: None,
+                    gate,
+                    stopping: None,
+                })
                 .collect(),
             board: Arc::new(Board {
-                actions: Mutex::new(actions),
+                activity_id: activity_id.to_string(),
+                sink,
+                state: Mutex::new(BoardState {
+                    actions,
+                    stops: vec![None; n],
+                    last: None,
+                    live: false,
+                    closed: false,
+                }),
             }),
             baselines: named,
             statuses,
-            sink,
             note: String::new(),
             done: false,
             retry_if_unavailable: false,
@@ -197,15 +356,7 @@ impl Operation {
 
     /// Sends a feedback with the current actions.
     pub fn feedback(&self, status: &str, message: &str, baseline: &str) {
-        (self.sink)(
-            &self.activity_id,
-            Feedback {
-                baseline: baseline.to_string(),
-                status: status.to_string(),
-                message: message.to_string(),
-                actions: self.board.snapshot(),
-            },
-        );
+        self.board.send(status, message, baseline);
     }
 
     fn key(baseline: &str) -> &str {
@@ -350,6 +501,12 @@ impl Operation {
             } else {
                 step.plan.name.clone()
             };
+            // What it waits for is stopped before it starts: their ports are not in its way.
+            let leaving: Vec<String> = step
+                .gate
+                .iter()
+                .map(|(j, _)| self.steps[*j].plan.current_id())
+                .collect();
             let sink_progress = {
                 let board = board.clone();
                 Arc::new(move |p: Progress| {
@@ -365,7 +522,8 @@ impl Operation {
                     act::DOWNLOADING,
                     "Downloading the image and creating the new container.",
                 );
-                let result = create_fresh(&ctx, desired, &temp, refresh, sink_progress).await;
+                let result =
+                    create_fresh(&ctx, desired, &temp, refresh, sink_progress, &leaving).await;
                 (i, result)
             }
         });
@@ -423,39 +581,90 @@ impl Operation {
     async fn update<R: Runtime>(&mut self, ctx: &Ctx<R>, sel: &[usize], baseline: &str) -> bool {
         self.set_status(baseline, status::UPDATING);
         let mut ok = true;
+        // A replaced container gives its name up before it is stopped, so that its successor
+        // can take it while it stops (a stop holds the container until it ends).
         for &i in sel {
             let step = &self.steps[i];
-            let result = match &step.plan.change {
-                Change::Recreate { current, .. } | Change::Destroy { current } => {
-                    self.board.set(i, act::UPDATING, step.plan.kind().message());
-                    stop_if_live(ctx, &current.container_id)
-                        .await
-                        .map(|_| "Old container instance is stopped.")
-                }
-                Change::Update {
-                    current,
-                    desired: d,
-                } => {
-                    self.board.set(i, act::UPDATING, step.plan.kind().message());
-                    let id = current.container_id.clone();
-                    let opts = UpdateOptions {
-                        restart_policy: Some(d.host_config.restart_policy.clone()),
-                        resources: d.host_config.resources.clone(),
-                    };
-                    ctx.manager
-                        .update(&id, opts)
-                        .await
-                        .map(|_| "Container instance is updated with new configuration.")
-                        .map_err(|e| ctx.err(e))
-                }
-                _ => continue,
+            let Change::Recreate { current, .. } = &step.plan.change else {
+                continue;
             };
+            if step.stopping.is_some() {
+                continue;
+            }
+            self.board.set(i, act::UPDATING, step.plan.kind().message());
+            if let Err(e) = rename_aside(ctx, &step.plan.name, &current.container_id).await {
+                self.board.set(i, act::UPDATE_FAILURE, &e);
+                ok = false;
+                break;
+            }
+        }
+        if !ok {
+            return self.end_phase(
+                baseline,
+                false,
+                status::UPDATE_SUCCESS,
+                status::UPDATE_FAILURE,
+            );
+        }
+        // Every old container's stop begins at once, each in a task of its own.
+        for &i in sel {
+            if matches!(self.steps[i].plan.kind(), Kind::Recreate | Kind::Destroy)
+                && self.steps[i].stopping.is_none()
+            {
+                self.begin_stop(ctx, i);
+            }
+        }
+        for &i in sel {
+            let step = &self.steps[i];
+            let Change::Update {
+                current,
+                desired: d,
+            } = &step.plan.change
+            else {
+                continue;
+            };
+            self.board.set(i, act::UPDATING, step.plan.kind().message());
+            let opts = UpdateOptions {
+                restart_policy: Some(d.host_config.restart_policy.clone()),
+                resources: d.host_config.resources.clone(),
+            };
+            let result = ctx
+                .manager
+                .update(&current.container_id, opts)
+                .await
+                .map(|_| "Container instance is updated with new configuration.")
+                .map_err(|e| ctx.err(e));
             if !self.record(i, result, act::UPDATE_SUCCESS, act::UPDATE_FAILURE) {
                 ok = false;
                 break;
             }
         }
+        // The stops go on: each start waits for those in its way (activate), the rest run
+        // beside the new containers, and cleanup removes each old one when it has stopped.
         self.end_phase(baseline, ok, status::UPDATE_SUCCESS, status::UPDATE_FAILURE)
+    }
+
+    /// Starts stopping step `i`'s old container in a task of its own; the board hears when
+    /// it has stopped.
+    fn begin_stop<R: Runtime>(&mut self, ctx: &Ctx<R>, i: usize) {
+        let step = &self.steps[i];
+        let kind = step.plan.kind();
+        let id = step.plan.current_id();
+        self.board.set(i, act::UPDATING, kind.message());
+        let board = self.board.clone();
+        let ctx = ctx.clone();
+        let task = tokio::spawn(async move {
+            let r = stop_if_live(&ctx, &id).await;
+            board.stopped(i, kind, &r);
+            r
+        });
+        let stopping = task
+            .map(|joined| {
+                joined.unwrap_or_else(|e| Err(format!("stopping the old container: {e}")))
+            })
+            .boxed()
+            .shared();
+        self.steps[i].stopping = Some(stopping);
     }
 
     async fn activate<R: Runtime>(&mut self, ctx: &Ctx<R>, sel: &[usize], baseline: &str) -> bool {
@@ -472,16 +681,40 @@ impl Operation {
                 let name = step.plan.name.clone();
                 let current = step.plan.current().cloned();
                 let new_id = step.new_id.clone();
+                // The old containers it must not run beside, whose stop has begun.
+                let gates: Vec<(String, String, Stopping)> = step
+                    .gate
+                    .iter()
+                    .filter_map(|(j, why)| {
+                        let s = self.steps[*j].stopping.clone()?;
+                        Some((self.steps[*j].plan.name.clone(), why.clone(), s))
+                    })
+                    .collect();
                 async move {
                     board.set(i, act::ACTIVATING, kind.message());
+                    // A kept container that runs starts nothing: it waits for nobody.
+                    let runs = matches!(kind, Kind::Check | Kind::Update)
+                        && current
+                            .as_ref()
+                            .and_then(|c| ctx.manager.get(&c.container_id).ok())
+                            .is_some_and(|c| c.state.running);
+                    let gates = if runs { Vec::new() } else { gates };
+                    for (old, why, stopping) in gates {
+                        if let Err(e) = stopping.await {
+                            return (
+                                i,
+                                Err(format!(
+                                    "not started: the old container {old} could not be stopped ({why}): {e}"
+                                )),
+                            );
+                        }
+                    }
                     let r = match kind {
-                        Kind::Create => start(&ctx, new_id.as_deref())
-                            .await
-                            .map(|_| "New container instance is started."),
+                        Kind::Create => start(&ctx, new_id.as_deref()).await.map(|_| STARTED),
                         Kind::Recreate => {
                             swap_and_start(&ctx, &name, current.as_ref(), new_id.as_deref())
                                 .await
-                                .map(|_| "New container instance is started.")
+                                .map(|_| STARTED)
                         }
                         Kind::Check => ensure_running(&ctx, current.as_ref())
                             .await
@@ -494,9 +727,18 @@ impl Operation {
                     (i, r)
                 }
             });
+        // Each action is said when its container runs (or fails to).
+        let mut jobs: FuturesUnordered<_> = jobs.collect();
         let mut ok = true;
-        for (i, r) in join_all(jobs).await {
-            ok &= self.record(i, r, act::ACTIVATION_SUCCESS, act::ACTIVATION_FAILURE);
+        while let Some((i, r)) = jobs.next().await {
+            if r.is_ok() && self.steps[i].plan.kind() == Kind::Recreate {
+                self.board.activated(i);
+            } else {
+                ok &= self.record(i, r, act::ACTIVATION_SUCCESS, act::ACTIVATION_FAILURE);
+            }
+            if !jobs.is_empty() {
+                self.feedback(status::ACTIVATING, "", baseline);
+            }
         }
         self.end_phase(
             baseline,
@@ -504,6 +746,14 @@ impl Operation {
             status::ACTIVATION_SUCCESS,
             status::ACTIVATION_FAILURE,
         )
+    }
+
+    /// Waits for the stop of step `i`'s old container, when it has begun.
+    async fn stopped(&self, i: usize) -> Option<Result<(), String>> {
+        match self.steps[i].stopping.clone() {
+            Some(s) => Some(s.await),
+            None => None,
+        }
     }
 
     async fn rollback<R: Runtime>(&mut self, ctx: &Ctx<R>, sel: &[usize], baseline: &str) -> bool {
@@ -517,6 +767,8 @@ impl Operation {
                 .get(i)
                 .filter(|a| a.status.ends_with("_FAILURE") && !a.message.is_empty())
                 .map(|a| a.message.clone());
+            // An old container still stopping comes back once it has stopped.
+            let _ = self.stopped(i).await;
             let step = &self.steps[i];
             let name = step.plan.name.clone();
             let current = step.plan.current().cloned();
@@ -565,34 +817,62 @@ impl Operation {
     async fn cleanup<R: Runtime>(&mut self, ctx: &Ctx<R>, sel: &[usize], baseline: &str) -> bool {
         let activated = self.status(baseline) == status::ACTIVATION_SUCCESS;
         let mut ok = true;
-        if activated {
-            for &i in sel {
-                let step = &self.steps[i];
-                if !matches!(step.plan.kind(), Kind::Recreate | Kind::Destroy) {
-                    continue;
-                }
-                let id = step.plan.current_id();
-                let r = match ctx.manager.remove(&id, true).await {
-                    Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
-                    Err(e) => Err(ctx.err(e)),
-                };
-                if step.plan.kind() == Kind::Destroy {
-                    match r {
-                        Ok(()) => self.board.set(
-                            i,
-                            act::REMOVAL_SUCCESS,
-                            "Old container instance is removed.",
-                        ),
-                        Err(e) => {
-                            ok = false;
-                            self.board.set(i, act::REMOVAL_FAILURE, &e);
-                        }
+        // Each old container goes once its stop has ended (all at once); one not activated
+        // stays, but its stop ends first, so that nothing is said after the operation's end.
+        let jobs = sel
+            .iter()
+            .copied()
+            .filter(|&i| matches!(self.steps[i].plan.kind(), Kind::Recreate | Kind::Destroy))
+            .map(|i| {
+                let stopping = self.steps[i].stopping.clone();
+                let id = self.steps[i].plan.current_id();
+                let ctx = ctx.clone();
+                async move {
+                    if let Some(s) = stopping {
+                        // A failed stop: the removal kills it.
+                        let _ = s.await;
                     }
-                } else if let Err(e) = r {
-                    ok = false;
-                    log::warn!("removing the replaced container {id}: {e}");
+                    if !activated {
+                        return (i, id, None);
+                    }
+                    let r = match ctx.manager.remove(&id, true).await {
+                        Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
+                        Err(e) => Err(ctx.err(e)),
+                    };
+                    (i, id, Some(r))
                 }
+            });
+        let mut jobs: FuturesUnordered<_> = jobs.collect();
+        while let Some((i, id, r)) = jobs.next().await {
+            let Some(r) = r else {
+                continue;
+            };
+            let destroy = self.steps[i].plan.kind() == Kind::Destroy;
+            if let Err(e) = &r {
+                ok = false;
+                log::warn!("removing the old container {id}: {e}");
             }
+            // Said once it is gone (or could not be removed).
+            self.board.changed(|s| {
+                let a = &mut s.actions[i];
+                match (&r, destroy) {
+                    (Ok(()), true) => {
+                        a.status = act::REMOVAL_SUCCESS.into();
+                        a.message = "Old container instance is removed.".into();
+                    }
+                    (Err(e), true) => {
+                        a.status = act::REMOVAL_FAILURE.into();
+                        a.message = e.clone();
+                    }
+                    (Ok(()), false) => a.message = STARTED_OLD_REMOVED.into(),
+                    (Err(e), false) => {
+                        a.message = format!(
+                        "New container instance is started; the old one could not be removed: {e}"
+                    )
+                    }
+                }
+                true
+            });
         }
         let result = if ok {
             status::CLEANUP_SUCCESS
@@ -642,6 +922,7 @@ impl Operation {
         use std::sync::atomic::Ordering;
         ctx.unavailable.store(false, Ordering::SeqCst);
         self.retry_if_unavailable = true;
+        self.board.lock().live = true;
         for phase in ["DOWNLOAD", "UPDATE", "ACTIVATE"] {
             if superseded() {
                 return Outcome::Superseded;
@@ -686,6 +967,13 @@ impl Operation {
     }
 }
 
+impl Drop for Operation {
+    /// Stops still running say nothing for an operation that is gone.
+    fn drop(&mut self) {
+        self.board.close();
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Completed,
@@ -723,6 +1011,7 @@ async fn create_fresh<R: Runtime>(
     name: &str,
     refresh_image: bool,
     progress: ProgressFn,
+    leaving: &[String],
 ) -> Result<String, String> {
     if refresh_image {
         ctx.manager
@@ -744,7 +1033,7 @@ async fn create_fresh<R: Runtime>(
     desired.container_name = name.to_string();
     // Keep the hostname and domain of the final name, not of the temporary one.
     ctx.manager
-        .create(desired, Some(progress))
+        .create_replacing(desired, Some(progress), leaving)
         .await
         .map(|c| c.container_id)
         .map_err(|e| ctx.err(e))
@@ -799,7 +1088,21 @@ async fn ensure_running<R: Runtime>(
     }
 }
 
-/// Old → `<name>.prev`, new → `<name>`, start the new one.
+/// The old container of a replacement named `<name>.prev`, when it still has `name`.
+async fn rename_aside<R: Runtime>(ctx: &Ctx<R>, name: &str, id: &str) -> Result<(), String> {
+    match ctx.manager.get(id) {
+        Ok(c) if c.container_name == name => ctx
+            .manager
+            .rename(id, &format!("{name}{PREV}"))
+            .await
+            .map(|_| ())
+            .map_err(|e| ctx.err(e)),
+        Ok(_) | Err(ManagerError::NotFound(_)) => Ok(()),
+        Err(e) => Err(ctx.err(e)),
+    }
+}
+
+/// Old → `<name>.prev` (update did that already), new → `<name>`, start the new one.
 async fn swap_and_start<R: Runtime>(
     ctx: &Ctx<R>,
     name: &str,

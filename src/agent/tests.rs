@@ -327,3 +327,293 @@ fn a_superseded_operation_stops_before_its_next_phase() {
         assert_eq!(rt.calls("pull") + rt.calls("create"), 0);
     });
 }
+
+/// A desired container with more component config (`port`, `env`, …).
+fn desired_with(name: &str, image: &str, config: &[(&str, &str)]) -> Container {
+    let mut kv = vec![KeyValue {
+        key: "image".into(),
+        value: image.into(),
+    }];
+    kv.extend(config.iter().map(|(k, v)| KeyValue {
+        key: k.to_string(),
+        value: v.to_string(),
+    }));
+    component_container(&ComponentWithConfig {
+        id: name.into(),
+        version: "1".into(),
+        config: kv,
+    })
+    .unwrap()
+}
+
+/// Where `call` is in the runtime's calls.
+fn call_index(rt: &FakeRuntime, call: &str) -> usize {
+    rt.state()
+        .calls
+        .iter()
+        .position(|c| c == call)
+        .unwrap_or_else(|| panic!("no call {call:?}: {:?}", rt.state().calls))
+}
+
+#[test]
+fn a_slow_stop_runs_beside_the_new_containers_and_its_end_is_said_when_it_is_real() {
+    let dir = state_dir("beside");
+    run(async {
+        let rt = FakeRuntime::new().in_registry("app:1");
+        let m = manager(rt.clone(), &dir);
+        let old = running(&m, container("a", "app:1", &["A=1"])).await;
+        // Its process ignores SIGTERM: the stop takes the whole timeout, then SIGKILL.
+        rt.state().term_exit = None;
+        // Each feedback with what the runtime has of the old container at that moment.
+        type Seen = Arc<Mutex<Vec<(Feedback, bool, bool)>>>;
+        let seen: Seen = Arc::default();
+        let sink: Sink = {
+            let (seen, rt, id) = (seen.clone(), rt.clone(), old.container_id.clone());
+            Arc::new(move |_: &str, fb: Feedback| {
+                let s = rt.state();
+                let task = s.tasks.contains_key(&id);
+                let exists = s.containers.contains_key(&id);
+                drop(s);
+                seen.lock().unwrap().push((fb, task, exists));
+            })
+        };
+        let wanted = [desired("a", "app:1", &["A=2"]), desired("c", "app:1", &[])];
+        let mut op = operation(&m, &wanted, sink);
+        let ctx = Ctx::new(m.clone());
+        assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
+
+        let new_a = by_name(&m, "a").unwrap();
+        let c = by_name(&m, "c").unwrap();
+        assert_ne!(new_a.container_id, old.container_id);
+        assert!(m.get(&old.container_id).is_err(), "the old a is removed");
+        // Both new containers started before the old one was killed at the timeout.
+        let killed = call_index(&rt, &format!("kill {} 9", old.container_id));
+        assert!(call_index(&rt, &format!("kill {} 15", old.container_id)) < killed);
+        assert!(call_index(&rt, &format!("start {}", new_a.container_id)) < killed);
+        assert!(call_index(&rt, &format!("start {}", c.container_id)) < killed);
+
+        let seen = seen.lock().unwrap().clone();
+        let a_of = |fb: &Feedback| {
+            fb.actions
+                .iter()
+                .find(|a| a.component.id == "containers:a")
+                .cloned()
+                .unwrap()
+        };
+        // The flow as ever (a status said again only repeats it).
+        let mut flow: Vec<String> = Vec::new();
+        for (fb, _, _) in &seen {
+            if flow.last() != Some(&fb.status) {
+                flow.push(fb.status.clone());
+            }
+        }
+        assert_eq!(
+            flow,
+            [
+                status::DOWNLOADING,
+                status::DOWNLOAD_SUCCESS,
+                status::UPDATING,
+                status::UPDATE_SUCCESS,
+                status::ACTIVATING,
+                status::ACTIVATION_SUCCESS,
+                status::CLEANUP_SUCCESS,
+                status::COMPLETED
+            ]
+        );
+        // Activated while the old one still ran, and said so.
+        let (activated, task, _) = seen
+            .iter()
+            .find(|(fb, _, _)| fb.status == status::ACTIVATION_SUCCESS)
+            .unwrap();
+        assert!(*task, "the old task still ran at ACTIVATION_SUCCESS");
+        assert_eq!(a_of(activated).status, act::ACTIVATION_SUCCESS);
+        assert_eq!(
+            a_of(activated).message,
+            "New container instance is started; the old one is still stopping."
+        );
+        // Stopped and removed are said only once true, and each is said (before the end).
+        let first = |text: &str| {
+            seen.iter()
+                .position(|(fb, _, _)| a_of(fb).message == text)
+                .unwrap_or_else(|| panic!("never said {text:?}"))
+        };
+        let stopped = first("New container instance is started; the old one is stopped.");
+        let removed = first("New container instance is started; the old one is removed.");
+        assert!(!seen[stopped].1, "said stopped while its task was there");
+        assert!(!seen[removed].2, "said removed while it was there");
+        assert!(stopped < removed);
+        let cleanup = seen
+            .iter()
+            .position(|(fb, _, _)| fb.status == status::CLEANUP_SUCCESS)
+            .unwrap();
+        assert!(removed <= cleanup);
+        for (fb, task, exists) in &seen {
+            let m = a_of(fb).message;
+            if m.contains("is stopped") {
+                assert!(!task, "{m}");
+            }
+            if m.contains("is removed") {
+                assert!(!exists, "{m}");
+            }
+        }
+    });
+}
+
+#[test]
+fn an_old_container_on_the_same_port_stops_before_the_new_one_starts() {
+    let dir = state_dir("same-port");
+    run(async {
+        let rt = FakeRuntime::new().in_registry("app:1");
+        let net = crate::manager::fake::FakeNetwork::new(rt.clone());
+        let m = crate::manager::fake::manager_with_network(rt.clone(), net, &dir);
+        let web = running(
+            &m,
+            desired_with("web", "app:1", &[("env", "V=1"), ("port", "8080:80")]),
+        )
+        .await;
+        let gone = running(&m, desired_with("gone", "app:1", &[("port", "9090:80")])).await;
+        let slow = running(&m, desired_with("slow", "app:1", &[("env", "V=1")])).await;
+        rt.state().term_exit = None;
+        let wanted = [
+            // Replaced, keeping its port; a new one on the port of one destroyed; one
+            // replaced with nothing in the way.
+            desired_with("web", "app:1", &[("env", "V=2"), ("port", "8080:80")]),
+            desired_with("fresh", "app:1", &[("port", "9090:80")]),
+            desired_with("slow", "app:1", &[("env", "V=2")]),
+        ];
+        let (sink, log) = sink();
+        let mut op = operation(&m, &wanted, sink);
+        let ctx = Ctx::new(m.clone());
+        assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
+        assert_eq!(
+            statuses(&log),
+            [
+                status::DOWNLOADING,
+                status::DOWNLOAD_SUCCESS,
+                status::UPDATING,
+                status::UPDATE_SUCCESS,
+                status::ACTIVATING,
+                status::ACTIVATION_SUCCESS,
+                status::CLEANUP_SUCCESS,
+                status::COMPLETED
+            ]
+        );
+        let new_web = by_name(&m, "web").unwrap();
+        let fresh = by_name(&m, "fresh").unwrap();
+        let new_slow = by_name(&m, "slow").unwrap();
+        for c in [&new_web, &fresh, &new_slow] {
+            assert_eq!(c.state.status, Status::Running, "{}", c.container_name);
+        }
+        assert_eq!(m.list().len(), 3);
+        // The port's holders were killed (at the timeout) before their successors started.
+        let killed = |c: &Container| call_index(&rt, &format!("kill {} 9", c.container_id));
+        let started = |c: &Container| call_index(&rt, &format!("start {}", c.container_id));
+        assert!(killed(&web) < started(&new_web));
+        assert!(killed(&gone) < started(&fresh));
+        // The stops ran at once: the second SIGTERM went out before the first SIGKILL.
+        let terms: Vec<usize> = [&web, &gone, &slow]
+            .iter()
+            .map(|c| call_index(&rt, &format!("kill {} 15", c.container_id)))
+            .collect();
+        let first_kill = [&web, &gone, &slow]
+            .iter()
+            .map(|c| killed(c))
+            .min()
+            .unwrap();
+        assert!(
+            terms.iter().all(|t| *t < first_kill),
+            "{:?}",
+            rt.state().calls
+        );
+        // UPDATE_SUCCESS came while the old ones were still stopping, and said so.
+        let update_done = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|f| f.status == status::UPDATE_SUCCESS)
+            .cloned()
+            .unwrap();
+        let action = |fb: &Feedback, name: &str| {
+            fb.actions
+                .iter()
+                .find(|a| a.component.id == format!("containers:{name}"))
+                .cloned()
+                .unwrap()
+        };
+        for name in ["web", "gone", "slow"] {
+            assert_eq!(action(&update_done, name).status, act::UPDATING, "{name}");
+        }
+        // The one in nobody's way started before the port holders had stopped.
+        assert!(started(&new_slow) < killed(&web));
+        let last = log.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(action(&last, "gone").status, act::REMOVAL_SUCCESS);
+        assert_eq!(
+            action(&last, "web").message,
+            "New container instance is started; the old one is removed."
+        );
+    });
+}
+
+#[test]
+fn a_kept_container_that_runs_waits_for_no_stop() {
+    let dir = state_dir("kept-runs");
+    run(async {
+        let rt = FakeRuntime::new().in_registry("app:1");
+        let m = manager(rt.clone(), &dir);
+        let host = [("network", "host")];
+        let gone = running(&m, desired_with("gone", "app:1", &host)).await;
+        let kept = running(&m, desired_with("kept", "app:1", &host)).await;
+        let stopped = running(&m, desired_with("idle", "app:1", &host)).await;
+        m.stop(&stopped.container_id, Default::default())
+            .await
+            .unwrap();
+        rt.state().term_exit = None;
+        // Each feedback with whether the destroyed one's task is still there.
+        type Seen = Arc<Mutex<Vec<(Feedback, bool)>>>;
+        let seen: Seen = Arc::default();
+        let sink: Sink = {
+            let (seen, rt, id) = (seen.clone(), rt.clone(), gone.container_id.clone());
+            Arc::new(move |_: &str, fb: Feedback| {
+                let task = rt.state().tasks.contains_key(&id);
+                seen.lock().unwrap().push((fb, task));
+            })
+        };
+        // Both kept ones share the host's network with the destroyed one.
+        let wanted = [
+            desired_with("kept", "app:1", &host),
+            desired_with("idle", "app:1", &host),
+        ];
+        let mut op = operation(&m, &wanted, sink);
+        let ctx = Ctx::new(m.clone());
+        assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
+        assert_eq!(by_name(&m, "kept").unwrap().container_id, kept.container_id);
+        let idle = by_name(&m, "idle").unwrap();
+        assert_eq!(idle.state.status, Status::Running);
+        // kept was checked at once; idle, which had to start, only once gone had stopped.
+        let first = |name: &str| {
+            let seen = seen.lock().unwrap();
+            seen.iter()
+                .find(|(fb, _)| {
+                    fb.actions.iter().any(|a| {
+                        a.component.id == format!("containers:{name}")
+                            && a.status == act::ACTIVATION_SUCCESS
+                    })
+                })
+                .map(|(_, task)| *task)
+                .unwrap()
+        };
+        assert!(
+            first("kept"),
+            "kept was said running while gone still stopped"
+        );
+        assert!(!first("idle"), "idle started only after gone had stopped");
+        // Its last start (the first was the set-up's) came after gone was killed.
+        let restarted = rt
+            .state()
+            .calls
+            .iter()
+            .rposition(|c| *c == format!("start {}", idle.container_id))
+            .unwrap();
+        assert!(call_index(&rt, &format!("kill {} 9", gone.container_id)) < restarted);
+    });
+}

@@ -33,20 +33,26 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
-    /// What the other containers publish now.
-    fn published_by_others(&self, id: &str) -> Vec<PortEntry> {
+    /// What the other containers publish now, less those in `leaving`.
+    fn published_by_others(&self, id: &str, leaving: &[String]) -> Vec<PortEntry> {
         lock(&self.table)
             .values()
             .map(|e| e.view())
-            .filter(|o| o.container_id != id)
+            .filter(|o| o.container_id != id && !leaving.contains(&o.container_id))
             .filter_map(|o| o.leda_cm.and_then(|x| x.network))
             .flat_map(|a| a.ports)
             .collect()
     }
 
     /// At create: every host port of `c` must be free now (on the host and among the
-    /// containers), so that a create that cannot run fails before anything exists.
-    pub(super) fn check_ports(&self, c: &Container) -> Result<(), ManagerError> {
+    /// containers), so that a create that cannot run fails before anything exists. The
+    /// ports of `leaving` (containers that are stopped before `c` starts: the ones an update
+    /// replaces) do not count; the start checks again against every container.
+    pub(super) fn check_ports(
+        &self,
+        c: &Container,
+        leaving: &[String],
+    ) -> Result<(), ManagerError> {
         let Some(net) = self.bridged(c) else {
             return Ok(());
         };
@@ -54,9 +60,12 @@ impl<R: Runtime> Manager<R> {
         if requests.is_empty() {
             return Ok(());
         }
-        net.choose_ports(&requests, &self.published_by_others(&c.container_id))
-            .map(|_| ())
-            .map_err(Self::net_error(&c.container_id))
+        net.choose_ports(
+            &requests,
+            &self.published_by_others(&c.container_id, leaving),
+        )
+        .map(|_| ())
+        .map_err(Self::net_error(&c.container_id))
     }
 
     /// Between task create and start: `c` (task `pid`) joins the bridge, asking for the
@@ -75,7 +84,7 @@ impl<R: Runtime> Manager<R> {
             .get(&bridge.name)
             .and_then(|e| e.ip_address.parse().ok());
         let requests = network::port_requests(&c.host_config.port_mappings);
-        let taken = self.published_by_others(&id);
+        let taken = self.published_by_others(&id, &[]);
         let att = {
             let net = net.clone();
             let id2 = id.clone();

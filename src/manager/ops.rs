@@ -72,8 +72,20 @@ impl<R: Runtime> Manager<R> {
     /// containerd and records it. Nothing is left behind when any step fails.
     pub async fn create(
         self: &Arc<Self>,
+        c: Container,
+        progress: Option<ProgressFn>,
+    ) -> Result<Container, ManagerError> {
+        self.create_replacing(c, progress, &[]).await
+    }
+
+    /// `create`, for a container that starts only once the containers of `leaving` have
+    /// stopped (the update agent's successors): their host ports do not count as taken at
+    /// create (its start checks them again).
+    pub async fn create_replacing(
+        self: &Arc<Self>,
         mut c: Container,
         progress: Option<ProgressFn>,
+        leaving: &[String],
     ) -> Result<Container, ManagerError> {
         fill_defaults(&mut c, || uuid::Uuid::new_v4().to_string());
         // Server-side fields start fresh, whatever the input said.
@@ -85,7 +97,7 @@ impl<R: Runtime> Manager<R> {
         c.network_settings = Default::default();
         c.extras_mut().schema_version = crate::model::SCHEMA_VERSION;
         validate(&c)?;
-        self.check_ports(&c)?;
+        self.check_ports(&c, leaving)?;
 
         // Reserve the ID and the name, and hold the new container's lock while creating.
         let entry = Entry::new(c.clone());
