@@ -180,6 +180,20 @@ impl Cni {
     ) -> Result<(), NetworkError> {
         let ipam_dir = self.ipam_dir.display().to_string();
         let prev = (!result.is_null()).then_some(result);
+        // An attachment nobody recorded (an address found held after a crash): its port
+        // mappings are unknown, but portmap's DEL finds its chains by the container ID and
+        // runs only with a mapping, so it gets a stand-in.
+        let stand_in = [PortEntry {
+            host_port: 1,
+            container_port: 1,
+            protocol: "tcp".into(),
+            host_ip: String::new(),
+        }];
+        let ports = if prev.is_none() && ports.is_empty() {
+            &stand_in[..]
+        } else {
+            ports
+        };
         let mut first_err = None;
         for p in chain_for(&self.bridge, &ipam_dir, ports).iter().rev() {
             let input = plugin_input(&self.bridge.name, p, prev, ports);
