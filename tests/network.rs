@@ -439,8 +439,12 @@ fn container_extra_hosts_resolve_by_host_name_also_for_a_peer_that_starts_later(
         &[
             "sh",
             "-c",
-            "until grep -q databroker /etc/hosts; do sleep 0.2; done; \
-             wget -q -O - http://databroker/index.html && wget -q -O - http://byname/index.html",
+            // The name is there once the databroker has its address, a moment before its
+            // httpd listens: the first fetch is tried again for up to 10 s.
+            "until grep -q databroker /etc/hosts; do sleep 0.2; done; n=0; \
+             until wget -q -O - http://databroker/index.html; do \
+             n=$((n+1)); [ $n -lt 50 ] || exit 1; sleep 0.2; done; \
+             wget -q -O - http://byname/index.html",
         ],
     );
     let watcher = t.run(
