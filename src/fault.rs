@@ -72,3 +72,14 @@ pub fn mqtt_queue() -> Option<usize> {
     }
     None
 }
+
+/// With the feature and `LEDA_CM_FAULT_NET_LEAVE_STALL` set, the background DEL after a stop
+/// never runs (it waits for ever), so that a test can kill the daemon between a stop and its
+/// DEL. Without the feature: returns at once.
+pub async fn net_leave_stall() {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("LEDA_CM_FAULT_NET_LEAVE_STALL").is_some() {
+        log::warn!("fault injection: the DEL after a stop stalls");
+        std::future::pending::<()>().await;
+    }
+}

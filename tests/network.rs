@@ -385,9 +385,13 @@ fn bridged_containers_reach_each_other_the_host_and_published_ports_and_keep_the
     let body = http_get(&format!("127.0.0.1:{port}")).unwrap();
     assert!(body.contains("leda-cm test image"), "{body}");
 
-    // A stop gives the address back, a start asks for it again.
+    // A stop gives the address back (its DEL runs after the stop has returned), a start
+    // asks for it again.
     t.ok(&["stop", &web]);
-    assert!(t.allocations().is_empty(), "{:?}", t.allocations());
+    let released = retry(Duration::from_secs(10), || {
+        t.allocations().is_empty().then_some(())
+    });
+    assert!(released.is_some(), "{:?}", t.allocations());
     t.ok(&["start", &web]);
     assert_eq!(t.ip_of(&web), web_ip);
 
@@ -435,8 +439,12 @@ fn container_extra_hosts_resolve_by_host_name_also_for_a_peer_that_starts_later(
         &[
             "sh",
             "-c",
-            "until grep -q databroker /etc/hosts; do sleep 0.2; done; \
-             wget -q -O - http://databroker/index.html && wget -q -O - http://byname/index.html",
+            // The name is there once the databroker has its address, a moment before its
+            // httpd listens: the first fetch is tried again for up to 10 s.
+            "until grep -q databroker /etc/hosts; do sleep 0.2; done; n=0; \
+             until wget -q -O - http://databroker/index.html; do \
+             n=$((n+1)); [ $n -lt 50 ] || exit 1; sleep 0.2; done; \
+             wget -q -O - http://byname/index.html",
         ],
     );
     let watcher = t.run(
@@ -769,6 +777,178 @@ fn an_update_that_keeps_a_host_port_starts_the_new_container_only_once_the_old_o
     let after = ids();
     assert_eq!(after.len(), 2, "{after:?}");
     assert!(after.values().all(|id| *id != old_web && *id != old_other));
+}
+
+/// Whether iptables, the bridge or host-local still hold anything of `ids` (or of `ips`).
+fn leftovers(t: &Net, ids: &[&str], ips: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let rules = sh("iptables-save");
+    for line in rules.lines() {
+        let ours = ids.iter().any(|id| line.contains(id))
+            || ips
+                .iter()
+                .any(|ip| line.contains(&format!("{ip}/")) || line.contains(&format!("{ip}:")));
+        if ours {
+            out.push(format!("rule {line}"));
+        }
+    }
+    for id in ids {
+        let chain = leda_cm::network::masquerade_chain(&t.bridge, id);
+        if rules.contains(&format!(":{chain} ")) {
+            out.push(format!("chain {chain}"));
+        }
+    }
+    let veths = t.veths();
+    if !veths.trim().is_empty() {
+        out.push(format!("veths {veths}"));
+    }
+    for a in t.allocations() {
+        out.push(format!("allocation {a}"));
+    }
+    out
+}
+
+/// The record's bridge attachment (what is still to be released), if any.
+fn recorded_attachment(t: &Net, id: &str) -> Option<Value> {
+    let path = t
+        .setup
+        .state_dir
+        .join("containers")
+        .join(id)
+        .join("config.json");
+    let rec: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    rec["leda_cm"]["network"]
+        .as_object()
+        .map(|_| rec["leda_cm"]["network"].clone())
+}
+
+/// A stop returns before the plugins' DEL has run; whatever needs what the DEL frees waits
+/// for it: a start of the same container at once (it gets its address again and its port
+/// answers), a create and start of another container on the same host port at once, a
+/// remove. Nothing is left afterwards.
+#[test]
+fn a_stop_returns_before_its_del_and_what_needs_its_port_or_address_waits_for_it() {
+    let mut t = Net::new("net-stopdel", json!({}));
+    t.start();
+    let (port, mapping) = free_mapping();
+    let answers = |p: u16| {
+        retry(Duration::from_secs(10), || {
+            http_get(&format!("127.0.0.1:{p}"))
+                .ok()
+                .filter(|b| b.contains("leda-cm test image"))
+        })
+        .is_some()
+    };
+    let web = t.run("web", &["--ports", &mapping], HTTPD);
+    let ip = t.ip_of(&web);
+    assert!(answers(port), "{}", t.stderr());
+
+    // stop -f, then start at once, several times: same address, the port answers, one
+    // allocation, one DNAT rule.
+    for round in 0..3 {
+        t.ok(&["stop", "-f", &web]);
+        t.ok(&["start", &web]);
+        assert_eq!(t.ip_of(&web), ip, "round {round}");
+        assert!(answers(port), "round {round}: {}", t.stderr());
+        assert_eq!(t.allocations(), vec![ip.clone()], "round {round}");
+        let dnat = sh("iptables-save -t nat")
+            .lines()
+            .filter(|l| l.contains(&format!("--to-destination {ip}:80")))
+            .count();
+        assert_eq!(dnat, 1, "round {round}:\n{}", sh("iptables-save -t nat"));
+    }
+
+    // stop -f, then another container on the same host port at once: it gets the port (after
+    // the stopped one's DEL), and its address is not the stopped one's rule target.
+    t.ok(&["stop", "-f", &web]);
+    let other = t.run("other", &["--ports", &mapping], HTTPD);
+    let other_ip = t.ip_of(&other);
+    assert!(answers(port), "{}", t.stderr());
+    let nat = sh("iptables-save -t nat");
+    assert!(
+        nat.contains(&format!("--to-destination {other_ip}:80"))
+            && !nat.contains(&format!("--to-destination {ip}:80")),
+        "{nat}"
+    );
+    // The stopped one cannot start while the other holds the port; it can once that is gone.
+    let out = t.kcm(&["start", &web]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("host port {port}/tcp")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.ok(&["stop", "-f", &other]);
+    t.ok(&["remove", &other]);
+    t.ok(&["start", &web]);
+    assert!(answers(port), "{}", t.stderr());
+
+    // stop -f and remove at once: the remove waits for the DEL; nothing is left.
+    t.ok(&["stop", "-f", &web]);
+    t.ok(&["remove", &web]);
+    let left = leftovers(&t, &[&web, &other], &[&ip, &other_ip]);
+    assert!(left.is_empty(), "{left:#?}");
+    assert!(http_get(&format!("127.0.0.1:{port}")).is_err());
+}
+
+/// The daemon is killed after a stop returned but before its DEL ran: the record names the
+/// attachment, and the next start releases it: no rule, veth or address of the container is
+/// left once the restarted daemon answers, and the container starts again on its port.
+#[test]
+fn a_daemon_killed_between_a_stop_and_its_del_leaves_nothing_after_the_restart() {
+    let mut t = Net::new("net-stopcrash", json!({}));
+    t.setup
+        .env
+        .push(("LEDA_CM_FAULT_NET_LEAVE_STALL".into(), "1".into()));
+    t.start();
+    let (port, mapping) = free_mapping();
+    let web = t.run("web", &["--ports", &mapping], HTTPD);
+    let ip = t.ip_of(&web);
+    let quiet = t.run("quiet", &[], &["sleep", "600"]);
+    let quiet_ip = t.ip_of(&quiet);
+    t.ok(&["stop", "-f", &web]);
+    t.ok(&["stop", "-f", &quiet]);
+    assert_eq!(t.get(&web)["state"]["running"], json!(false));
+    // The DEL has not run (the fault hook holds it): rules and addresses are still there, and
+    // the records say what is to be released.
+    let mut held = t.allocations();
+    held.sort();
+    let mut want = vec![ip.clone(), quiet_ip.clone()];
+    want.sort();
+    assert_eq!(held, want);
+    assert!(sh("iptables-save -t nat").contains(&format!("--to-destination {ip}:80")));
+    assert!(recorded_attachment(&t, &web).is_some());
+    assert!(recorded_attachment(&t, &quiet).is_some());
+
+    let mut d = t.daemon.take().unwrap();
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(10)).unwrap();
+    t.setup
+        .env
+        .retain(|(k, _)| k != "LEDA_CM_FAULT_NET_LEAVE_STALL");
+    t.start();
+    // Ready, and it answers: the restore has run.
+    assert!(t.ok(&["list", "-q"]).contains(&web));
+    let left = leftovers(&t, &[&web, &quiet], &[&ip, &quiet_ip]);
+    assert!(left.is_empty(), "{left:#?}\n{}", t.stderr());
+    assert!(recorded_attachment(&t, &web).is_none());
+    assert!(recorded_attachment(&t, &quiet).is_none());
+    assert_eq!(t.get(&web)["state"]["running"], json!(false));
+    // It starts again, on its port, with its address.
+    t.ok(&["start", &web]);
+    assert_eq!(t.ip_of(&web), ip);
+    let body = retry(Duration::from_secs(10), || {
+        http_get(&format!("127.0.0.1:{port}")).ok()
+    });
+    assert!(
+        body.is_some_and(|b| b.contains("leda-cm test image")),
+        "{}",
+        t.stderr()
+    );
+    t.ok(&["remove", "-f", &web]);
+    t.ok(&["remove", "-f", &quiet]);
+    let left = leftovers(&t, &[&web, &quiet], &[&ip, &quiet_ip]);
+    assert!(left.is_empty(), "{left:#?}");
 }
 
 #[test]

@@ -428,6 +428,8 @@ pub struct FakeNetwork {
     /// Address → container ID.
     pub leases: Mutex<BTreeMap<String, String>>,
     pub fail_attach: Mutex<bool>,
+    /// While set, `detach` waits (on the blocking pool) before it does anything.
+    pub stall_detach: std::sync::atomic::AtomicBool,
 }
 
 impl FakeNetwork {
@@ -442,6 +444,7 @@ impl FakeNetwork {
             calls: Mutex::new(Vec::new()),
             leases: Mutex::new(BTreeMap::new()),
             fail_attach: Mutex::new(false),
+            stall_detach: Default::default(),
         })
     }
 
@@ -542,6 +545,9 @@ impl crate::network::Network for FakeNetwork {
         id: &str,
         _att: &crate::network::Attachment,
     ) -> Result<(), crate::network::NetworkError> {
+        while self.stall_detach.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         self.calls.lock().unwrap().push(format!("detach {id}"));
         self.leases.lock().unwrap().retain(|_, owner| owner != id);
         Ok(())

@@ -144,6 +144,8 @@ pub struct Manager<R: Runtime> {
     /// Set once the records have been reconciled with containerd (live restore done).
     restored: tokio::sync::watch::Sender<bool>,
     net: Option<Arc<dyn Network>>,
+    /// Containers whose DEL runs in the background (after a stop), by ID.
+    leaving: Mutex<BTreeMap<String, net::Leaving>>,
     /// Held for each read-modify-write of the image use file (written off the thread).
     image_use: tokio::sync::Mutex<()>,
 }
@@ -185,6 +187,7 @@ impl<R: Runtime> Manager<R> {
             changes,
             restored: tokio::sync::watch::Sender::new(false),
             net,
+            leaving: Mutex::new(BTreeMap::new()),
             image_use: tokio::sync::Mutex::new(()),
         })
     }
@@ -266,6 +269,23 @@ impl<R: Runtime> Manager<R> {
 
     /// Whether `name` belongs to a system container (never removed by a desired state,
     /// image never collected).
+    /// Saves what only leda-cm reads (the record's bridge attachment once it is released):
+    /// the committed view follows, nobody is told (nothing they see changed).
+    async fn persist_quietly(&self, entry: &Entry, c: &Container) -> Result<(), ManagerError> {
+        if lock(&entry.control).removed {
+            return Ok(());
+        }
+        self.records
+            .save_async(c)
+            .await
+            .map_err(|source| ManagerError::Store {
+                id: c.container_id.clone(),
+                source,
+            })?;
+        *lock(&entry.view) = c.clone();
+        Ok(())
+    }
+
     pub fn is_system(&self, c: &Container) -> bool {
         c.extras().system || self.settings.system_containers.contains(&c.container_name)
     }

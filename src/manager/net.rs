@@ -2,6 +2,15 @@
 //! bridge between task create and start, its address recorded, and taken off again when
 //! the task ends or the container goes.
 //!
+//! A stop does not wait for the plugins' DEL (portmap's and the bridge's iptables deletions
+//! and the veth's removal cost 100–200 ms, most of it the kernel's RCU grace periods): the
+//! task is dead and the record persisted, with the attachment still in it, when the stop
+//! returns; the DEL runs in the background and then takes the attachment out of the record.
+//! Until then the container's ports and address count as taken: whatever needs them (its
+//! own next start or remove, another container's create or start on one of its host ports)
+//! waits for that DEL first, and a crash in between leaves a record whose attachment the next
+//! start releases (`supervise::apply`).
+//!
 //! `/etc/hosts` follows the peers, as in Kanto: whenever a container joins or leaves the
 //! bridge, every container on it whose extra hosts name a peer (`container_<host name>`)
 //! gets its file rewritten from the bridge's allocations of that moment, so a peer that
@@ -12,11 +21,20 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{lock, Manager, ManagerError};
+use tokio::sync::watch;
+
+use super::{lock, Entry, Manager, ManagerError};
 use crate::etc_files;
 use crate::model::{Container, EndpointSettings, NetworkMode};
-use crate::network::{self, Attachment, Network, NetworkError, PortEntry};
+use crate::network::{self, Attachment, Network, NetworkError, PortEntry, PortRequest};
 use crate::runtime::Runtime;
+
+/// A DEL under way in the background: the attachment it releases, and `true` once the
+/// plugins are through with it (its ports and address are free again).
+pub(super) struct Leaving {
+    att: Attachment,
+    done: watch::Receiver<bool>,
+}
 
 impl<R: Runtime> Manager<R> {
     /// The network, when `c` is bridged and leda-cm runs the bridge.
@@ -33,22 +51,63 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
-    /// What the other containers publish now, less those in `leaving`.
+    /// What the other containers publish now, less those in `leaving` and less what a
+    /// finished background DEL freed.
     fn published_by_others(&self, id: &str, leaving: &[String]) -> Vec<PortEntry> {
-        lock(&self.table)
+        let atts: Vec<(String, Attachment)> = lock(&self.table)
             .values()
             .map(|e| e.view())
             .filter(|o| o.container_id != id && !leaving.contains(&o.container_id))
-            .filter_map(|o| o.leda_cm.and_then(|x| x.network))
-            .flat_map(|a| a.ports)
+            .filter_map(|o| Some((o.container_id, o.leda_cm?.network?)))
+            .collect();
+        atts.into_iter()
+            .filter(|(id, att)| !self.released(id, att))
+            .flat_map(|(_, a)| a.ports)
             .collect()
+    }
+
+    /// Whether the background DEL of `att` of container `id` has finished.
+    fn released(&self, id: &str, att: &Attachment) -> bool {
+        lock(&self.leaving)
+            .get(id)
+            .is_some_and(|l| l.att == *att && *l.done.borrow())
+    }
+
+    /// Waits for the background DELs of other containers (not in `leaving`, whose ports do
+    /// not count) that hold a host port `requests` ask for: the port is free once they are
+    /// through (and never reused before).
+    async fn wait_for_ports(&self, id: &str, leaving: &[String], requests: &[PortRequest]) {
+        let waits: Vec<watch::Receiver<bool>> = lock(&self.leaving)
+            .iter()
+            .filter(|(other, l)| *other != id && !leaving.contains(*other) && !*l.done.borrow())
+            .filter(|(_, l)| {
+                l.att.ports.iter().any(|p| {
+                    requests.iter().any(|r| {
+                        (r.host_ports.0..=r.host_ports.1).contains(&p.host_port)
+                            && network::ports_clash(
+                                &r.host_ip,
+                                &r.protocol,
+                                p.host_port,
+                                &p.host_ip,
+                                &p.protocol,
+                                p.host_port,
+                            )
+                    })
+                })
+            })
+            .map(|(_, l)| l.done.clone())
+            .collect();
+        for mut done in waits {
+            // A sender gone without `true` (shutdown): the port stays taken by the record.
+            let _ = done.wait_for(|d| *d).await;
+        }
     }
 
     /// At create: every host port of `c` must be free now (on the host and among the
     /// containers), so that a create that cannot run fails before anything exists. The
     /// ports of `leaving` (containers that are stopped before `c` starts: the ones an update
     /// replaces) do not count; the start checks again against every container.
-    pub(super) fn check_ports(
+    pub(super) async fn check_ports(
         &self,
         c: &Container,
         leaving: &[String],
@@ -60,6 +119,8 @@ impl<R: Runtime> Manager<R> {
         if requests.is_empty() {
             return Ok(());
         }
+        self.wait_for_ports(&c.container_id, leaving, &requests)
+            .await;
         net.choose_ports(
             &requests,
             &self.published_by_others(&c.container_id, leaving),
@@ -84,6 +145,7 @@ impl<R: Runtime> Manager<R> {
             .get(&bridge.name)
             .and_then(|e| e.ip_address.parse().ok());
         let requests = network::port_requests(&c.host_config.port_mappings);
+        self.wait_for_ports(&id, &[], &requests).await;
         let taken = self.published_by_others(&id, &[]);
         let att = {
             let net = net.clone();
@@ -228,6 +290,7 @@ impl<R: Runtime> Manager<R> {
     }
 
     /// Takes `c` off the bridge when it is on it (after its task ended, or before it goes).
+    /// When a background DEL of that attachment is under way, waits for it instead.
     pub(super) async fn disconnect(&self, c: &mut Container) {
         let Some(net) = self.net.clone() else { return };
         let Some(att) = c.leda_cm.as_mut().and_then(|x| x.network.take()) else {
@@ -235,6 +298,16 @@ impl<R: Runtime> Manager<R> {
         };
         c.network_settings.sandbox_key.clear();
         let id = c.container_id.clone();
+        let pending = lock(&self.leaving)
+            .get(&id)
+            .filter(|l| l.att == att)
+            .map(|l| l.done.clone());
+        if let Some(mut done) = pending {
+            if done.wait_for(|d| *d).await.is_ok() {
+                log::debug!("container {id}: its background DEL has run");
+                return;
+            }
+        }
         let done = {
             let net = net.clone();
             tokio::task::spawn_blocking(move || net.detach(&id, &att)).await
@@ -249,6 +322,65 @@ impl<R: Runtime> Manager<R> {
             .write_hosts_files(&net, None, Some(&c.container_id))
             .await
         {
+            log::warn!("{e}");
+        }
+    }
+
+    /// After its task ended by a stop: `c` leaves the bridge in the background. The
+    /// attachment stays in `c` (so the record the caller commits names what is still to be
+    /// released) and goes from the record once the DEL has run.
+    pub(super) fn leave_later(self: &Arc<Self>, entry: &Arc<Entry>, c: &mut Container) {
+        let Some(net) = self.net.clone() else { return };
+        let Some(att) = c.leda_cm.as_ref().and_then(|x| x.network.clone()) else {
+            return;
+        };
+        c.network_settings.sandbox_key.clear();
+        let id = c.container_id.clone();
+        let (tx, done) = watch::channel(false);
+        lock(&self.leaving).insert(
+            id.clone(),
+            Leaving {
+                att: att.clone(),
+                done,
+            },
+        );
+        let me = self.clone();
+        let entry = entry.clone();
+        tokio::spawn(async move {
+            crate::fault::net_leave_stall().await;
+            let r = {
+                let (net, id, att) = (net.clone(), id.clone(), att.clone());
+                tokio::task::spawn_blocking(move || net.detach(&id, &att)).await
+            };
+            match r {
+                Ok(Ok(())) => log::debug!("container {id} left the bridge"),
+                Ok(Err(e)) => log::warn!("taking container {id} off the bridge: {e}"),
+                Err(e) => log::warn!("taking container {id} off the bridge: {e}"),
+            }
+            let _ = tx.send(true);
+            me.left(&entry, &id, &att, &net).await;
+        });
+    }
+
+    /// The end of a background DEL: the attachment goes from the record (unless the
+    /// container has moved on: started again, removed), then the peers' `/etc/hosts`.
+    async fn left(&self, entry: &Entry, id: &str, att: &Attachment, net: &Arc<dyn Network>) {
+        {
+            let mut c = entry.op.lock().await;
+            let same = c.leda_cm.as_ref().and_then(|x| x.network.as_ref()) == Some(att);
+            if same && !c.is_active() && !lock(&entry.control).removed {
+                c.extras_mut().network = None;
+                if let Err(e) = self.persist_quietly(entry, &c).await {
+                    // The record still names the attachment: the next start releases it again.
+                    log::warn!("{e}");
+                }
+            }
+            let mut leaving = lock(&self.leaving);
+            if leaving.get(id).is_some_and(|l| l.att == *att) {
+                leaving.remove(id);
+            }
+        }
+        if let Err(e) = self.write_hosts_files(net, None, Some(id)).await {
             log::warn!("{e}");
         }
     }

@@ -97,7 +97,7 @@ impl<R: Runtime> Manager<R> {
         c.network_settings = Default::default();
         c.extras_mut().schema_version = crate::model::SCHEMA_VERSION;
         validate(&c)?;
-        self.check_ports(&c, leaving)?;
+        self.check_ports(&c, leaving).await?;
 
         // Reserve the ID and the name, and hold the new container's lock while creating.
         let entry = Entry::new(c.clone());
@@ -522,7 +522,9 @@ impl<R: Runtime> Manager<R> {
         let exit = self
             .terminate(&c, if opts.force { SIGKILL } else { signal }, timeout)
             .await?;
-        self.disconnect(&mut c).await;
+        // The caller does not wait for the plugins' DEL (net.rs): its record keeps the
+        // attachment until the DEL has run.
+        self.leave_later(&entry, &mut c);
         c.state = c.state.stopped(exit, &now());
         self.commit(&entry, &c).await?;
         log::info!(

@@ -343,6 +343,10 @@ impl<R: Runtime> Manager<R> {
             Action::Nothing => {
                 if c.state.running || c.state.paused {
                     self.hold_network(c, c.state.pid as u32);
+                } else {
+                    // Stopped with its attachment still recorded: the background DEL of a
+                    // stop that a crash cut short (or one under way: it is waited for).
+                    self.disconnect(c).await;
                 }
             }
             Action::Adopt { pid, paused } => {

@@ -550,8 +550,12 @@ fn bridged_containers_join_between_task_create_and_start_and_keep_their_address(
             "10.0.0.3"
         );
 
-        // Stop gives it back; a failing attach leaves no task behind.
+        // Stop gives it back (in the background: its record names the attachment until
+        // then); a failing attach leaves no task behind.
         m.stop(&id, StopOptions::default()).await.unwrap();
+        while m.get(&id).unwrap().extras().network.is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(
             net.calls()
                 .iter()
@@ -600,6 +604,98 @@ fn bridged_containers_join_between_task_create_and_start_and_keep_their_address(
             [("10.0.0.3".to_string(), id.clone())],
             "{:?}",
             net.calls()
+        );
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_stop_returns_before_its_del_and_what_needs_its_port_or_address_waits_for_it() {
+    use super::fake::{manager_with_network, FakeNetwork};
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = state_dir("network-leave");
+    run(async {
+        let rt = FakeRuntime::new().with_image("img:1");
+        let net = FakeNetwork::new(rt.clone());
+        let m = manager_with_network(rt.clone(), net.clone(), &dir);
+        let web = |name: &str| -> Container {
+            serde_json::from_value(serde_json::json!({
+                "container_name": name,
+                "image": {"name": "img:1"},
+                "host_config": {"port_mappings": [{"container_port": 80, "host_port": 8080}]}
+            }))
+            .unwrap()
+        };
+        let detaches = |id: &str| {
+            net.calls()
+                .iter()
+                .filter(|c| *c == &format!("detach {id}"))
+                .count()
+        };
+        let id = m.create(web("web"), None).await.unwrap().container_id;
+        m.start(&id).await.unwrap();
+        let att = m.get(&id).unwrap().extras().network.unwrap();
+
+        // The DEL stalls: the stop returns all the same, the task gone, the record (on
+        // disk too) still naming the attachment that is to be released.
+        net.stall_detach.store(true, SeqCst);
+        let stopped = m
+            .stop(
+                &id,
+                StopOptions {
+                    force: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!stopped.state.running);
+        assert!(!rt.state().tasks.contains_key(&id));
+        assert_eq!(stopped.extras().network.as_ref(), Some(&att));
+        let on_disk: Container = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("containers").join(&id).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(on_disk.extras().network.as_ref(), Some(&att));
+        assert_eq!(detaches(&id), 0);
+
+        // Another container on the same host port waits for that DEL, and so does a start
+        // of the stopped one (it is not run twice).
+        let m2 = m.clone();
+        let other = tokio::spawn(async move { m2.create(web("other"), None).await });
+        let m3 = m.clone();
+        let id3 = id.clone();
+        let again = tokio::spawn(async move { m3.start(&id3).await });
+        // (Time stands still while the blocking pool works: let them run instead.)
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!other.is_finished() && !again.is_finished());
+        net.stall_detach.store(false, SeqCst);
+        let other = other.await.unwrap().unwrap().container_id;
+        let started = again.await.unwrap().unwrap();
+        assert_eq!(detaches(&id), 1);
+        assert!(started.state.running);
+        assert_eq!(
+            started.network_settings.networks["kanto-cm0"].ip_address,
+            att.ip
+        );
+
+        // stop, then remove at once: the remove waits for the DEL; one DEL per stop.
+        m.stop(&id, StopOptions::default()).await.unwrap();
+        m.remove(&id, false).await.unwrap();
+        assert_eq!(detaches(&id), 2);
+        assert!(!net
+            .leases
+            .lock()
+            .unwrap()
+            .values()
+            .any(|owner| owner == &id));
+        // The other one can have the port now.
+        m.start(&other).await.unwrap();
+        assert_eq!(
+            m.get(&other).unwrap().extras().network.unwrap().ports[0].host_port,
+            8080
         );
     });
     std::fs::remove_dir_all(&dir).unwrap();

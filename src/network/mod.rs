@@ -527,6 +527,33 @@ fn parse_cidr_any(text: &str) -> Option<(Ipv4Addr, u8)> {
     Some((ip.parse().ok()?, prefix.parse().ok()?))
 }
 
+/// The address host-local would hand out next on `bridge`: the first free one after
+/// `last_reserved` (its `last_reserved_ip.0`), wrapping, within the range and never the
+/// gateway, as its round-robin allocator does. `None` when every address is taken.
+pub fn next_free_address(
+    bridge: &Bridge,
+    allocated: &[Ipv4Addr],
+    last_reserved: Option<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let (first, last) = bridge.range.unwrap_or((
+        bridge.subnet.nth(1),
+        Ipv4Addr::from(u32::from(bridge.subnet.broadcast()).wrapping_sub(1)),
+    ));
+    let (first, last) = (u32::from(first), u32::from(last));
+    if first > last {
+        return None;
+    }
+    let start = last_reserved
+        .map(u32::from)
+        .filter(|l| (first..=last).contains(l))
+        .map_or(first, |l| if l == last { first } else { l + 1 });
+    let n = last - first + 1;
+    (0..n)
+        .map(|i| first + (start - first + i) % n)
+        .map(Ipv4Addr::from)
+        .find(|a| *a != bridge.gateway && !allocated.contains(a))
+}
+
 /// The chain the bridge plugin makes for a container's masquerade rule: `CNI-` and the
 /// SHA-512 of network name and container ID in hex, 28 characters in all (the plugins'
 /// `utils.FormatChainName`).
@@ -626,6 +653,50 @@ pub fn resolve_extra_hosts(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_next_free_address_is_host_locals_round_robin_pick() {
+        let cfg = crate::config::BridgeConfig {
+            ip4: "10.5.0.1/29".into(),
+            ..Default::default()
+        };
+        let b = resolve_bridge(&cfg, &[], None).unwrap();
+        let ip = |d: u8| Ipv4Addr::new(10, 5, 0, d);
+        // .1 is the gateway; .2 to .6 are handed out; .7 is the broadcast address.
+        assert_eq!(next_free_address(&b, &[], None), Some(ip(2)));
+        assert_eq!(next_free_address(&b, &[ip(2)], Some(ip(2))), Some(ip(3)));
+        // After the last reserved one, even when lower ones are free again.
+        assert_eq!(next_free_address(&b, &[ip(4)], Some(ip(4))), Some(ip(5)));
+        // Wrapping, past taken ones and the gateway.
+        assert_eq!(
+            next_free_address(&b, &[ip(2), ip(6)], Some(ip(6))),
+            Some(ip(3))
+        );
+        assert_eq!(
+            next_free_address(&b, &[ip(2), ip(3), ip(4), ip(5), ip(6)], Some(ip(3))),
+            None
+        );
+        // A last reservation outside the range (another subnet before): from the start.
+        assert_eq!(
+            next_free_address(&b, &[], Some(Ipv4Addr::new(10, 9, 0, 9))),
+            Some(ip(2))
+        );
+        let cfg = crate::config::BridgeConfig {
+            ip4: "10.5.0.1/24".into(),
+            fcidr4: "10.5.0.128/30".into(),
+            ..Default::default()
+        };
+        let b = resolve_bridge(&cfg, &[], None).unwrap();
+        assert_eq!(next_free_address(&b, &[], None), Some(ip(129)));
+        assert_eq!(
+            next_free_address(&b, &[ip(129)], Some(ip(129))),
+            Some(ip(130))
+        );
+        assert_eq!(
+            next_free_address(&b, &[ip(129), ip(130)], Some(ip(130))),
+            None
+        );
+    }
+
     use super::*;
 
     fn cfg(v: Value) -> BridgeConfig {
