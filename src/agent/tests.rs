@@ -12,6 +12,18 @@ use crate::manager::fake::{manager, run, state_dir, FakeRuntime};
 use crate::manager::Manager;
 use crate::model::{Container, Status};
 
+/// Every status of an operation that went through all its phases, in order.
+const FULL_FLOW: [&str; 8] = [
+    status::DOWNLOADING,
+    status::DOWNLOAD_SUCCESS,
+    status::UPDATING,
+    status::UPDATE_SUCCESS,
+    status::ACTIVATING,
+    status::ACTIVATION_SUCCESS,
+    status::CLEANUP_SUCCESS,
+    status::COMPLETED,
+];
+
 fn container(name: &str, image: &str, env: &[&str]) -> Container {
     serde_json::from_value(serde_json::json!({
         "container_name": name, "image": {"name": image}, "config": {"env": env}
@@ -97,19 +109,7 @@ fn standalone_recreates_creates_keeps_and_destroys_but_never_a_system_container(
         let ctx = Ctx::new(m.clone());
         assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
 
-        assert_eq!(
-            statuses(&log),
-            [
-                status::DOWNLOADING,
-                status::DOWNLOAD_SUCCESS,
-                status::UPDATING,
-                status::UPDATE_SUCCESS,
-                status::ACTIVATING,
-                status::ACTIVATION_SUCCESS,
-                status::CLEANUP_SUCCESS,
-                status::COMPLETED
-            ]
-        );
+        assert_eq!(statuses(&log), FULL_FLOW);
         // a: replaced by a new container with the new env, the old one gone.
         let new_a = by_name(&m, "a").expect("a exists");
         assert_ne!(new_a.container_id, a.container_id);
@@ -407,19 +407,7 @@ fn a_slow_stop_runs_beside_the_new_containers_and_its_end_is_said_when_it_is_rea
                 flow.push(fb.status.clone());
             }
         }
-        assert_eq!(
-            flow,
-            [
-                status::DOWNLOADING,
-                status::DOWNLOAD_SUCCESS,
-                status::UPDATING,
-                status::UPDATE_SUCCESS,
-                status::ACTIVATING,
-                status::ACTIVATION_SUCCESS,
-                status::CLEANUP_SUCCESS,
-                status::COMPLETED
-            ]
-        );
+        assert_eq!(flow, FULL_FLOW);
         // Activated while the old one still ran, and said so.
         let (activated, task, _) = seen
             .iter()
@@ -485,19 +473,7 @@ fn an_old_container_on_the_same_port_stops_before_the_new_one_starts() {
         let mut op = operation(&m, &wanted, sink);
         let ctx = Ctx::new(m.clone());
         assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
-        assert_eq!(
-            statuses(&log),
-            [
-                status::DOWNLOADING,
-                status::DOWNLOAD_SUCCESS,
-                status::UPDATING,
-                status::UPDATE_SUCCESS,
-                status::ACTIVATING,
-                status::ACTIVATION_SUCCESS,
-                status::CLEANUP_SUCCESS,
-                status::COMPLETED
-            ]
-        );
+        assert_eq!(statuses(&log), FULL_FLOW);
         let new_web = by_name(&m, "web").unwrap();
         let fresh = by_name(&m, "fresh").unwrap();
         let new_slow = by_name(&m, "slow").unwrap();

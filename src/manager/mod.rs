@@ -253,13 +253,7 @@ impl<R: Runtime> Manager<R> {
         if lock(&entry.control).removed {
             return Err(ManagerError::NotFound(c.container_id.clone()));
         }
-        self.records
-            .save_async(c)
-            .await
-            .map_err(|source| ManagerError::Store {
-                id: c.container_id.clone(),
-                source,
-            })?;
+        self.save_record(c).await?;
         // A removal cannot have begun meanwhile: it takes the container's lock, which the
         // caller holds.
         *lock(&entry.view) = c.clone();
@@ -267,25 +261,29 @@ impl<R: Runtime> Manager<R> {
         Ok(())
     }
 
-    /// Whether `name` belongs to a system container (never removed by a desired state,
-    /// image never collected).
     /// Saves what only leda-cm reads (the record's bridge attachment once it is released):
     /// the committed view follows, nobody is told (nothing they see changed).
     async fn persist_quietly(&self, entry: &Entry, c: &Container) -> Result<(), ManagerError> {
         if lock(&entry.control).removed {
             return Ok(());
         }
+        self.save_record(c).await?;
+        *lock(&entry.view) = c.clone();
+        Ok(())
+    }
+
+    async fn save_record(&self, c: &Container) -> Result<(), ManagerError> {
         self.records
             .save_async(c)
             .await
             .map_err(|source| ManagerError::Store {
                 id: c.container_id.clone(),
                 source,
-            })?;
-        *lock(&entry.view) = c.clone();
-        Ok(())
+            })
     }
 
+    /// Whether `name` belongs to a system container (never removed by a desired state,
+    /// image never collected).
     pub fn is_system(&self, c: &Container) -> bool {
         c.extras().system || self.settings.system_containers.contains(&c.container_name)
     }
