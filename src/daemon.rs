@@ -522,7 +522,7 @@ fn log_driver_binary() -> PathBuf {
 }
 
 /// File name of the dedicated log driver binary (`src/bin/leda-cm-logd.rs`).
-pub const LOG_DRIVER_NAME: &str = "leda-cm-logd";
+const LOG_DRIVER_NAME: &str = "leda-cm-logd";
 fn manager_settings(
     config: &Config,
     paths: &Paths,

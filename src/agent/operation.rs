@@ -45,6 +45,10 @@ const STARTED_OLD_STOPPED: &str = "New container instance is started; the old on
 const STARTED_OLD_REMOVED: &str = "New container instance is started; the old one is removed.";
 const STOPPED: &str = "Old container instance is stopped.";
 
+fn started_old_not_stopped(e: &str) -> String {
+    format!("New container instance is started; the old one could not be stopped: {e}")
+}
+
 struct BoardState {
     actions: Vec<Action>,
     /// Per action: how the stop of its old container ended (None: not ended, or none).
@@ -176,9 +180,7 @@ impl Board {
                     a.message = STARTED_OLD_STOPPED.into();
                 }
                 (Err(e), act::ACTIVATION_SUCCESS) if kind == Kind::Recreate => {
-                    a.message = format!(
-                        "New container instance is started; the old one could not be stopped: {e}"
-                    );
+                    a.message = started_old_not_stopped(e);
                 }
                 _ => return false,
             }
@@ -192,9 +194,7 @@ impl Board {
         let message = match &s.stops[i] {
             None => STARTED_OLD_STOPPING.to_string(),
             Some(Ok(())) => STARTED.to_string(),
-            Some(Err(e)) => {
-                format!("New container instance is started; the old one could not be stopped: {e}")
-            }
+            Some(Err(e)) => started_old_not_stopped(e),
         };
         let a = &mut s.actions[i];
         a.status = act::ACTIVATION_SUCCESS.into();
@@ -835,10 +835,7 @@ impl Operation {
                     if !activated {
                         return (i, id, None);
                     }
-                    let r = match ctx.manager.remove(&id, true).await {
-                        Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
-                        Err(e) => Err(ctx.err(e)),
-                    };
+                    let r = remove_by_id(&ctx, Some(&id)).await;
                     (i, id, Some(r))
                 }
             });
@@ -1111,17 +1108,7 @@ async fn swap_and_start<R: Runtime>(
 ) -> Result<(), String> {
     let new_id = new_id.ok_or("the new container was not created")?;
     if let Some(old) = old {
-        if ctx
-            .manager
-            .get(&old.container_id)
-            .map(|c| c.container_name == name)
-            .unwrap_or(false)
-        {
-            ctx.manager
-                .rename(&old.container_id, &format!("{name}{PREV}"))
-                .await
-                .map_err(|e| ctx.err(e))?;
-        }
+        rename_aside(ctx, name, &old.container_id).await?;
     }
     if ctx
         .manager

@@ -60,14 +60,11 @@ fn clash(old: &Container, new: &Container) -> Option<String> {
     }
     for a in port_requests(&old.host_config.port_mappings) {
         for b in port_requests(&new.host_config.port_mappings) {
-            let (a_lo, a_hi) = a.host_ports;
-            let (b_lo, b_hi) = b.host_ports;
-            if a_lo == 0 || b_lo == 0 {
-                continue;
-            }
-            let same_ip = a.host_ip.is_empty() || b.host_ip.is_empty() || a.host_ip == b.host_ip;
-            if a.protocol == b.protocol && same_ip && a_lo <= b_hi && b_lo <= a_hi {
-                return Some(format!("both publish host port {}/{}", b_lo, b.protocol));
+            if a.overlaps(&b) {
+                return Some(format!(
+                    "both publish host port {}/{}",
+                    b.host_ports.0, b.protocol
+                ));
             }
         }
     }

@@ -81,19 +81,10 @@ impl<R: Runtime> Manager<R> {
             .iter()
             .filter(|(other, l)| *other != id && !leaving.contains(*other) && !*l.done.borrow())
             .filter(|(_, l)| {
-                l.att.ports.iter().any(|p| {
-                    requests.iter().any(|r| {
-                        (r.host_ports.0..=r.host_ports.1).contains(&p.host_port)
-                            && network::ports_clash(
-                                &r.host_ip,
-                                &r.protocol,
-                                p.host_port,
-                                &p.host_ip,
-                                &p.protocol,
-                                p.host_port,
-                            )
-                    })
-                })
+                l.att
+                    .ports
+                    .iter()
+                    .any(|p| requests.iter().any(|r| r.takes(p)))
             })
             .map(|(_, l)| l.done.clone())
             .collect();

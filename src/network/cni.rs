@@ -223,14 +223,10 @@ impl Cni {
         match (b, p) {
             (Ok(r), Ok(_)) if got == Some(ip.to_string()) => Ok(r),
             (b, p) => {
-                let last = b.as_ref().ok().cloned().unwrap_or(Value::Null);
-                for (q, input) in [
-                    (portmap, plugin_input(name, portmap, Some(&address), ports)),
-                    (bridge, plugin_input(name, bridge, Some(&last), ports)),
-                ] {
-                    if let Err(e) = self.exec(q, "DEL", id, netns, &args, &input) {
-                        log::warn!("undoing the network of container {id}: {e}");
-                    }
+                // Both undone, with the bridge plugin's result when it has one.
+                let last = b.as_ref().ok().cloned().unwrap_or_else(|| address.clone());
+                if let Err(e) = self.del_chain(id, netns, &last, ports) {
+                    log::warn!("undoing the network of container {id}: {e}");
                 }
                 Err(b.err().or(p.err()).unwrap_or(NetworkError::NoAddress {
                     plugin: "bridge".into(),

@@ -442,6 +442,40 @@ pub struct PortRequest {
     pub protocol: String,
 }
 
+impl PortRequest {
+    /// Whether `entry`, a binding another container holds, is one this request could be
+    /// given (a port of its range, the protocol, the address or a wildcard).
+    pub fn takes(&self, entry: &PortEntry) -> bool {
+        (self.host_ports.0..=self.host_ports.1).contains(&entry.host_port)
+            && ports_clash(
+                &self.host_ip,
+                &self.protocol,
+                entry.host_port,
+                &entry.host_ip,
+                &entry.protocol,
+                entry.host_port,
+            )
+    }
+
+    /// Whether this request and `other` could be given the same binding (host port 0 asks
+    /// for none): overlapping ranges, the protocol, the address or a wildcard.
+    pub fn overlaps(&self, other: &PortRequest) -> bool {
+        let ((a_lo, a_hi), (b_lo, b_hi)) = (self.host_ports, other.host_ports);
+        a_lo != 0
+            && b_lo != 0
+            && a_lo <= b_hi
+            && b_lo <= a_hi
+            && ports_clash(
+                &self.host_ip,
+                &self.protocol,
+                0,
+                &other.host_ip,
+                &other.protocol,
+                0,
+            )
+    }
+}
+
 /// The container's `port_mappings` as requests: protocol lower case (default tcp), host IP
 /// `localhost` as 127.0.0.1, a range `host_port-host_port_end` meaning one free port of it
 /// (as Kanto's libnetwork does).
@@ -889,6 +923,60 @@ mod tests {
         assert!(!ports_clash("10.0.0.1", "tcp", 80, "10.0.0.2", "tcp", 80));
         assert!(!ports_clash("", "tcp", 80, "", "udp", 80));
         assert!(!ports_clash("", "tcp", 80, "", "tcp", 81));
+
+        let req = |ip: &str, lo: u16, hi: u16, proto: &str| PortRequest {
+            host_ip: ip.into(),
+            host_ports: (lo, hi),
+            container_port: 80,
+            protocol: proto.into(),
+        };
+        let held = |ip: &str, port: u16, proto: &str| PortEntry {
+            host_port: port,
+            container_port: 80,
+            protocol: proto.into(),
+            host_ip: ip.into(),
+        };
+        // (request, binding held, taken)
+        for (r, e, want) in [
+            (req("", 8000, 8010, "tcp"), held("", 8005, "tcp"), true),
+            (
+                req("", 8000, 8010, "tcp"),
+                held("10.0.0.1", 8010, "tcp"),
+                true,
+            ),
+            (req("", 8000, 8010, "tcp"), held("", 8011, "tcp"), false),
+            (req("", 8000, 8000, "tcp"), held("", 8000, "udp"), false),
+            (
+                req("10.0.0.1", 80, 80, "tcp"),
+                held("10.0.0.2", 80, "tcp"),
+                false,
+            ),
+        ] {
+            assert_eq!(r.takes(&e), want, "{r:?} {e:?}");
+        }
+        // (a, b, overlap)
+        for (a, b, want) in [
+            (req("", 8000, 8010, "tcp"), req("", 8010, 8020, "tcp"), true),
+            (
+                req("", 8000, 8009, "tcp"),
+                req("", 8010, 8020, "tcp"),
+                false,
+            ),
+            (req("", 0, 0, "tcp"), req("", 0, 0, "tcp"), false),
+            (
+                req("127.0.0.1", 53, 53, "udp"),
+                req("", 53, 53, "udp"),
+                true,
+            ),
+            (
+                req("127.0.0.1", 53, 53, "udp"),
+                req("10.0.0.1", 53, 53, "udp"),
+                false,
+            ),
+        ] {
+            assert_eq!(a.overlaps(&b), want, "{a:?} {b:?}");
+            assert_eq!(b.overlaps(&a), want, "{b:?} {a:?}");
+        }
     }
 
     #[test]
