@@ -93,6 +93,8 @@ pub enum DaemonError {
     BridgeState { path: PathBuf, source: StoreError },
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
+    #[error(transparent)]
+    LogCapture(crate::logs::capture::CaptureError),
 }
 
 impl DaemonError {
@@ -317,7 +319,14 @@ async fn serve(
         }
         Arc::new(cni) as Arc<dyn crate::network::Network>
     });
-    let manager = Manager::with_network(ctrd, manager_settings(&config, &paths, verifier), net);
+    let mut settings = manager_settings(&config, &paths, verifier);
+    if config.containers.log_capture == config::LogCapture::Daemon {
+        let capture = crate::logs::capture::Capture::new(&paths.runtime_dir.join("logs"))
+            .map_err(DaemonError::LogCapture)?;
+        settings.log_capture = Some(capture);
+    }
+    let capture = settings.log_capture.clone();
+    let manager = Manager::with_network(ctrd, settings, net);
     let (ctr_tx, ctr_rx) = mpsc::channel(16);
     let (restored_tx, restored_rx) = mpsc::channel(1);
     let (reload_tx, reload_rx) = mpsc::channel(1);
@@ -486,9 +495,18 @@ async fn serve(
         "waiting for containerd at {}",
         config.containers.address_path.display()
     ));
-    sup.run(SHUTDOWN_GRACE).await?;
+    let result = sup.run(SHUTDOWN_GRACE).await;
+    if let Some(capture) = capture {
+        // What the containers wrote and no thread read yet stays in the fifos for the next
+        // daemon; each thread finishes the write in hand.
+        capture.halt(CAPTURE_HALT);
+    }
+    result?;
     Ok(())
 }
+
+/// How long the log capture threads get to finish the entry in hand at shutdown.
+const CAPTURE_HALT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// glibc gives each thread that allocates an arena of its own; the daemon's few threads
 /// (the runtime's and the blocking pool's) gain nothing from that and each arena keeps
@@ -534,6 +552,7 @@ fn manager_settings(
         state_dir: paths.state_dir.clone(),
         default_stop_timeout: config.manager.default_ctrs_stop_timeout.0,
         log_driver_binary: log_driver_binary(),
+        log_capture: None,
         system_containers,
         image_expiry: (!config.containers.image_expiry_disable)
             .then_some(config.containers.image_expiry.0),

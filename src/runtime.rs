@@ -83,6 +83,9 @@ pub struct TaskInfo {
     pub status: TaskStatus,
     pub exit_status: u32,
     pub exited_at: Option<SystemTime>,
+    /// The stdout the task was created with (a fifo of the daemon's log capture, a
+    /// `binary://` URI, or empty).
+    pub stdout: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

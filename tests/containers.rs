@@ -61,6 +61,11 @@ impl Env {
                 state_dir: self.state.clone(),
                 default_stop_timeout: Duration::from_secs(3),
                 log_driver_binary: common::BIN.into(),
+                // As the daemon does by default: its own threads read the tasks' fifos.
+                log_capture: Some(
+                    leda_cm::logs::capture::Capture::new(&self.state.with_file_name("run"))
+                        .unwrap(),
+                ),
                 system_containers: vec![],
                 image_expiry: Some(Duration::from_secs(3600)),
                 trust: Default::default(),
@@ -451,6 +456,7 @@ fn containerd_away_means_unavailable_errors_and_running_containers_survive() {
                 state_dir: env.state.clone(),
                 default_stop_timeout: Duration::from_secs(3),
                 log_driver_binary: common::BIN.into(),
+                log_capture: None,
                 system_containers: vec![],
                 image_expiry: None,
                 trust: Default::default(),

@@ -1,7 +1,9 @@
-//! The json-file log driver as containerd's shim runs it: busybox tasks created by `ctr`
-//! with the `binary://` URI that `DriverOptions::to_uri` builds for the real `leda-cm-logd`.
-//! No leda-cm daemon exists in these tests (the shim alone starts and ends the driver), but
-//! the last one: the daemon hands containerd that binary, not itself.
+//! Container logs as containerd's shim hands them over. First the json-file log driver:
+//! busybox tasks created by `ctr` with the `binary://` URI that `DriverOptions::to_uri` builds
+//! for the real `leda-cm-logd` (no leda-cm daemon; the shim alone starts and ends the driver),
+//! and the daemon giving that binary with `log_capture: "driver"`. Then the daemon's own
+//! capture through fifos (the default): what it reads, and what a stopped or killed daemon
+//! loses (nothing; at most the read in hand).
 
 mod common;
 
@@ -392,8 +394,11 @@ fn logging_goes_on_with_only_the_shim_around() {
 }
 
 #[test]
-fn the_daemon_gives_its_containers_the_dedicated_log_driver() {
-    let d = ApiDevice::start("logdriver-daemon", serde_json::json!({}));
+fn with_log_capture_driver_the_daemon_gives_its_containers_leda_cm_logd() {
+    let d = ApiDevice::start(
+        "logdriver-daemon",
+        serde_json::json!({"containers": {"log_capture": "driver"}}),
+    );
     let image = d.image();
     let id = d
         .ok(&[
@@ -428,4 +433,221 @@ fn the_daemon_gives_its_containers_the_dedicated_log_driver() {
         entries.iter().any(|e| e.log == "hi\n").then_some(())
     });
     d.ok(&["remove", "-f", "-n", "talker"]);
+}
+
+/// The fifos of container `id`'s tasks under the daemon's runtime dir.
+fn fifos_of(d: &ApiDevice, id: &str) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = fs::read_dir(d.setup.runtime_dir.join("logs").join(id))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    all.sort();
+    all
+}
+
+#[test]
+fn by_default_the_daemon_reads_its_containers_output_through_fifos() {
+    let d = ApiDevice::start("logcapture-default", serde_json::json!({}));
+    let image = d.image();
+    let id = d
+        .ok(&[
+            "create",
+            "-n",
+            "talker",
+            &image,
+            "sh",
+            "-c",
+            "echo hi; echo oops >&2; sleep 60",
+        ])
+        .trim()
+        .to_string();
+    d.ok(&["start", "-n", "talker"]);
+    let dir = d.setup.state_dir.join("containers").join(&id);
+    wait_for("both lines", || {
+        let (entries, _) = read_tail(&dir, None).ok()?;
+        (logs_of(&entries, Stream::Stdout) == ["hi\n"]
+            && logs_of(&entries, Stream::Stderr) == ["oops\n"])
+        .then_some(())
+    });
+    // No process of its own: no driver, and the task's stdout is one of the daemon's fifos.
+    assert!(drivers_for(&dir).is_empty(), "{:?}", drivers_for(&dir));
+    let fifos = fifos_of(&d, &id);
+    assert_eq!(fifos.len(), 2, "{fifos:?}");
+    for f in &fifos {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::metadata(f).unwrap().file_type().is_fifo(), "{f:?}");
+    }
+    // A restart gives the new task fifos of its own; the old task's go with it.
+    d.ok(&["stop", "-n", "talker"]);
+    d.ok(&["start", "-n", "talker"]);
+    wait_for("the second task's line", || {
+        let (entries, _) = read_tail(&dir, None).ok()?;
+        (logs_of(&entries, Stream::Stdout) == ["hi\n", "hi\n"]).then_some(())
+    });
+    let second = wait_for("only the new task's fifos", || {
+        let now = fifos_of(&d, &id);
+        (now.len() == 2 && now != fifos).then_some(now)
+    });
+    assert!(second.iter().all(|f| !fifos.contains(f)), "{second:?}");
+    d.ok(&["remove", "-f", "-n", "talker"]);
+    wait_for("the fifos to go with the container", || {
+        (!d.setup.runtime_dir.join("logs").join(&id).exists()).then_some(())
+    });
+}
+
+/// The script of a container that says `ready`, waits for SIGUSR1 and then writes `n`
+/// numbered lines as fast as it can, then `end`.
+fn burst_script(n: u32) -> String {
+    format!(
+        "echo ready; trap 'go=1' USR1; while [ -z \"$go\" ]; do sleep 0.05; done; \
+         i=0; while [ $i -lt {n} ]; do i=$((i+1)); echo line-$i; done; echo end; sleep 600"
+    )
+}
+
+/// Where the process `pid` sleeps in the kernel.
+fn wchan(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+}
+
+/// The PIDs in the container's cgroup (its shell and whatever it runs).
+fn container_pids(d: &ApiDevice, id: &str) -> Vec<u32> {
+    let out = d.ctr(&["tasks", "ps", id]);
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Starts a burst container on `d` and waits for its `ready` line; returns its ID and log dir.
+fn start_burst(d: &ApiDevice, n: u32) -> (String, PathBuf) {
+    let image = d.image();
+    let script = burst_script(n);
+    let id = d
+        .ok(&["create", "-n", "burst", &image, "sh", "-c", &script])
+        .trim()
+        .to_string();
+    d.ok(&["start", "-n", "burst"]);
+    let dir = d.setup.state_dir.join("containers").join(&id);
+    wait_for("the ready line", || {
+        let (entries, _) = read_tail(&dir, None).ok()?;
+        (logs_of(&entries, Stream::Stdout) == ["ready\n"]).then_some(())
+    });
+    (id, dir)
+}
+
+/// Waits until the container is blocked writing to its full stdout: nobody reads it.
+fn wait_blocked_on_output(d: &ApiDevice, id: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let pids = container_pids(d, id);
+        let states: Vec<(u32, String)> = pids.iter().map(|&p| (p, wchan(p))).collect();
+        if states.iter().any(|(_, w)| w.ends_with("pipe_write")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container did not block on its full stdout: {states:?}\n{}",
+            d.ctr(&["tasks", "ps", id])
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+const BURST: u32 = 40_000;
+/// Long enough that the daemon is killed in the middle of it.
+const KILL_BURST: u32 = 100_000;
+
+#[test]
+fn output_written_while_the_daemon_is_stopped_waits_and_none_is_lost() {
+    let mut d = ApiDevice::start("logcapture-sigterm", serde_json::json!({}));
+    let (id, dir) = start_burst(&d, BURST);
+    let status = d.daemon.take().unwrap().stop();
+    assert!(status.success(), "{status:?}");
+    d.ctr(&["tasks", "kill", "-s", "SIGUSR1", &id]);
+    // ~440 KB with no reader: more than the fifo and the shim's pipe hold.
+    wait_blocked_on_output(&d, &id);
+    let before = read_tail(&dir, None).unwrap().0.len();
+    assert_eq!(before, 1, "lines were written with no daemon running");
+
+    let daemon = d.setup.spawn_ready(2, Duration::from_secs(15));
+    wait_for("the end line", || {
+        let (entries, _) = read_tail(&dir, None).ok()?;
+        entries.iter().any(|e| e.log == "end\n").then_some(())
+    });
+    let (entries, _) = read_tail(&dir, None).unwrap();
+    let want: Vec<String> = std::iter::once("ready\n".to_string())
+        .chain((1..=BURST).map(|i| format!("line-{i}\n")))
+        .chain(std::iter::once("end\n".to_string()))
+        .collect();
+    let got = logs_of(&entries, Stream::Stdout);
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "lines lost, doubled or out of order");
+    d.daemon = Some(daemon);
+    d.ok(&["remove", "-f", "-n", "burst"]);
+}
+
+#[test]
+fn a_kill_9_of_the_daemon_mid_output_loses_at_most_the_read_in_hand() {
+    let mut d = ApiDevice::start("logcapture-kill9", serde_json::json!({}));
+    let (id, dir) = start_burst(&d, KILL_BURST);
+    d.ctr(&["tasks", "kill", "-s", "SIGUSR1", &id]);
+    wait_for("a thousand lines", || {
+        (read_tail(&dir, None).ok()?.0.len() > 1000).then_some(())
+    });
+    let mut daemon = d.daemon.take().unwrap();
+    daemon.signal(libc::SIGKILL);
+    daemon
+        .wait_exit(Duration::from_secs(5))
+        .expect("kill -9 did not end the daemon");
+    let at_kill = read_tail(&dir, None).unwrap().0.len();
+    assert!(
+        at_kill < KILL_BURST as usize,
+        "the burst ended before the kill"
+    );
+    wait_blocked_on_output(&d, &id);
+
+    let daemon = d.setup.spawn_ready(2, Duration::from_secs(15));
+    wait_for("the end line", || {
+        let (entries, _) = read_tail(&dir, None).ok()?;
+        entries.iter().any(|e| e.log == "end\n").then_some(())
+    });
+    let (entries, _) = read_tail(&dir, None).unwrap();
+    let got = logs_of(&entries, Stream::Stdout);
+    // In order, each once; one gap at the kill of at most one read (4 KiB) plus the line
+    // that read ended in (whose rest may stand as an entry of its own).
+    let numbers: Vec<Option<u32>> = got
+        .iter()
+        .map(|l| l.strip_prefix("line-")?.strip_suffix('\n')?.parse().ok())
+        .collect();
+    let fragments: Vec<&&str> = got
+        .iter()
+        .zip(&numbers)
+        .filter(|(l, n)| n.is_none() && **l != "ready\n" && **l != "end\n")
+        .map(|(l, _)| l)
+        .collect();
+    assert!(fragments.len() <= 1, "{fragments:?}");
+    let seen: Vec<u32> = numbers.iter().flatten().copied().collect();
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "doubled or out of order"
+    );
+    let missing: Vec<u32> = (1..=KILL_BURST)
+        .filter(|i| seen.binary_search(i).is_err())
+        .collect();
+    let lost_bytes: usize = missing.iter().map(|i| format!("line-{i}\n").len()).sum();
+    assert!(
+        lost_bytes <= 4096 + 16,
+        "lost {} lines, {lost_bytes} bytes",
+        missing.len()
+    );
+    if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+        assert_eq!(
+            (last - first + 1) as usize,
+            missing.len(),
+            "more than one gap"
+        );
+    }
+    assert_eq!(got.first(), Some(&"ready\n"));
+    assert_eq!(got.last(), Some(&"end\n"));
+    d.daemon = Some(daemon);
+    d.ok(&["remove", "-f", "-n", "burst"]);
 }

@@ -34,6 +34,7 @@ fn manager_for(h: &Harness, setup: &DaemonSetup) -> std::sync::Arc<Manager<Ctrd>
             state_dir: setup.state_dir.clone(),
             default_stop_timeout: Duration::from_secs(3),
             log_driver_binary: common::BIN.into(),
+            log_capture: None,
             system_containers: vec![],
             image_expiry: None,
             trust: Default::default(),

@@ -572,6 +572,7 @@ fn task_info(p: &containerd_client::types::v1::Process) -> TaskInfo {
         status,
         exit_status: p.exit_status,
         exited_at: time(&p.exited_at),
+        stdout: p.stdout.clone(),
     }
 }
 

@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
@@ -115,8 +115,36 @@ fn run(args: &[OsString]) -> Result<(), DriverError> {
     // Task creation waits for this.
     drop(ready);
     let pipes = [File::from(stdout), File::from(stderr)];
-    match opts.mode {
-        Mode::Blocking => pump(pipes, &signals, |stream, line| {
+    let controls = Controls {
+        drain: Some(signals.as_fd()),
+        halt: None,
+    };
+    serve(pipes, opts.mode, writer, controls)
+}
+
+/// What ends a [`serve`] other than EOF on both pipes. Each is an fd that becomes readable.
+#[derive(Clone, Copy)]
+pub(super) struct Controls<'a> {
+    /// Drain: go on until both pipes are at EOF or quiet for [`DRAIN_QUIET_MS`], then end
+    /// (the driver's SIGTERM; the daemon's "this task was deleted").
+    pub drain: Option<BorrowedFd<'a>>,
+    /// Halt: end now and leave what is unread in the pipes, for the next reader (the
+    /// daemon's shutdown: the next daemon reopens the fifos and reads on).
+    pub halt: Option<BorrowedFd<'a>>,
+}
+
+/// Reads both pipes into `writer` until they end (see [`Controls`]): in blocking mode the
+/// entries are written by this thread, so a slow disk makes the container wait; in
+/// non-blocking mode through a queue bounded in bytes to a writer thread, dropping what does
+/// not fit.
+pub(super) fn serve(
+    pipes: [File; 2],
+    mode: Mode,
+    mut writer: JsonFileWriter,
+    controls: Controls<'_>,
+) -> Result<(), DriverError> {
+    match mode {
+        Mode::Blocking => pump(pipes, controls, |stream, line| {
             if let Err(e) = writer.write(stream, line, SystemTime::now()) {
                 log::warn!("log driver: {e}");
             }
@@ -129,7 +157,7 @@ fn run(args: &[OsString]) -> Result<(), DriverError> {
                 .stack_size(WRITER_STACK)
                 .spawn(move || consumer.drain_into(&mut writer))
                 .map_err(|source| DriverError::Thread { source })?;
-            let result = pump(pipes, &signals, |stream, line| queue.push(stream, line));
+            let result = pump(pipes, controls, |stream, line| queue.push(stream, line));
             queue.close();
             let _ = thread.join();
             result
@@ -168,19 +196,22 @@ fn termination_signals() -> io::Result<OwnedFd> {
     }
 }
 
-/// Reads both pipes until both are at EOF (or, after a termination signal, quiet for
-/// [`DRAIN_QUIET_MS`]), giving `emit` every line or piece of a long line in order per stream.
+/// Reads both pipes until both are at EOF (or, after `controls.drain`, quiet for
+/// [`DRAIN_QUIET_MS`]; or at once after `controls.halt`), giving `emit` every line or piece of
+/// a long line in order per stream. The pipes may be non-blocking (the daemon's fifos).
 fn pump(
     mut pipes: [File; 2],
-    signals: &OwnedFd,
+    controls: Controls<'_>,
     mut emit: impl FnMut(Stream, &[u8]),
 ) -> Result<(), DriverError> {
     const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+    let raw = |fd: Option<BorrowedFd<'_>>| fd.map_or(-1, |fd| fd.as_raw_fd());
+    let (drain, halt) = (raw(controls.drain), raw(controls.halt));
     let mut open = [true, true];
     // On the heap: only the pages a partial line reaches are touched (private memory).
     let mut lines: [Box<LineAssembler>; 2] = [Box::default(), Box::default()];
     let mut buf = [0u8; READ_CHUNK];
-    let mut terminating = false;
+    let mut draining = false;
     while open.iter().any(|&o| o) {
         let pollfd = |fd: RawFd, active: bool| libc::pollfd {
             // A negative fd is skipped by poll(2).
@@ -191,9 +222,10 @@ fn pump(
         let mut fds = [
             pollfd(pipes[0].as_raw_fd(), open[0]),
             pollfd(pipes[1].as_raw_fd(), open[1]),
-            pollfd(signals.as_raw_fd(), !terminating),
+            pollfd(drain, !draining),
+            pollfd(halt, true),
         ];
-        let timeout = if terminating { DRAIN_QUIET_MS } else { -1 };
+        let timeout = if draining { DRAIN_QUIET_MS } else { -1 };
         // SAFETY: `fds` is a valid array of pollfd of the given length.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
         if n < 0 {
@@ -204,7 +236,10 @@ fn pump(
             return Err(DriverError::Poll { source: e });
         }
         if n == 0 {
-            log::warn!("log driver: pipes quiet after a termination signal, exiting");
+            log::warn!("log driver: pipes quiet while draining, ending");
+            break;
+        }
+        if fds[3].revents != 0 {
             break;
         }
         for i in 0..2 {
@@ -218,7 +253,9 @@ fn pump(
                     lines[i].finish(|line| emit(stream, line));
                 }
                 Ok(n) => lines[i].feed(&buf[..n], |line| emit(stream, line)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     log::error!("log driver: cannot read the {} pipe: {e}", stream.as_str());
                     open[i] = false;
@@ -227,7 +264,7 @@ fn pump(
             }
         }
         if fds[2].revents != 0 {
-            terminating = true;
+            draining = true;
         }
     }
     for (i, assembler) in lines.iter_mut().enumerate() {
@@ -382,12 +419,16 @@ mod tests {
             out_w.write_all(b"o\nlast").unwrap();
         });
         let mut got = Vec::new();
+        let sig_r = OwnedFd::from(sig_r);
         pump(
             [
                 File::from(OwnedFd::from(out_r)),
                 File::from(OwnedFd::from(err_r)),
             ],
-            &OwnedFd::from(sig_r),
+            Controls {
+                drain: Some(sig_r.as_fd()),
+                halt: None,
+            },
             |s, l| got.push((s, String::from_utf8(l.to_vec()).unwrap())),
         )
         .unwrap();

@@ -1,5 +1,15 @@
-//! Container logs: the json-file log driver process, the reader of its files, and Kanto's
-//! size strings.
+//! Container logs: the daemon's capture through fifos, the json-file log driver process, the
+//! reader of their files, and Kanto's size strings.
+//!
+//! # Who reads a task's output
+//!
+//! By default the daemon itself (`capture`, `containers.log_capture: "daemon"`): each task's
+//! stdout and stderr are fifos in the runtime dir, one thread per task reads them, and the
+//! next daemon reads on after a restart (what a container wrote meanwhile waits in the fifo).
+//! With `log_capture: "driver"`, and always for a container whose log `root_dir` is its own
+//! (the daemon may write only to its state and runtime dirs), the task gets a `binary://`
+//! URI instead and the shim runs `leda-cm-logd` as its log driver, as below. Both write the
+//! same files through [`writer::JsonFileWriter`] and read the pipes with the same loop.
 //!
 //! # How the logs are captured: containerd's `binary://` log URI
 //!
@@ -41,6 +51,7 @@
 //! `json.log.(max-files - 1)`, is replaced), `json.log` becomes `json.log.1` and a new
 //! `json.log` starts; `max-files` counts the live file too.
 
+pub mod capture;
 pub mod driver;
 pub mod format;
 pub mod options;

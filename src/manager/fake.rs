@@ -204,7 +204,7 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn create_task(&self, id: &str, _io: &TaskIo) -> Result<u32, RuntimeError> {
+    async fn create_task(&self, id: &str, io: &TaskIo) -> Result<u32, RuntimeError> {
         self.call(format!("start {id}"));
         let mut s = self.state();
         if !s.containers.contains_key(id) {
@@ -221,6 +221,7 @@ impl Runtime for FakeRuntime {
                 status: TaskStatus::Created,
                 exit_status: 0,
                 exited_at: None,
+                stdout: io.stdout.clone(),
             },
         );
         Ok(pid)
@@ -402,6 +403,7 @@ pub fn manager(rt: FakeRuntime, dir: &Path) -> Arc<super::Manager<FakeRuntime>> 
             state_dir: dir.to_path_buf(),
             default_stop_timeout: std::time::Duration::from_secs(2),
             log_driver_binary: "/usr/bin/leda-cm".into(),
+            log_capture: None,
             system_containers: vec!["sua".into()],
             image_expiry: Some(std::time::Duration::from_secs(3600)),
             trust: Default::default(),

@@ -85,8 +85,13 @@ pub struct Settings {
     pub namespace: String,
     pub state_dir: PathBuf,
     pub default_stop_timeout: Duration,
-    /// The binary containerd's shims start as the log driver (`leda-cm log-driver`).
+    /// The binary containerd's shims start as the log driver (`leda-cm log-driver`) of a
+    /// task whose logs the daemon does not capture itself.
     pub log_driver_binary: PathBuf,
+    /// The daemon's own capture of tasks' output through fifos (`logs::capture`); `None`: every
+    /// task gets the log driver. A container with a log `root_dir` of its own always gets
+    /// the driver (the daemon may write only to its state and runtime dirs).
+    pub log_capture: Option<Arc<crate::logs::capture::Capture>>,
     /// Names of containers the update agent never removes and whose images are kept.
     pub system_containers: Vec<String>,
     /// Unused images are removed after this long; `None` disables it.

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::{lock, now, Change, Entry, Manager, ManagerError};
 use crate::etc_files;
 use crate::host;
+use crate::logs::capture::Prepared;
 use crate::model::defaults::{fill_defaults, LOG_DRIVER_JSON_FILE};
 use crate::model::validate::{valid_name, validate};
 use crate::model::{Container, NetworkMode, Resources, RestartPolicy, State, Status};
@@ -211,7 +212,7 @@ impl<R: Runtime> Manager<R> {
             c.manually_stopped = true;
             self.terminate(c, SIGKILL, KILL_WAIT).await?;
         } else {
-            self.rt.delete_task(&id).await?;
+            self.delete_task(&id).await?;
         }
         self.disconnect(c).await;
         self.rt.remove(&id).await?;
@@ -376,13 +377,14 @@ impl<R: Runtime> Manager<R> {
     }
 
     /// Where the container's output goes.
-    fn task_io(&self, c: &Container) -> Result<TaskIo, ManagerError> {
+    /// The json-file log's options of `c` (its dir created), `None` when it logs nothing.
+    pub(super) fn log_options(
+        &self,
+        c: &Container,
+    ) -> Result<Option<crate::logs::DriverOptions>, ManagerError> {
         let driver = &c.host_config.log_config.driver_config;
         if driver.driver_type != LOG_DRIVER_JSON_FILE {
-            return Ok(TaskIo {
-                terminal: c.io_config.tty,
-                ..Default::default()
-            });
+            return Ok(None);
         }
         let dir = self.log_dir(c);
         std::fs::create_dir_all(&dir).map_err(|e| ManagerError::Io {
@@ -391,7 +393,7 @@ impl<R: Runtime> Manager<R> {
         })?;
         let size = |s: &str| crate::model::size::parse_size(s).map(|b| b.max(0) as u64);
         let mode_config = &c.host_config.log_config.mode_config;
-        let options = crate::logs::DriverOptions {
+        Ok(Some(crate::logs::DriverOptions {
             dir,
             max_size: size(&driver.max_size).filter(|b| *b > 0),
             max_files: driver.max_files.clamp(1, u32::MAX as i64) as u32,
@@ -402,13 +404,70 @@ impl<R: Runtime> Manager<R> {
             } else {
                 crate::logs::Mode::Blocking
             },
+        }))
+    }
+
+    /// The daemon's capture, when it is the one to read `c`'s output.
+    pub(super) fn capture_for(&self, c: &Container) -> Option<&crate::logs::capture::Capture> {
+        let own_root = !c.host_config.log_config.driver_config.root_dir.is_empty();
+        self.settings
+            .log_capture
+            .as_deref()
+            .filter(|_| !own_root && !c.io_config.tty)
+    }
+
+    /// Where the task's output goes: the daemon's fifos (returned, to be read once the task
+    /// exists), the log driver's `binary://` URI, or nowhere.
+    fn task_io(
+        &self,
+        c: &Container,
+    ) -> Result<(TaskIo, Option<(Prepared, crate::logs::DriverOptions)>), ManagerError> {
+        let Some(options) = self.log_options(c)? else {
+            return Ok((
+                TaskIo {
+                    terminal: c.io_config.tty,
+                    ..Default::default()
+                },
+                None,
+            ));
         };
+        if let Some(capture) = self.capture_for(c) {
+            let prepared = capture
+                .prepare(&c.container_id)
+                .map_err(|e| ManagerError::Io {
+                    id: c.container_id.clone(),
+                    message: e.to_string(),
+                })?;
+            let io = TaskIo {
+                stdout: prepared.stdout.display().to_string(),
+                stderr: prepared.stderr.display().to_string(),
+                terminal: false,
+            };
+            return Ok((io, Some((prepared, options))));
+        }
         let uri = options.to_uri(&self.settings.log_driver_binary);
-        Ok(TaskIo {
-            stdout: uri.clone(),
-            stderr: uri,
-            terminal: c.io_config.tty,
-        })
+        Ok((
+            TaskIo {
+                stdout: uri.clone(),
+                stderr: uri,
+                terminal: c.io_config.tty,
+            },
+            None,
+        ))
+    }
+
+    /// Deletes the task and ends the daemon's capture of its output.
+    pub(super) async fn delete_task(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::runtime::ExitInfo>, RuntimeError> {
+        let deleted = self.rt.delete_task(id).await;
+        if deleted.is_ok() {
+            if let Some(capture) = &self.settings.log_capture {
+                capture.finish(id);
+            }
+        }
+        deleted
     }
 
     /// `<root_dir>/<id>` when the container sets a root dir, else its state directory.
@@ -425,7 +484,7 @@ impl<R: Runtime> Manager<R> {
     /// containerd lost it.
     /// A bridged container joins the bridge between the two.
     pub(super) async fn start_task(&self, c: &mut Container) -> Result<u32, ManagerError> {
-        let io = self.task_io(c)?;
+        let (io, capture) = self.task_io(c)?;
         let id = c.container_id.clone();
         let pid = match self.rt.create_task(&id, &io).await {
             Err(RuntimeError::NotFound { what })
@@ -438,8 +497,23 @@ impl<R: Runtime> Manager<R> {
             }
             other => other?,
         };
+        if let Some((prepared, options)) = capture {
+            let started = self
+                .capture_for(c)
+                .map(|capture| capture.start(prepared, &options));
+            if let Some(Err(e)) = started {
+                // Nobody would read its output: the container would block on its first lines.
+                if let Err(e) = self.delete_task(&id).await {
+                    log::warn!("deleting the created task of container {id} failed: {e}");
+                }
+                return Err(ManagerError::Io {
+                    id,
+                    message: e.to_string(),
+                });
+            }
+        }
         if let Err(e) = self.connect(c, pid).await {
-            if let Err(e) = self.rt.delete_task(&id).await {
+            if let Err(e) = self.delete_task(&id).await {
                 log::warn!("deleting the created task of container {id} failed: {e}");
             }
             return Err(e);
@@ -570,7 +644,7 @@ impl<R: Runtime> Manager<R> {
                 )));
             }
         }
-        let exit = self.rt.delete_task(id).await?;
+        let exit = self.delete_task(id).await?;
         Ok(exit.map_or(137, |e| e.exit_status as i64))
     }
 

@@ -78,7 +78,7 @@ impl<R: Runtime> Manager<R> {
         {
             return;
         }
-        if let Err(e) = self.rt.delete_task(id).await {
+        if let Err(e) = self.delete_task(id).await {
             log::warn!("collecting the exited task of container {id} failed: {e}");
         }
         self.disconnect(&mut c).await;
@@ -195,7 +195,7 @@ impl<R: Runtime> Manager<R> {
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), self.rt.wait(id)).await;
         }
-        self.rt.delete_task(id).await?;
+        self.delete_task(id).await?;
         Ok(())
     }
 
@@ -282,6 +282,9 @@ impl<R: Runtime> Manager<R> {
                 None => Observed::Missing,
                 Some(o) => Observed::Present(o.task.clone()),
             };
+            if let Observed::Present(Some(task)) = &seen {
+                self.resume_capture(&c, &task.stdout);
+            }
             let action = reconcile::decide(&c, &seen);
             if action != Action::Nothing {
                 log::info!("container {id} ({}): {action:?}", c.container_name);
@@ -316,6 +319,13 @@ impl<R: Runtime> Manager<R> {
                 ),
             }
         }
+        if let Some(capture) = &self.settings.log_capture {
+            let live: Vec<String> = observed
+                .iter()
+                .filter_map(|o| o.task.as_ref().map(|t| t.stdout.clone()))
+                .collect();
+            capture.sweep(&live);
+        }
         // Leases and work snapshots of earlier runs that nothing uses (a pull or a create
         // that a crash cut short); this run's own are never touched.
         let keep = lock(&self.table).keys().cloned().collect::<Vec<_>>();
@@ -330,6 +340,29 @@ impl<R: Runtime> Manager<R> {
         self.release_stale().await;
         self.restored.send_replace(true);
         Ok(())
+    }
+
+    /// A task that outlived a daemon (or containerd) and writes to the daemon's fifos: they
+    /// are read on (what the container wrote meanwhile waited in them), also when the task
+    /// has exited and is about to be deleted.
+    fn resume_capture(&self, c: &Container, stdout: &str) {
+        let Some(capture) = self.settings.log_capture.as_deref() else {
+            return;
+        };
+        if !capture.owns(stdout) {
+            return;
+        }
+        let id = &c.container_id;
+        let resumed = match self.log_options(c) {
+            Ok(Some(options)) => capture
+                .resume(id, stdout, &options)
+                .map_err(|e| e.to_string()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = resumed {
+            log::error!("container {id}: its output cannot be read on: {e}");
+        }
     }
 
     async fn apply(
@@ -362,11 +395,11 @@ impl<R: Runtime> Manager<R> {
                 }
             }
             Action::DeleteTask => {
-                self.rt.delete_task(&id).await?;
+                self.delete_task(&id).await?;
                 self.disconnect(c).await;
             }
             Action::Exited { exit_code, start } => {
-                let exit = self.rt.delete_task(&id).await?;
+                let exit = self.delete_task(&id).await?;
                 self.disconnect(c).await;
                 let at = exit
                     .and_then(|e| e.exited_at)

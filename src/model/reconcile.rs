@@ -139,6 +139,7 @@ mod tests {
             status,
             exit_status: exit,
             exited_at: None,
+            stdout: String::new(),
         }))
     }
 
