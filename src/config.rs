@@ -677,6 +677,42 @@ pub struct ContainersConfig {
     pub runc_root: String,
     /// leda-cm: who reads containers' output into their json-file logs.
     pub log_capture: LogCapture,
+    /// leda-cm: attempts after the first of a broken blob download (each resumes where the
+    /// last one ended); 0, the default, fails the pull as Kanto does.
+    pub download_retries: u32,
+    /// leda-cm: the wait before the first retry, doubled for each one (with jitter).
+    pub download_retry_delay: GoDuration,
+    /// leda-cm: the longest wait between retries.
+    pub download_retry_delay_max: GoDuration,
+    /// leda-cm: bytes per second all downloads together may take (image blobs and software
+    /// artifacts); a number or a size (`"512K"`, `"2M"`); 0, the default: unlimited.
+    pub download_rate_limit: ByteRate,
+}
+
+/// Bytes per second: a number, or a size string as Kanto's log sizes (`"512K"`, `"1.5M"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteRate(pub u64);
+
+impl<'de> Deserialize<'de> for ByteRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteRate(n)),
+            Raw::Text(t) => crate::model::size::parse_size(&t)
+                .filter(|n| *n >= 0)
+                .map(|n| ByteRate(n as u64))
+                .ok_or_else(|| {
+                    de::Error::custom(format!(
+                        "`{t}` is not a rate in bytes per second (a number, or a size such as \"512K\")"
+                    ))
+                }),
+        }
+    }
 }
 
 /// `containers.log_capture` (leda-cm's key).
@@ -723,6 +759,10 @@ impl Default for ContainersConfig {
             image_verifier_config: BTreeMap::new(),
             runc_root: String::new(),
             log_capture: LogCapture::Daemon,
+            download_retries: 0,
+            download_retry_delay: GoDuration(Duration::from_secs(1)),
+            download_retry_delay_max: GoDuration(Duration::from_secs(30)),
+            download_rate_limit: ByteRate(0),
         }
     }
 }

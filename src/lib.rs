@@ -31,5 +31,6 @@ pub mod store;
 pub mod supervisor;
 pub mod systemd;
 pub mod things;
+pub mod transfer;
 pub mod trust;
 pub mod watch;

@@ -605,6 +605,91 @@ fn a_failed_activation_rolls_back_to_the_old_container() {
 }
 
 #[test]
+fn an_update_whose_container_exits_within_its_health_gate_rolls_back_to_the_running_old_one() {
+    let d = agent_device("agent_healthgate", json!({}));
+    let image = service_image(&d.h);
+    d.send(
+        "v1",
+        json!([component("app", &image, &[("env", "VERSION=1")])]),
+    );
+    d.wait_status("v1", "COMPLETED", LONG);
+    let before = d.assert_running(&["app"]);
+
+    // v2 starts, then exits after 2 s: within its 6 s gate.
+    d.send(
+        "v2",
+        json!([component(
+            "app",
+            &image,
+            &[
+                ("env", "VERSION=2"),
+                ("cmd", "sh"),
+                ("cmd", "-c"),
+                ("cmd", "sleep 2; exit 3"),
+                ("healthUptime", "6s"),
+            ]
+        )]),
+    );
+    let end = d.wait_status("v2", "INCOMPLETE", LONG);
+    let s = d.statuses("v2");
+    assert_eq!(
+        s[s.len() - 6..],
+        [
+            "ACTIVATING",
+            "ACTIVATION_FAILURE",
+            "ROLLBACK",
+            "ROLLBACK_SUCCESS",
+            "CLEANUP_SUCCESS",
+            "INCOMPLETE"
+        ],
+        "{s:?}"
+    );
+    let feedback = d.feedback("v2");
+    assert!(
+        feedback.iter().any(|f| f["status"] == "ACTIVATING"
+            && f["actions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("waiting for the health gate: running for 6.0 s"))),
+        "{feedback:?}"
+    );
+    let failure = feedback
+        .iter()
+        .find(|f| f["status"] == "ACTIVATION_FAILURE")
+        .unwrap();
+    let message = failure["actions"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("health gate failed: the container exited with code 3"),
+        "{failure}"
+    );
+    assert!(
+        end["actions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("old container instance restored"),
+        "{end}"
+    );
+    let after = d.assert_running(&["app"]);
+    assert_eq!(
+        after["app"].0, before["app"].0,
+        "the old container runs again"
+    );
+    assert_eq!(env_of(&after["app"].2), ["VERSION=1"]);
+
+    // A v3 that holds up through its gate is activated.
+    d.send(
+        "v3",
+        json!([component(
+            "app",
+            &image,
+            &[("env", "VERSION=3"), ("healthUptime", "1s")]
+        )]),
+    );
+    d.wait_status("v3", "COMPLETED", LONG);
+    let v3 = d.assert_running(&["app"]);
+    assert_eq!(env_of(&v3["app"].2), ["VERSION=3"]);
+}
+
+#[test]
 fn the_current_state_on_connect_on_request_and_retained() {
     let d = agent_device("agent_current", json!({}));
     let initial = d

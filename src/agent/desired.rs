@@ -228,6 +228,21 @@ pub fn component_container(component: &ComponentWithConfig) -> Result<Container,
                 "blocking" | "non-blocking" => c.host_config.log_config.mode_config.mode = v.into(),
                 _ => bad(k, v, "expected blocking or non-blocking".into()),
             },
+            // leda-cm: the health gate of the update's activation.
+            "healthUptime" => match crate::duration::parse_go_duration(v).ok().or_else(|| {
+                v.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .map(std::time::Duration::from_secs)
+            }) {
+                Some(d) if !d.is_zero() => {
+                    c.extras_mut().health_gate = Some(model::HealthGate {
+                        uptime_ms: d.as_millis().min(u64::MAX as u128) as u64,
+                    })
+                }
+                Some(_) => {}
+                None => bad(k, v, "expected a duration such as 10s or 1m30s".into()),
+            },
             _ if INFORMATIONAL.contains(&k) => {}
             _ => log::warn!("component {id}: unknown config key {k} ignored"),
         }

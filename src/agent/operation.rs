@@ -99,6 +99,17 @@ impl Board {
         }
     }
 
+    /// As `set`, and said at once while a phase is in progress.
+    fn say(&self, i: usize, status: &str, message: &str) {
+        self.changed(|s| {
+            let a = &mut s.actions[i];
+            a.status = status.to_string();
+            a.message = message.to_string();
+            a.progress = 0;
+            true
+        });
+    }
+
     fn progress(&self, i: usize, pct: u8) -> bool {
         let mut s = self.lock();
         let changed = s.actions[i].progress != pct;
@@ -681,6 +692,7 @@ impl Operation {
                 let name = step.plan.name.clone();
                 let current = step.plan.current().cloned();
                 let new_id = step.new_id.clone();
+                let gate = step.plan.to_make().and_then(|c| c.extras().health_gate);
                 // The old containers it must not run beside, whose stop has begun.
                 let gates: Vec<(String, String, Stopping)> = step
                     .gate
@@ -723,6 +735,21 @@ impl Operation {
                             .await
                             .map(|_| kind.message()),
                         Kind::Destroy => Ok(""),
+                    };
+                    // The new container must hold up before it counts as activated.
+                    let r = match (r, gate, new_id.as_deref()) {
+                        (Ok(message), Some(gate), Some(id)) => {
+                            board.say(
+                                i,
+                                act::ACTIVATING,
+                                &format!(
+                                    "Started; waiting for the health gate: running for {}.",
+                                    seconds(gate.uptime_ms)
+                                ),
+                            );
+                            hold_up(&ctx, id, gate).await.map(|_| message)
+                        }
+                        (r, _, _) => r,
                     };
                     (i, r)
                 }
@@ -1034,6 +1061,46 @@ async fn create_fresh<R: Runtime>(
         .await
         .map(|c| c.container_id)
         .map_err(|e| ctx.err(e))
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// Polling period of a health gate: the manager's view is in memory.
+const GATE_POLL: Duration = Duration::from_millis(100);
+
+/// The health gate: the container just started must keep running, with the same task (not
+/// restarted by its policy), for `gate.uptime_ms`.
+async fn hold_up<R: Runtime>(
+    ctx: &Ctx<R>,
+    id: &str,
+    gate: crate::model::HealthGate,
+) -> Result<(), String> {
+    let first = ctx.manager.get(id).map_err(|e| ctx.err(e))?;
+    let (pid, started) = (first.state.pid, first.state.started_at.clone());
+    let begun = tokio::time::Instant::now();
+    let deadline = begun + Duration::from_millis(gate.uptime_ms);
+    loop {
+        let c = ctx.manager.get(id).map_err(|e| ctx.err(e))?;
+        if !c.state.running || c.state.pid != pid || c.state.started_at != started {
+            let how = if c.state.running {
+                "was restarted".to_string()
+            } else {
+                format!("exited with code {}", c.state.exit_code)
+            };
+            return Err(format!(
+                "health gate failed: the container {how} {} after its start; it must run for {}",
+                seconds(begun.elapsed().as_millis() as u64),
+                seconds(gate.uptime_ms)
+            ));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(GATE_POLL.min(deadline - now)).await;
+    }
 }
 
 async fn stop_if_live<R: Runtime>(ctx: &Ctx<R>, id: &str) -> Result<(), String> {

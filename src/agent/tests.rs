@@ -207,6 +207,120 @@ fn a_failed_activation_rolls_back_to_the_old_container() {
 }
 
 #[test]
+fn a_health_gate_holds_the_activation_and_one_that_fails_rolls_the_update_back() {
+    let dir = state_dir("healthgate");
+    run(async {
+        let rt = FakeRuntime::new()
+            .in_registry("app:1")
+            .in_registry("app:2")
+            .in_registry("app:3");
+        let m = manager(rt.clone(), &dir);
+        let a = running(&m, container("a", "app:1", &[])).await;
+        let ctx = Ctx::new(m.clone());
+
+        // v2 holds up for its 300 ms: activated, and the feedback said it waited.
+        let (first, log) = sink();
+        let gated = desired_with("a", "app:2", &[("healthUptime", "300ms")]);
+        assert_eq!(gated.extras().health_gate.unwrap().uptime_ms, 300);
+        let mut op = operation(&m, &[gated], first);
+        let t = tokio::time::Instant::now();
+        assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
+        assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+        let waited = log.lock().unwrap().iter().any(|f| {
+            f.actions.iter().any(|a| {
+                a.message
+                    .contains("waiting for the health gate: running for 0.3 s")
+            })
+        });
+        assert!(waited, "{:?}", log.lock().unwrap());
+        let v2 = by_name(&m, "a").unwrap();
+        assert_ne!(v2.container_id, a.container_id);
+        assert_eq!(v2.image.name, "app:2");
+
+        // v3 exits within its gate: ACTIVATION_FAILURE, then the rollback brings v2 back.
+        let (second, log) = sink();
+        let mut op = operation(
+            &m,
+            &[desired_with("a", "app:3", &[("healthUptime", "30s")])],
+            second,
+        );
+        let killer = {
+            let (m, rt) = (m.clone(), rt.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    let Some(c) = by_name(&m, "a") else { continue };
+                    if c.image.name == "app:3" && c.state.running {
+                        let pid = rt.exit(&c.container_id, 3);
+                        m.on_event(crate::runtime::RuntimeEvent::TaskExit {
+                            id: c.container_id.clone(),
+                            pid,
+                            exit_status: 3,
+                            exited_at: None,
+                        })
+                        .await;
+                        return;
+                    }
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(op.run_standalone(&ctx, &|| false), killer);
+        assert_eq!(outcome, Outcome::Incomplete);
+        let s = statuses(&log);
+        assert!(s.contains(&status::ACTIVATION_FAILURE.into()), "{s:?}");
+        assert!(s.contains(&status::ROLLBACK_SUCCESS.into()), "{s:?}");
+        let failure = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|f| f.status == status::ACTIVATION_FAILURE)
+            .cloned()
+            .unwrap();
+        assert!(
+            failure.actions[0]
+                .message
+                .contains("health gate failed: the container exited with code 3"),
+            "{:?}",
+            failure.actions
+        );
+        let back = by_name(&m, "a").unwrap();
+        assert_eq!(back.container_id, v2.container_id);
+        assert_eq!(back.state.status, Status::Running);
+        assert_eq!(m.list().len(), 1, "{:?}", m.list());
+    });
+}
+
+#[test]
+fn health_uptime_values() {
+    for (value, want) in [
+        ("10s", Ok(Some(10_000))),
+        ("1m30s", Ok(Some(90_000))),
+        ("5", Ok(Some(5_000))),
+        ("0s", Ok(None)),
+        ("soon", Err(())),
+    ] {
+        let kv = vec![
+            KeyValue {
+                key: "image".into(),
+                value: "app:1".into(),
+            },
+            KeyValue {
+                key: "healthUptime".into(),
+                value: value.into(),
+            },
+        ];
+        let got = component_container(&ComponentWithConfig {
+            id: "a".into(),
+            version: "1".into(),
+            config: kv,
+        })
+        .map(|c| c.extras().health_gate.map(|g| g.uptime_ms))
+        .map_err(|e| assert!(e[0].contains("healthUptime"), "{e:?}"));
+        assert_eq!(got, want, "{value}");
+    }
+}
+
+#[test]
 fn orchestrated_commands_are_taken_in_order_only() {
     let dir = state_dir("orchestrated");
     run(async {

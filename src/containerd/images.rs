@@ -125,6 +125,35 @@ fn process(config: &ImageConfiguration) -> ImageProcess {
     }
 }
 
+/// Why an attempt at a blob failed, and whether another may succeed.
+#[derive(Debug)]
+struct Attempt {
+    message: String,
+    transient: bool,
+}
+
+impl Attempt {
+    fn fatal(message: impl std::fmt::Display) -> Attempt {
+        Attempt {
+            message: message.to_string(),
+            transient: false,
+        }
+    }
+
+    fn from_registry(e: crate::registry::RegistryError) -> Attempt {
+        Attempt {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Counts pulled bytes across blobs and reports them.
 struct Counter {
     done: AtomicU64,
@@ -169,6 +198,31 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone());
         Ok(id)
+    }
+
+    /// Whether the lease protects an unfinished download (a containerd ingest).
+    pub(crate) async fn lease_holds_ingests(&self, id: &str) -> bool {
+        LeasesClient::new(self.channel.clone())
+            .list_resources(self.req(
+                containerd_client::services::v1::ListResourcesRequest { id: id.to_string() },
+                None,
+            ))
+            .await
+            .map(|r| {
+                r.into_inner()
+                    .resources
+                    .iter()
+                    .any(|r| r.r#type == "ingests")
+            })
+            .unwrap_or(false)
+    }
+
+    /// This run gives the lease up but leaves it to expire in containerd.
+    fn forget_lease(&self, id: &str) {
+        self.live_leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     pub(crate) async fn delete_lease(&self, id: &str) {
@@ -363,6 +417,10 @@ impl Client {
     }
 
     /// Fetches `desc` from the registry into the content store unless it is there already.
+    /// A download that breaks is retried as `containers.download_retries` allows, each
+    /// attempt resuming from the bytes containerd holds of it (its ingest, also one an earlier
+    /// pull or an earlier daemon left); containerd verifies the digest over the whole blob
+    /// when it is committed.
     async fn fetch_into_store(
         &self,
         registry: &RegistryClient,
@@ -371,18 +429,228 @@ impl Client {
         desc: &Descriptor,
         labels: HashMap<String, String>,
         counter: &Counter,
-    ) -> Result<(), String> {
+    ) -> Result<(), Attempt> {
         let digest = desc.digest().to_string();
         let _writer = self.blob_locks.lock(&digest).await;
-        if self.present(desc, labels.clone(), counter).await? {
+        if self
+            .present(desc, labels.clone(), counter)
+            .await
+            .map_err(Attempt::fatal)?
+        {
             return Ok(());
         }
-        let stream = registry
-            .fetch_blob(reference, desc)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.write_content(lease, desc, stream, labels, counter)
-            .await
+        let policy = registry.retry_policy();
+        let mut counted = 0u64;
+        let mut attempt = 0u32;
+        loop {
+            let fetch = |offset: u64| registry.fetch_blob_from(reference, desc, offset);
+            let err = match self
+                .write_resumable(lease, desc, labels.clone(), counter, &mut counted, fetch)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if !e.transient => return Err(e),
+                Err(e) => e,
+            };
+            attempt += 1;
+            let jitter = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1e6;
+            let Some(wait) = policy.delay_before(attempt, jitter) else {
+                let retried = attempt - 1;
+                return Err(Attempt {
+                    message: if retried > 0 {
+                        format!("{} (after {retried} retries)", err.message)
+                    } else {
+                        err.message
+                    },
+                    transient: true,
+                });
+            };
+            log::warn!(
+                "{}; {counted} of {} bytes are in; retry {attempt} of {} in {:.1} s",
+                err.message,
+                desc.size(),
+                policy.retries,
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt at `desc`: asks containerd how much of it its ingest holds, fetches the
+    /// rest (`fetch(offset)` gives the stream and where it really starts), streams it in and
+    /// commits. A broken download leaves the ingest for the next attempt (transient); content
+    /// that does not verify is aborted (fatal). `counted`: bytes of this blob already in the
+    /// progress counter.
+    async fn write_resumable<F, Fut>(
+        &self,
+        lease: &str,
+        desc: &Descriptor,
+        labels: HashMap<String, String>,
+        counter: &Counter,
+        counted: &mut u64,
+        fetch: F,
+    ) -> Result<(), Attempt>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<
+            Output = Result<(crate::registry::BlobStream, u64), crate::registry::RegistryError>,
+        >,
+    {
+        let digest = desc.digest().to_string();
+        let reference = format!("leda-cm-{digest}");
+        let total = desc.size() as i64;
+        let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
+        let requests =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
+        let store_err = |s: containerd_client::tonic::Status| {
+            Attempt::fatal(format!("content store: {}", s.message()))
+        };
+        let stat = WriteContentRequest {
+            action: WriteAction::Stat as i32,
+            r#ref: reference.clone(),
+            total,
+            expected: digest.clone(),
+            ..Default::default()
+        };
+        let _ = tx.send(stat).await;
+        let mut content = ContentClient::new(self.channel.clone());
+        let mut responses = match content.write(self.req(requests, Some(lease))).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
+            Err(s) => return Err(store_err(s)),
+        };
+        let held = match responses.message().await {
+            Ok(Some(r)) => r.offset.max(0) as u64,
+            Ok(None) => return Ok(()),
+            Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
+            Err(s) => return Err(store_err(s)),
+        };
+        // More than the blob: not this blob's bytes; a write at 0 starts it again.
+        let offset = if held > desc.size() { 0 } else { held };
+        if offset > 0 {
+            log::info!(
+                "blob {digest}: resuming at byte {offset} of {}",
+                desc.size()
+            );
+        } else {
+            log::debug!("blob {digest}: containerd holds none of it (ingest {reference})");
+        }
+        let (chunks, start) = if offset == desc.size() {
+            // All of it is there (an attempt cut short before its commit, or the blob in
+            // another namespace of this containerd): only the commit is left.
+            let none: crate::registry::BlobStream = Box::pin(futures_util::stream::empty());
+            (none, offset)
+        } else {
+            fetch(offset).await.map_err(Attempt::from_registry)?
+        };
+        if start > *counted {
+            counter.add(start - *counted);
+            *counted = start;
+        }
+        // From the start the whole blob passes here and is verified on the way; resumed, the
+        // bytes before `start` are in containerd, which hashes them again and checks the whole
+        // blob against `expected` at commit.
+        let mut verifier = if start == 0 {
+            Some(DigestVerifier::for_descriptor(desc).map_err(|e| Attempt::fatal(e.to_string()))?)
+        } else {
+            None
+        };
+        enum Sent {
+            Closed,
+            Failed(Attempt),
+        }
+        let producer = async {
+            let mut chunks = chunks;
+            let mut position = start;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|e| Sent::Failed(Attempt::from_registry(e)))?;
+                if let Some(v) = verifier.as_mut() {
+                    v.update(&chunk)
+                        .map_err(|e| Sent::Failed(Attempt::fatal(e.to_string())))?;
+                }
+                if position + chunk.len() as u64 > desc.size() {
+                    return Err(Sent::Failed(Attempt::fatal(format!(
+                        "blob {digest}: the registry sends more than its {} bytes",
+                        desc.size()
+                    ))));
+                }
+                for piece in chunk.chunks(CHUNK) {
+                    let msg = WriteContentRequest {
+                        action: WriteAction::Write as i32,
+                        r#ref: reference.clone(),
+                        offset: position as i64,
+                        data: piece.to_vec(),
+                        ..Default::default()
+                    };
+                    let end = position + piece.len() as u64;
+                    if end > *counted {
+                        counter.add(end - (*counted).max(position));
+                        *counted = end;
+                    }
+                    position = end;
+                    tx.send(msg).await.map_err(|_| Sent::Closed)?;
+                }
+            }
+            if let Some(v) = verifier.take() {
+                v.finish()
+                    .map_err(|e| Sent::Failed(Attempt::fatal(e.to_string())))?;
+            } else if position != desc.size() {
+                return Err(Sent::Failed(Attempt {
+                    message: format!(
+                        "blob {digest}: the download ended at byte {position} of {}",
+                        desc.size()
+                    ),
+                    transient: true,
+                }));
+            }
+            let commit = WriteContentRequest {
+                action: WriteAction::Commit as i32,
+                r#ref: reference.clone(),
+                total,
+                expected: digest.clone(),
+                offset: position as i64,
+                labels,
+                ..Default::default()
+            };
+            tx.send(commit).await.map_err(|_| Sent::Closed)?;
+            drop(tx);
+            Ok::<(), Sent>(())
+        };
+        let consumer = async {
+            loop {
+                match responses.message().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Ok(()),
+                    Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
+                    Err(s) => return Err(s),
+                }
+            }
+        };
+        let (sent, received) = tokio::join!(producer, consumer);
+        let result = match (sent, received) {
+            (Err(Sent::Failed(e)), _) => Err(e),
+            // containerd refused the commit: what it holds does not hash to the digest.
+            (_, Err(s)) if s.code() == Code::FailedPrecondition => Err(Attempt::fatal(format!(
+                "blob {digest} does not match its digest: {}",
+                s.message()
+            ))),
+            (_, Err(s)) => Err(store_err(s)),
+            (Ok(()) | Err(Sent::Closed), Ok(())) => Ok(()),
+        };
+        if matches!(&result, Err(e) if !e.transient) {
+            let _ = content
+                .abort(self.req(
+                    AbortRequest {
+                        r#ref: reference.clone(),
+                    },
+                    None,
+                ))
+                .await;
+        }
+        result
     }
 
     /// Whether `desc` is in the content store already; then it gets the labels it lacks.
@@ -858,8 +1126,17 @@ impl Client {
         let result = self
             .pull_under_lease(registry, &reference, name, &lease, progress, keys)
             .await;
-        // The image record and the GC labels keep what it needs; the lease goes either way.
-        self.delete_lease(&lease).await;
+        // The image record and the GC labels keep what it needs; the lease goes, but for a
+        // pull that broke off with a partial blob in containerd: the lease keeps that for the
+        // next pull to resume from, until it expires (or this run's sweeps let it go).
+        if result.is_err() && self.lease_holds_ingests(&lease).await {
+            log::info!(
+                "pull of {name}: keeping what was downloaded (lease {lease}) for the next attempt"
+            );
+            self.forget_lease(&lease);
+        } else {
+            self.delete_lease(&lease).await;
+        }
         result
     }
 

@@ -395,6 +395,12 @@ impl Client {
             let ours = lease.labels.get(INSTANCE_LABEL) == Some(&self.instance);
             let stale = theirs(&lease.labels) || (ours && !live.contains(&lease.id));
             if lease.id.starts_with(LEASE_PREFIX) && stale {
+                // A download cut short (a crash, a broken link) waits under it for the next
+                // pull to resume from; containerd's GC takes it when the lease expires.
+                if self.lease_holds_ingests(&lease.id).await {
+                    log::debug!("lease {} holds an unfinished download; kept", lease.id);
+                    continue;
+                }
                 self.delete_lease(&lease.id).await;
                 removed.push(format!("lease {}", lease.id));
             }

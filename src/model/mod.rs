@@ -153,6 +153,17 @@ pub struct Extras {
     /// mid-removal is finished at the next start, never undone.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub removing: bool,
+    /// What the update agent waits for before it reports the container activated (a desired
+    /// state's `healthUptime`); a gate that fails rolls the update back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_gate: Option<HealthGate>,
+}
+
+/// The update agent's health gate of a container (issue 20).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthGate {
+    /// It must stay running, unrestarted, this long after its start (milliseconds).
+    pub uptime_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,7 +49,7 @@ pub async fn fetch_artifact(url: &str, limit: usize) -> Result<Vec<u8>, Artifact
         });
     }
     let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
+    let mut stream = super::throttle::paced(response.bytes_stream());
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| fail(super::error::cause_chain(&e)))?;
         if body.len() + chunk.len() > limit {

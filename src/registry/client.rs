@@ -165,12 +165,22 @@ impl RegistryClient {
             }
             tls_http.insert(tls_key(tls), client);
         }
+        super::throttle::set_rate(config.download_rate_limit.0);
         Ok(RegistryClient {
             config: config.clone(),
             default_http,
             tls_http,
             auth: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// How broken blob downloads are retried (`containers.download_retries` and delays).
+    pub fn retry_policy(&self) -> crate::transfer::RetryPolicy {
+        crate::transfer::RetryPolicy {
+            retries: self.config.download_retries,
+            delay: self.config.download_retry_delay.0,
+            max_delay: self.config.download_retry_delay_max.0,
+        }
     }
 
     /// The digest, media type and size of the manifest `reference` names now (HEAD, falling
@@ -288,21 +298,49 @@ impl RegistryClient {
         reference: &Reference,
         descriptor: &Descriptor,
     ) -> Result<BlobStream, RegistryError> {
+        Ok(self.fetch_blob_from(reference, descriptor, 0).await?.0)
+    }
+
+    /// The blob's bytes from `offset` on (HTTP `Range`), paced by the download rate limit.
+    /// Returns where the stream really starts: `offset`, or 0 when the registry (or a proxy
+    /// in between) ignored the range and sends the whole blob.
+    pub async fn fetch_blob_from(
+        &self,
+        reference: &Reference,
+        descriptor: &Descriptor,
+        offset: u64,
+    ) -> Result<(BlobStream, u64), RegistryError> {
         let ep = self.endpoint(reference)?;
         let digest = descriptor.digest().to_string();
         let url = self.url(&ep, reference, "blobs", &digest)?;
         let what = format!("blob {digest} of image {reference}");
-        let resp = self
-            .request(&ep, reference, Method::GET, url, None, &what)
-            .await?;
+        let mut range = (offset > 0).then_some(offset);
+        let resp = match self
+            .request_from(&ep, reference, Method::GET, url.clone(), None, &what, range)
+            .await
+        {
+            // The registry cannot serve that range (it disagrees about the size): all of it.
+            Err(RegistryError::Status { status: 416, .. }) if range.is_some() => {
+                range = None;
+                self.request_from(&ep, reference, Method::GET, url, None, &what, None)
+                    .await?
+            }
+            other => other?,
+        };
+        let start = if range.is_some() && resp.status() == StatusCode::PARTIAL_CONTENT {
+            offset
+        } else {
+            0
+        };
         let registry = ep.registry;
-        Ok(Box::pin(resp.bytes_stream().map_err(move |e| {
-            RegistryError::Transfer {
+        let stream = resp
+            .bytes_stream()
+            .map_err(move |e| RegistryError::Transfer {
                 what: what.clone(),
                 registry: registry.clone(),
                 cause: cause_chain(&e.without_url()),
-            }
-        })))
+            });
+        Ok((super::throttle::paced(Box::pin(stream)), start))
     }
 
     /// A small blob (the image config) in memory, verified against `descriptor`.
@@ -517,13 +555,36 @@ impl RegistryClient {
         accept: Option<&str>,
         what: &str,
     ) -> Result<Response, RegistryError> {
+        self.request_from(ep, reference, method, url, accept, what, None)
+            .await
+    }
+
+    /// As `request`, asking for the bytes from `range_from` on (`Range: bytes=N-`).
+    #[allow(clippy::too_many_arguments)]
+    async fn request_from(
+        &self,
+        ep: &Endpoint,
+        reference: &Reference,
+        method: Method,
+        url: Url,
+        accept: Option<&str>,
+        what: &str,
+        range_from: Option<u64>,
+    ) -> Result<Response, RegistryError> {
         let repository = reference.repository();
         let key = (ep.registry.clone(), repository.to_string());
         let mut auth = self.cached_auth(&key);
         let mut challenged = false;
         loop {
             let resp = self
-                .send(ep, method.clone(), url.clone(), accept, auth.as_ref())
+                .send(
+                    ep,
+                    method.clone(),
+                    url.clone(),
+                    accept,
+                    auth.as_ref(),
+                    range_from,
+                )
                 .await?;
             let status = resp.status();
             if status.is_success() {
@@ -670,11 +731,15 @@ impl RegistryClient {
         mut url: Url,
         accept: Option<&str>,
         auth: Option<&Auth>,
+        range_from: Option<u64>,
     ) -> Result<Response, RegistryError> {
         for _ in 0..=MAX_REDIRECTS {
             let mut req = ep.http.request(method.clone(), url.clone());
             if let Some(accept) = accept {
                 req = req.header(ACCEPT, accept);
+            }
+            if let Some(from) = range_from {
+                req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
             }
             if same_origin(&url, &ep.base) {
                 req = match (auth, &ep.credentials) {

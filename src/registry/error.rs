@@ -83,6 +83,21 @@ pub enum RegistryError {
     },
 }
 
+impl RegistryError {
+    /// Whether trying again later may succeed: the network, the registry's own trouble
+    /// (5xx, 429), a download cut short. Not: what the registry says is missing or refused,
+    /// and content that does not match its digest.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Unreachable { .. } | RegistryError::Transfer { .. } => true,
+            RegistryError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The `Display` of an error and of every error below it, joined by `": "`, repeated text
 /// and hyper's `client error (Connect)` wrappers left out.
 pub(crate) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {

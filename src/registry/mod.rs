@@ -41,6 +41,7 @@ pub mod hosts;
 pub mod platform;
 mod protocol;
 pub mod reference;
+pub mod throttle;
 
 pub use artifact::{fetch_artifact, ArtifactError};
 pub use client::{BlobStream, Manifest, RegistryClient, Resolved, CONNECT_TIMEOUT, READ_TIMEOUT};

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod cutproxy;
 pub mod device;
 pub mod http;
 pub mod mqtt;
