@@ -182,6 +182,15 @@ pub trait Runtime: Send + Sync + 'static {
     fn kill(&self, id: &str, signal: u32) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Waits for the task to exit.
     fn wait(&self, id: &str) -> impl Future<Output = Result<ExitInfo, RuntimeError>> + Send;
+    /// Runs `args` in the running task (as its process runs, no stdio) and returns the exit
+    /// status; killed after `timeout`, which is an error.
+    fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        args: &[String],
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = Result<u32, RuntimeError>> + Send;
     /// Deletes the (exited) task; `None` when there was none.
     fn delete_task(
         &self,

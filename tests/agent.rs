@@ -687,6 +687,89 @@ fn an_update_whose_container_exits_within_its_health_gate_rolls_back_to_the_runn
     d.wait_status("v3", "COMPLETED", LONG);
     let v3 = d.assert_running(&["app"]);
     assert_eq!(env_of(&v3["app"].2), ["VERSION=3"]);
+
+    // A health command run in the container (containerd's exec): v4's never exits 0, so
+    // after two runs v4 rolls back to v3; v5's does, so v5 is activated.
+    let health = |cmd: &'static str| {
+        [
+            ("healthCmd", "sh"),
+            ("healthCmd", "-c"),
+            ("healthCmd", cmd),
+            ("healthInterval", "300ms"),
+            ("healthRetries", "2"),
+        ]
+    };
+    let mut v4 = vec![("env", "VERSION=4")];
+    v4.extend(health("test -e /var/www/missing"));
+    d.send("v4", json!([component("app", &image, &v4)]));
+    d.wait_status("v4", "INCOMPLETE", LONG);
+    let failure = d
+        .feedback("v4")
+        .into_iter()
+        .find(|f| f["status"] == "ACTIVATION_FAILURE")
+        .unwrap();
+    assert!(
+        failure["actions"][0]["message"].as_str().unwrap().contains(
+            "health gate failed: the health command \"sh -c test -e /var/www/missing\" failed 2 times in a row (last: exited with code 1)"
+        ),
+        "{failure}"
+    );
+    let back = d.assert_running(&["app"]);
+    assert_eq!(back["app"].0, v3["app"].0, "v3 runs again");
+    let mut v5 = vec![("env", "VERSION=5")];
+    v5.extend(health("test -e /var/www/index.html"));
+    d.send("v5", json!([component("app", &image, &v5)]));
+    d.wait_status("v5", "COMPLETED", LONG);
+    assert_eq!(env_of(&d.assert_running(&["app"])["app"].2), ["VERSION=5"]);
+    // A command that hangs is killed at its timeout, which fails the gate.
+    d.send(
+        "v6",
+        json!([component(
+            "app",
+            &image,
+            &[
+                ("env", "VERSION=6"),
+                ("healthCmd", "sleep"),
+                ("healthCmd", "30"),
+                ("healthTimeout", "300ms"),
+                ("healthRetries", "1"),
+            ]
+        )]),
+    );
+    d.wait_status("v6", "INCOMPLETE", LONG);
+    let failure = d
+        .feedback("v6")
+        .into_iter()
+        .find(|f| f["status"] == "ACTIVATION_FAILURE")
+        .unwrap();
+    assert!(
+        failure["actions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not exit within 300ms"),
+        "{failure}"
+    );
+    assert_eq!(env_of(&d.assert_running(&["app"])["app"].2), ["VERSION=5"]);
+    // No health process is left in the container's task (its exec was deleted).
+    let id = d.assert_running(&["app"])["app"].0.clone();
+    let ps = common::ctr(
+        &d.setup.containerd_sock,
+        &d.setup.namespace,
+        &["tasks", "ps", &id],
+    );
+    for pid in ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains("test")
+                && !String::from_utf8_lossy(&cmdline).starts_with("sleep\u{0}30"),
+            "a health command is left: {pid} {:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+    }
 }
 
 #[test]

@@ -138,6 +138,7 @@ pub fn component_container(component: &ComponentWithConfig) -> Result<Container,
     let mut retry_timeout = 0i64;
     let mut resources = model::Resources::default();
     let mut has_resources = false;
+    let mut gate = model::HealthGate::default();
     for kv in &component.config {
         let (k, v) = (kv.key.as_str(), kv.value.as_str());
         let int = |v: &str| v.trim().parse::<i64>();
@@ -229,19 +230,30 @@ pub fn component_container(component: &ComponentWithConfig) -> Result<Container,
                 _ => bad(k, v, "expected blocking or non-blocking".into()),
             },
             // leda-cm: the health gate of the update's activation.
-            "healthUptime" => match crate::duration::parse_go_duration(v).ok().or_else(|| {
-                v.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .map(std::time::Duration::from_secs)
-            }) {
-                Some(d) if !d.is_zero() => {
-                    c.extras_mut().health_gate = Some(model::HealthGate {
-                        uptime_ms: d.as_millis().min(u64::MAX as u128) as u64,
-                    })
+            "healthUptime" | "healthInterval" | "healthTimeout" => {
+                match crate::duration::parse_go_duration(v).ok().or_else(|| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .map(std::time::Duration::from_secs)
+                }) {
+                    Some(d) => {
+                        let ms = d.as_millis().min(u64::MAX as u128) as u64;
+                        let gate = &mut gate;
+                        match k {
+                            "healthUptime" => gate.uptime_ms = ms,
+                            "healthInterval" if ms > 0 => gate.interval_ms = ms,
+                            "healthTimeout" if ms > 0 => gate.timeout_ms = ms,
+                            _ => bad(k, v, "must be more than 0".into()),
+                        }
+                    }
+                    None => bad(k, v, "expected a duration such as 10s or 1m30s".into()),
                 }
-                Some(_) => {}
-                None => bad(k, v, "expected a duration such as 10s or 1m30s".into()),
+            }
+            "healthCmd" => gate.cmd.push(v.into()),
+            "healthRetries" => match int(v) {
+                Ok(n) if n >= 1 && n <= u32::MAX as i64 => gate.retries = n as u32,
+                _ => bad(k, v, "expected a whole number of at least 1".into()),
             },
             _ if INFORMATIONAL.contains(&k) => {}
             _ => log::warn!("component {id}: unknown config key {k} ignored"),
@@ -258,6 +270,9 @@ pub fn component_container(component: &ComponentWithConfig) -> Result<Container,
         }
     };
     c.image.name = image;
+    if gate.uptime_ms > 0 || !gate.cmd.is_empty() {
+        c.extras_mut().health_gate = Some(gate);
+    }
     if let Some(t) = restart_type {
         c.host_config.restart_policy = model::RestartPolicy {
             policy_type: t,

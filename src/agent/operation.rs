@@ -737,14 +737,21 @@ impl Operation {
                         Kind::Destroy => Ok(""),
                     };
                     // The new container must hold up before it counts as activated.
-                    let r = match (r, gate, new_id.as_deref()) {
+                    let r = match (r, &gate, new_id.as_deref()) {
                         (Ok(message), Some(gate), Some(id)) => {
+                            let mut what = Vec::new();
+                            if gate.uptime_ms > 0 {
+                                what.push(format!("running for {}", seconds(gate.uptime_ms)));
+                            }
+                            if !gate.cmd.is_empty() {
+                                what.push(format!("{:?} exiting 0", gate.cmd.join(" ")));
+                            }
                             board.say(
                                 i,
                                 act::ACTIVATING,
                                 &format!(
-                                    "Started; waiting for the health gate: running for {}.",
-                                    seconds(gate.uptime_ms)
+                                    "Started; waiting for the health gate: {}.",
+                                    what.join(" and ")
                                 ),
                             );
                             hold_up(&ctx, id, gate).await.map(|_| message)
@@ -1071,16 +1078,21 @@ fn seconds(ms: u64) -> String {
 const GATE_POLL: Duration = Duration::from_millis(100);
 
 /// The health gate: the container just started must keep running, with the same task (not
-/// restarted by its policy), for `gate.uptime_ms`.
+/// restarted by its policy), for `gate.uptime_ms`, and its health command (if any) must exit
+/// 0 once before `gate.retries` runs in a row have failed.
 async fn hold_up<R: Runtime>(
     ctx: &Ctx<R>,
     id: &str,
-    gate: crate::model::HealthGate,
+    gate: &crate::model::HealthGate,
 ) -> Result<(), String> {
     let first = ctx.manager.get(id).map_err(|e| ctx.err(e))?;
     let (pid, started) = (first.state.pid, first.state.started_at.clone());
     let begun = tokio::time::Instant::now();
     let deadline = begun + Duration::from_millis(gate.uptime_ms);
+    let interval = Duration::from_millis(gate.interval_ms.max(1));
+    let mut healthy = gate.cmd.is_empty();
+    let mut failures = 0u32;
+    let mut next_check = begun + interval;
     loop {
         let c = ctx.manager.get(id).map_err(|e| ctx.err(e))?;
         if !c.state.running || c.state.pid != pid || c.state.started_at != started {
@@ -1096,10 +1108,33 @@ async fn hold_up<R: Runtime>(
             ));
         }
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if !healthy && now >= next_check {
+            let timeout = Duration::from_millis(gate.timeout_ms.max(1));
+            let outcome = match ctx.manager.exec(id, &gate.cmd, timeout).await {
+                Ok(0) => None,
+                Ok(code) => Some(format!("exited with code {code}")),
+                Err(e) => Some(ctx.err(e)),
+            };
+            match outcome {
+                None => healthy = true,
+                Some(why) => {
+                    failures += 1;
+                    if failures >= gate.retries {
+                        return Err(format!(
+                            "health gate failed: the health command {:?} failed {failures} times in a row (last: {why})",
+                            gate.cmd.join(" ")
+                        ));
+                    }
+                }
+            }
+            next_check = tokio::time::Instant::now() + interval;
+            continue;
+        }
+        if healthy && now >= deadline {
             return Ok(());
         }
-        tokio::time::sleep(GATE_POLL.min(deadline - now)).await;
+        let wake = if healthy { deadline } else { next_check };
+        tokio::time::sleep(GATE_POLL.min(wake.saturating_duration_since(now))).await;
     }
 }
 

@@ -291,6 +291,73 @@ fn a_health_gate_holds_the_activation_and_one_that_fails_rolls_the_update_back()
 }
 
 #[test]
+fn a_health_command_must_exit_0_once_before_its_retries_run_out() {
+    let dir = state_dir("healthcmd");
+    run(async {
+        let rt = FakeRuntime::new()
+            .in_registry("app:1")
+            .in_registry("app:2")
+            .in_registry("app:3");
+        rt.state().exec_exits.insert("/bin/sick".into(), 1);
+        let m = manager(rt.clone(), &dir);
+        let a = running(&m, container("a", "app:1", &[])).await;
+        let ctx = Ctx::new(m.clone());
+        let health = |cmd: &'static str| {
+            [
+                ("healthCmd", cmd),
+                ("healthCmd", "--quick"),
+                ("healthInterval", "200ms"),
+                ("healthRetries", "2"),
+            ]
+        };
+        // A command that fails twice in a row: the update rolls back to a.
+        let (first, log) = sink();
+        let mut op = operation(
+            &m,
+            &[desired_with("a", "app:2", &health("/bin/sick"))],
+            first,
+        );
+        assert_eq!(
+            op.run_standalone(&ctx, &|| false).await,
+            Outcome::Incomplete
+        );
+        let failure = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|f| f.status == status::ACTIVATION_FAILURE)
+            .cloned()
+            .unwrap();
+        assert!(
+            failure.actions[0].message.contains(
+                "health gate failed: the health command \"/bin/sick --quick\" failed 2 times in a row (last: exited with code 1)"
+            ),
+            "{:?}",
+            failure.actions
+        );
+        assert_eq!(rt.calls("exec"), 2);
+        assert_eq!(by_name(&m, "a").unwrap().container_id, a.container_id);
+        // One that exits 0: activated after its first run.
+        let (second, log) = sink();
+        let mut op = operation(
+            &m,
+            &[desired_with("a", "app:3", &health("/bin/fine"))],
+            second,
+        );
+        assert_eq!(op.run_standalone(&ctx, &|| false).await, Outcome::Completed);
+        assert_eq!(rt.calls("exec"), 3);
+        let said = log.lock().unwrap().iter().any(|f| {
+            f.actions.iter().any(|a| {
+                a.message
+                    .contains("waiting for the health gate: \"/bin/fine --quick\" exiting 0")
+            })
+        });
+        assert!(said);
+        assert_eq!(by_name(&m, "a").unwrap().image.name, "app:3");
+    });
+}
+
+#[test]
 fn health_uptime_values() {
     for (value, want) in [
         ("10s", Ok(Some(10_000))),

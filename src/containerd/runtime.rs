@@ -139,6 +139,16 @@ impl Runtime for Ctrd {
         self.client.wait_task(id).await
     }
 
+    async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        args: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<u32, RuntimeError> {
+        self.client.exec(id, exec_id, args, timeout).await
+    }
+
     async fn delete_task(&self, id: &str) -> Result<Option<ExitInfo>, RuntimeError> {
         self.client.delete_task(id).await
     }

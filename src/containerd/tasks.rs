@@ -14,9 +14,9 @@ use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::ListRequest as ListLeasesRequest;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, GetContainerRequest, GetRequest, KillRequest, ListContainersRequest,
-    ListTasksRequest, MetricsRequest, PauseTaskRequest, ResumeTaskRequest, StartRequest,
-    UpdateContainerRequest, UpdateTaskRequest, WaitRequest,
+    DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest,
+    KillRequest, ListContainersRequest, ListTasksRequest, MetricsRequest, PauseTaskRequest,
+    ResumeTaskRequest, StartRequest, UpdateContainerRequest, UpdateTaskRequest, WaitRequest,
 };
 use containerd_client::types::v1::Status as ProcStatus;
 use futures_util::StreamExt;
@@ -32,6 +32,7 @@ use crate::runtime::{
 const BUNDLE_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 const RESOURCES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
 
 fn any(type_url: &str, value: &serde_json::Value) -> prost_types::Any {
@@ -286,6 +287,113 @@ impl Client {
             exit_status: r.exit_status,
             exited_at: time(&r.exited_at),
         })
+    }
+
+    /// Runs `args` in the running task of `id` as the container's own process runs (its
+    /// user, environment, working directory, capabilities), without stdio, and returns its
+    /// exit status; after `timeout` it is killed and that is an error. The process is deleted
+    /// in every case.
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        args: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<u32, RuntimeError> {
+        let container = ContainersClient::new(self.channel.clone())
+            .get(self.req(GetContainerRequest { id: id.into() }, None))
+            .await
+            .map_err(|s| map_status("container get", &format!("container {id}"), s))?
+            .into_inner()
+            .container
+            .ok_or_else(|| RuntimeError::NotFound {
+                what: format!("container {id}"),
+            })?;
+        let spec: serde_json::Value = container
+            .spec
+            .as_ref()
+            .and_then(|a| serde_json::from_slice(&a.value).ok())
+            .unwrap_or_default();
+        let mut process = spec.get("process").cloned().unwrap_or_default();
+        process["args"] = serde_json::json!(args);
+        process["terminal"] = false.into();
+        let what = format!("process {exec_id} of container {id}");
+        let mut tasks = TasksClient::new(self.channel.clone());
+        tasks
+            .exec(self.req(
+                ExecProcessRequest {
+                    container_id: id.into(),
+                    exec_id: exec_id.into(),
+                    spec: Some(any(PROCESS_TYPE_URL, &process)),
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .map_err(|s| map_status("task exec", &what, s))?;
+        let result = async {
+            // Waiting is set up before the start, so a quick exit is not missed.
+            let mut waiter = TasksClient::new(self.channel.clone());
+            let wait = waiter.wait(self.req(
+                WaitRequest {
+                    container_id: id.into(),
+                    exec_id: exec_id.into(),
+                },
+                None,
+            ));
+            tasks
+                .start(self.req(
+                    StartRequest {
+                        container_id: id.into(),
+                        exec_id: exec_id.into(),
+                    },
+                    None,
+                ))
+                .await
+                .map_err(|s| map_status("exec start", &what, s))?;
+            match tokio::time::timeout(timeout, wait).await {
+                Ok(r) => Ok(r
+                    .map_err(|s| map_status("exec wait", &what, s))?
+                    .into_inner()
+                    .exit_status),
+                Err(_) => {
+                    let _ = tasks
+                        .kill(self.req(
+                            KillRequest {
+                                container_id: id.into(),
+                                exec_id: exec_id.into(),
+                                signal: 9,
+                                all: false,
+                            },
+                            None,
+                        ))
+                        .await;
+                    Err(RuntimeError::Call {
+                        call: "exec",
+                        message: format!("{what} did not exit within {timeout:?}"),
+                    })
+                }
+            }
+        }
+        .await;
+        // Killed or exited: the process goes (a kill's exit may take a moment to land).
+        for _ in 0..20 {
+            let deleted = tasks
+                .delete_process(self.req(
+                    DeleteProcessRequest {
+                        container_id: id.into(),
+                        exec_id: exec_id.into(),
+                    },
+                    None,
+                ))
+                .await;
+            match deleted {
+                Ok(_) => break,
+                Err(s) if s.code() == containerd_client::tonic::Code::NotFound => break,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+        result
     }
 
     pub async fn delete_task(&self, id: &str) -> Result<Option<ExitInfo>, RuntimeError> {

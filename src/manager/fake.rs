@@ -38,6 +38,8 @@ pub struct State {
     pub fail_remove: bool,
     /// What the registry holds as signatures, by image digest.
     pub signatures: BTreeMap<String, Vec<Signature>>,
+    /// Exit status of an exec, by its first argument (else 0).
+    pub exec_exits: BTreeMap<String, u32>,
 }
 
 #[derive(Clone, Default)]
@@ -282,6 +284,31 @@ impl Runtime for FakeRuntime {
             }
             notified.await;
         }
+    }
+
+    /// The exit status `exec_exits` gives the command's first argument (default 0).
+    async fn exec(
+        &self,
+        id: &str,
+        _exec_id: &str,
+        args: &[String],
+        _timeout: std::time::Duration,
+    ) -> Result<u32, RuntimeError> {
+        self.call(format!("exec {id} {}", args.join(" ")));
+        let s = self.state();
+        if !s
+            .tasks
+            .get(id)
+            .is_some_and(|t| t.status == TaskStatus::Running)
+        {
+            return Err(RuntimeError::NotFound {
+                what: format!("task {id}"),
+            });
+        }
+        Ok(args
+            .first()
+            .and_then(|a| s.exec_exits.get(a).copied())
+            .unwrap_or(0))
     }
 
     async fn delete_task(&self, id: &str) -> Result<Option<ExitInfo>, RuntimeError> {

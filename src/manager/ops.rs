@@ -456,6 +456,19 @@ impl<R: Runtime> Manager<R> {
         ))
     }
 
+    /// Runs `args` in the container's running task (a health command): its exit status.
+    pub async fn exec(
+        &self,
+        id: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<u32, ManagerError> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let exec_id = format!("leda-cm-health-{}-{n}", std::process::id());
+        Ok(self.rt.exec(id, &exec_id, args, timeout).await?)
+    }
+
     /// Deletes the task and ends the daemon's capture of its output.
     pub(super) async fn delete_task(
         &self,

@@ -160,10 +160,49 @@ pub struct Extras {
 }
 
 /// The update agent's health gate of a container (issue 20).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthGate {
     /// It must stay running, unrestarted, this long after its start (milliseconds).
+    #[serde(default)]
     pub uptime_ms: u64,
+    /// A command run in the container (`healthCmd`) that must exit 0 once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
+    /// Between two runs of the command (`healthInterval`).
+    #[serde(default = "default_health_interval")]
+    pub interval_ms: u64,
+    /// A run that takes longer fails (`healthTimeout`).
+    #[serde(default = "default_health_timeout")]
+    pub timeout_ms: u64,
+    /// Failed runs in a row that fail the gate (`healthRetries`).
+    #[serde(default = "default_health_retries")]
+    pub retries: u32,
+}
+
+pub const HEALTH_INTERVAL_MS: u64 = 1000;
+pub const HEALTH_TIMEOUT_MS: u64 = 5000;
+pub const HEALTH_RETRIES: u32 = 3;
+
+fn default_health_interval() -> u64 {
+    HEALTH_INTERVAL_MS
+}
+fn default_health_timeout() -> u64 {
+    HEALTH_TIMEOUT_MS
+}
+fn default_health_retries() -> u32 {
+    HEALTH_RETRIES
+}
+
+impl Default for HealthGate {
+    fn default() -> Self {
+        HealthGate {
+            uptime_ms: 0,
+            cmd: Vec::new(),
+            interval_ms: HEALTH_INTERVAL_MS,
+            timeout_ms: HEALTH_TIMEOUT_MS,
+            retries: HEALTH_RETRIES,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
