@@ -773,6 +773,65 @@ fn an_update_whose_container_exits_within_its_health_gate_rolls_back_to_the_runn
 }
 
 #[test]
+fn a_daemon_killed_during_a_health_gate_rolls_the_update_back_after_its_restart() {
+    let mut d = agent_device("agent_gate_kill", json!({}));
+    let image = service_image(&d.h);
+    d.send(
+        "v1",
+        json!([component("app", &image, &[("env", "VERSION=1")])]),
+    );
+    d.wait_status("v1", "COMPLETED", LONG);
+    let before = d.assert_running(&["app"]);
+    // v2 exits after 4 s; its gate asks for 30 s. The daemon is killed while it waits.
+    d.send(
+        "v2",
+        json!([component(
+            "app",
+            &image,
+            &[
+                ("env", "VERSION=2"),
+                ("cmd", "sh"),
+                ("cmd", "-c"),
+                ("cmd", "sleep 4; exit 3"),
+                ("healthUptime", "30s"),
+            ]
+        )]),
+    );
+    let waiting = d.peer.wait(FEEDBACK, LONG, |j| {
+        j["activityId"] == "v2"
+            && j["payload"]["status"] == "ACTIVATING"
+            && j["payload"]["actions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("waiting for the health gate"))
+    });
+    assert!(waiting.is_some(), "{:?}", d.statuses("v2"));
+    let mid = d.containers();
+    assert_eq!(mid["app.prev"].0, before["app"].0, "{mid:#?}");
+    let unproven = mid["app"].0.clone();
+    let killed = d.daemon.take().unwrap();
+    killed.signal(libc::SIGKILL);
+    drop(killed);
+
+    // The restart rolls the unproven update back before anything else (the old one runs
+    // again under its name); the resumed desired state tries v2 again, whose gate fails
+    // again: the old one is what runs in the end.
+    d.spawn();
+    d.wait_status("v2", "INCOMPLETE", LONG);
+    let log = d.stderr();
+    assert!(
+        log.contains("rolling back the update of app that a restart interrupted before its health gate passed"),
+        "{log}"
+    );
+    let after = d.assert_running(&["app"]);
+    assert_eq!(
+        after["app"].0, before["app"].0,
+        "the old container runs again"
+    );
+    assert_eq!(env_of(&after["app"].2), ["VERSION=1"]);
+    assert!(!d.ctr_ids().contains(&unproven), "the unproven v2 is gone");
+}
+
+#[test]
 fn the_current_state_on_connect_on_request_and_retained() {
     let d = agent_device("agent_current", json!({}));
     let initial = d

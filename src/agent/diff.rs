@@ -275,6 +275,14 @@ pub enum Leftover {
     Remove { id: String, name: String },
     /// A predecessor renamed away while its successor never took the name: named back.
     RenameBack { id: String, to: String },
+    /// A successor that took the name but whose health gate never passed, beside its
+    /// predecessor: the update is rolled back (successor removed, predecessor named back and
+    /// started); the desired state, applied again, decides anew.
+    RollBack {
+        new_id: String,
+        old_id: String,
+        name: String,
+    },
 }
 
 /// Finds the leftovers of safe replacement among `current` (pure).
@@ -289,7 +297,19 @@ pub fn leftovers(current: &[Container], next_suffix: &str, prev_suffix: &str) ->
                 name: name.clone(),
             });
         } else if let Some(base) = name.strip_suffix(prev_suffix) {
-            if exists(base) {
+            let unproven = current.iter().find(|n| {
+                n.container_name == base && {
+                    let x = n.extras();
+                    x.health_gate.is_some() && !x.health_passed
+                }
+            });
+            if let Some(new) = unproven {
+                out.push(Leftover::RollBack {
+                    new_id: new.container_id.clone(),
+                    old_id: c.container_id.clone(),
+                    name: base.to_string(),
+                });
+            } else if exists(base) {
                 out.push(Leftover::Remove {
                     id: c.container_id.clone(),
                     name: name.clone(),
@@ -470,5 +490,31 @@ mod tests {
             ]
         );
         assert!(leftovers(&[named("a"), named("b")], ".next", ".prev").is_empty());
+
+        // A successor with a health gate: rolled back until the gate passed, then kept.
+        let gated = |passed: bool| {
+            let mut c = named("d");
+            c.extras_mut().health_gate = Some(crate::model::HealthGate {
+                uptime_ms: 1000,
+                ..Default::default()
+            });
+            c.extras_mut().health_passed = passed;
+            c
+        };
+        assert_eq!(
+            leftovers(&[gated(false), named("d.prev")], ".next", ".prev"),
+            [Leftover::RollBack {
+                new_id: "id-d".into(),
+                old_id: "id-d.prev".into(),
+                name: "d".into()
+            }]
+        );
+        assert_eq!(
+            leftovers(&[gated(true), named("d.prev")], ".next", ".prev"),
+            [Leftover::Remove {
+                id: "id-d.prev".into(),
+                name: "d.prev".into()
+            }]
+        );
     }
 }

@@ -754,7 +754,16 @@ impl Operation {
                                     what.join(" and ")
                                 ),
                             );
-                            hold_up(&ctx, id, gate).await.map(|_| message)
+                            match hold_up(&ctx, id, gate).await {
+                                // Persisted before it is said: a restart from here on keeps it.
+                                Ok(()) => ctx
+                                    .manager
+                                    .mark_gate_passed(id)
+                                    .await
+                                    .map(|_| message)
+                                    .map_err(|e| ctx.err(e)),
+                                Err(e) => Err(e),
+                            }
                         }
                         (r, _, _) => r,
                     };
@@ -1027,11 +1036,38 @@ pub async fn tidy_leftovers<R: Runtime>(manager: &Arc<Manager<R>>) {
                 log::info!("naming container {id} {to} again after an interrupted update");
                 manager.rename(id, to).await.map(|_| ())
             }
+            super::diff::Leftover::RollBack {
+                new_id,
+                old_id,
+                name,
+            } => {
+                log::warn!(
+                    "rolling back the update of {name} that a restart interrupted before its health gate passed: {new_id} goes, {old_id} runs again"
+                );
+                roll_back_unproven(manager, new_id, old_id, name).await
+            }
         };
         if let Err(e) = result {
             log::warn!("tidying after an interrupted update: {e}");
         }
     }
+}
+
+async fn roll_back_unproven<R: Runtime>(
+    manager: &Arc<Manager<R>>,
+    new_id: &str,
+    old_id: &str,
+    name: &str,
+) -> Result<(), ManagerError> {
+    manager.remove(new_id, true).await?;
+    manager.rename(old_id, name).await?;
+    let old = manager.get(old_id)?;
+    if old.state.paused {
+        manager.resume(old_id).await?;
+    } else if !old.state.running {
+        manager.start(old_id).await?;
+    }
+    Ok(())
 }
 
 /// Creates `desired` as `name` (pulling its image again first when its tag moved),

@@ -724,6 +724,17 @@ impl<R: Runtime> Manager<R> {
     }
 
     /// An empty name is refused (Kanto ignores it and answers OK).
+    /// Records that the container's health gate passed (see `Extras::health_passed`).
+    pub async fn mark_gate_passed(self: &Arc<Self>, id: &str) -> Result<(), ManagerError> {
+        let entry = self.entry(id)?;
+        let mut c = entry.op.lock().await;
+        if c.extras().health_passed {
+            return Ok(());
+        }
+        c.extras_mut().health_passed = true;
+        self.commit(&entry, &c).await
+    }
+
     pub async fn rename(self: &Arc<Self>, id: &str, name: &str) -> Result<Container, ManagerError> {
         let entry = self.entry(id)?;
         if !valid_name(name) {

@@ -157,6 +157,10 @@ pub struct Extras {
     /// state's `healthUptime`); a gate that fails rolls the update back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_gate: Option<HealthGate>,
+    /// Its health gate passed (persisted before the activation is reported): until then,
+    /// an update that a restart interrupted is rolled back.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub health_passed: bool,
 }
 
 /// The update agent's health gate of a container (issue 20).
