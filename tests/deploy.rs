@@ -194,6 +194,38 @@ fn manifests_deploy_then_only_changes_are_applied_and_added_ones_without_a_resta
 }
 
 #[test]
+fn a_system_containers_update_that_fails_its_health_gate_leaves_the_old_one_running() {
+    let mut n = Node::new("deploy_gate", "update");
+    let image = service_image(&n.h);
+    let mut v1 = manifest("sys-gate", &image, &["N=1"]);
+    v1["leda_cm"] = json!({"system": true});
+    n.manifest("sys.json", &v1);
+    n.start();
+    n.wait_log("1 manifests: 1 created");
+    let first = n.wait_running(&["sys-gate"]);
+
+    // v2 exits after 2 s; its gate asks for 6 s: the recreate is rolled back.
+    let mut v2 = manifest("sys-gate", &image, &["N=2"]);
+    v2["config"]["cmd"] = json!(["sh", "-c", "sleep 2; exit 3"]);
+    v2["leda_cm"] = json!({"system": true, "health_gate": {"uptime_ms": 6000}});
+    n.manifest("sys.json", &v2);
+    n.wait_log("1 manifests: 0 created, 1 recreated, 0 updated, 1 failed");
+    let log = n.stderr();
+    assert!(
+        log.contains("health gate failed: the container exited with code 3"),
+        "{log}"
+    );
+    let after = n.wait_running(&["sys-gate"]);
+    assert_eq!(
+        after["sys-gate"].0, first["sys-gate"].0,
+        "the old one runs again"
+    );
+    assert_eq!(after.len(), 1, "{after:?}");
+    let got = common::kanto_cm(&n.api(), &["get", "-n", "sys-gate"]);
+    assert!(String::from_utf8_lossy(&got.stdout).contains("N=1"));
+}
+
+#[test]
 fn init_mode_applies_the_manifests_at_the_first_start_only() {
     let mut n = Node::new("deploy_init", "init");
     let image = service_image(&n.h);

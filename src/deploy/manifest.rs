@@ -239,12 +239,13 @@ mod tests {
             assert!(e.contains(needle), "{field} = {raw}: {e}");
         }
         // leda-cm's own records in a manifest (an attachment with addresses and ports, a
-        // log dir) are not taken; only the system flag is.
+        // log dir, a gate said to have passed) are not taken; only the system flag is (and a
+        // health gate, when it has one).
         let m = parse(
             "m.json",
             base(
                 "/leda_cm",
-                r#"{"system": true, "schema_version": 4294967295, "log_dir": "/etc", "image_digest": "sha256:00",
+                r#"{"system": true, "schema_version": 4294967295, "log_dir": "/etc", "image_digest": "sha256:00", "health_passed": true,
                     "network": {"network": "x", "ip": "10.9.9.9", "prefix": 255, "gateway": "", "mac": "",
                                 "host_veth": "", "ports": [{"hostPort": 65535, "containerPort": 0, "protocol": "tcp"}],
                                 "result": {}}}"#,

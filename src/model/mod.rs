@@ -794,12 +794,15 @@ impl Container {
     }
 
     /// Drops what only leda-cm itself records (its bridge attachment with addresses and
-    /// ports, the log dir, the image digest, the schema version) from a container that came
-    /// from outside (a manifest, an installed artifact); only the `system` flag is asked for.
+    /// ports, the log dir, the image digest, the schema version, a passed health gate) from a
+    /// container that came from outside (a manifest, an installed artifact); only the
+    /// `system` flag and a `health_gate` are asked for.
     pub fn keep_requested_extras(&mut self) {
         let system = self.leda_cm.as_ref().is_some_and(|x| x.system);
-        self.leda_cm = system.then(|| Extras {
+        let health_gate = self.leda_cm.as_ref().and_then(|x| x.health_gate.clone());
+        self.leda_cm = (system || health_gate.is_some()).then(|| Extras {
             system,
+            health_gate,
             ..Default::default()
         });
     }
