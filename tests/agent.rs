@@ -604,32 +604,44 @@ fn a_failed_activation_rolls_back_to_the_old_container() {
     assert_eq!(env_of(&after["app"].2), ["VERSION=1"]);
 }
 
-#[test]
-fn an_update_whose_container_exits_within_its_health_gate_rolls_back_to_the_running_old_one() {
-    let d = agent_device("agent_healthgate", json!({}));
-    let image = service_image(&d.h);
+/// `app` at VERSION=1 running (returned as `assert_running` says), then a v2 whose command
+/// exits with 3 after `exit_after` and whose health gate asks for `uptime`.
+fn v1_then_a_v2_that_exits(
+    d: &Device,
+    image: &str,
+    exit_after: &str,
+    uptime: &str,
+) -> std::collections::BTreeMap<String, (String, String, Value)> {
     d.send(
         "v1",
-        json!([component("app", &image, &[("env", "VERSION=1")])]),
+        json!([component("app", image, &[("env", "VERSION=1")])]),
     );
     d.wait_status("v1", "COMPLETED", LONG);
     let before = d.assert_running(&["app"]);
-
-    // v2 starts, then exits after 2 s: within its 6 s gate.
+    let script = format!("sleep {exit_after}; exit 3");
     d.send(
         "v2",
         json!([component(
             "app",
-            &image,
+            image,
             &[
                 ("env", "VERSION=2"),
                 ("cmd", "sh"),
                 ("cmd", "-c"),
-                ("cmd", "sleep 2; exit 3"),
-                ("healthUptime", "6s"),
+                ("cmd", &script),
+                ("healthUptime", uptime),
             ]
         )]),
     );
+    before
+}
+
+#[test]
+fn an_update_whose_container_exits_within_its_health_gate_rolls_back_to_the_running_old_one() {
+    let d = agent_device("agent_healthgate", json!({}));
+    let image = service_image(&d.h);
+    // v2 starts, then exits after 2 s: within its 6 s gate.
+    let before = v1_then_a_v2_that_exits(&d, &image, "2", "6s");
     let end = d.wait_status("v2", "INCOMPLETE", LONG);
     let s = d.statuses("v2");
     assert_eq!(
@@ -776,27 +788,8 @@ fn an_update_whose_container_exits_within_its_health_gate_rolls_back_to_the_runn
 fn a_daemon_killed_during_a_health_gate_rolls_the_update_back_after_its_restart() {
     let mut d = agent_device("agent_gate_kill", json!({}));
     let image = service_image(&d.h);
-    d.send(
-        "v1",
-        json!([component("app", &image, &[("env", "VERSION=1")])]),
-    );
-    d.wait_status("v1", "COMPLETED", LONG);
-    let before = d.assert_running(&["app"]);
     // v2 exits after 4 s; its gate asks for 30 s. The daemon is killed while it waits.
-    d.send(
-        "v2",
-        json!([component(
-            "app",
-            &image,
-            &[
-                ("env", "VERSION=2"),
-                ("cmd", "sh"),
-                ("cmd", "-c"),
-                ("cmd", "sleep 4; exit 3"),
-                ("healthUptime", "30s"),
-            ]
-        )]),
-    );
+    let before = v1_then_a_v2_that_exits(&d, &image, "4", "30s");
     let waiting = d.peer.wait(FEEDBACK, LONG, |j| {
         j["activityId"] == "v2"
             && j["payload"]["status"] == "ACTIVATING"

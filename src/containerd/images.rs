@@ -311,8 +311,9 @@ impl Client {
             .map_err(|s| map_status("content update", &format!("content {digest}"), s))
     }
 
-    /// Streams `chunks` into the content store as `desc`, verifying digest and size on the
-    /// way; commits only verified content. Content that exists already is `Ok`.
+    /// Streams `chunks` (all of the blob, from its first byte) into the content store as
+    /// `desc`, verifying digest and size on the way; commits only verified content, aborts
+    /// what does not verify. Content that exists already is `Ok`.
     async fn write_content<S, E>(
         &self,
         lease: &str,
@@ -325,95 +326,10 @@ impl Client {
         S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let digest = desc.digest().to_string();
-        let reference = format!("leda-cm-{digest}");
-        let mut verifier = DigestVerifier::for_descriptor(desc).map_err(|e| e.to_string())?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<WriteContentRequest>(4);
-        let requests =
-            futures_util::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
-            );
-        let mut content = ContentClient::new(self.channel.clone());
-        let total = desc.size() as i64;
-        // The producer verifies and sends; the consumer drains containerd's replies. When
-        // containerd ends the stream early (the blob exists already), the producer's next
-        // send fails with `Closed`, which is not an error then.
-        enum Sent {
-            Closed,
-            Failed(String),
-        }
-        let producer = async {
-            let mut chunks = chunks;
-            let mut offset = 0i64;
-            let mut first = true;
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk.map_err(|e| Sent::Failed(e.to_string()))?;
-                verifier
-                    .update(&chunk)
-                    .map_err(|e| Sent::Failed(e.to_string()))?;
-                for piece in chunk.chunks(CHUNK) {
-                    let msg = WriteContentRequest {
-                        action: WriteAction::Write as i32,
-                        r#ref: reference.clone(),
-                        total: if first { total } else { 0 },
-                        expected: if first { digest.clone() } else { String::new() },
-                        offset,
-                        data: piece.to_vec(),
-                        labels: HashMap::new(),
-                    };
-                    first = false;
-                    offset += piece.len() as i64;
-                    counter.add(piece.len() as u64);
-                    tx.send(msg).await.map_err(|_| Sent::Closed)?;
-                }
-            }
-            verifier.finish().map_err(|e| Sent::Failed(e.to_string()))?;
-            let commit = WriteContentRequest {
-                action: WriteAction::Commit as i32,
-                r#ref: reference.clone(),
-                total,
-                expected: digest.clone(),
-                offset,
-                data: Vec::new(),
-                labels,
-            };
-            tx.send(commit).await.map_err(|_| Sent::Closed)?;
-            drop(tx);
-            Ok::<(), Sent>(())
-        };
-        let consumer = async {
-            let mut responses = match content.write(self.req(requests, Some(lease))).await {
-                Ok(r) => r.into_inner(),
-                Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
-                Err(s) => return Err(format!("content store: {}", s.message())),
-            };
-            loop {
-                match responses.message().await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Ok(()),
-                    Err(s) if s.code() == Code::AlreadyExists => return Ok(()),
-                    Err(s) => return Err(format!("content store: {}", s.message())),
-                }
-            }
-        };
-        let (sent, received) = tokio::join!(producer, consumer);
-        let result = match (sent, received) {
-            (Err(Sent::Failed(e)), _) => Err(e),
-            (_, Err(e)) => Err(e),
-            (Ok(()) | Err(Sent::Closed), Ok(())) => Ok(()),
-        };
-        if result.is_err() {
-            let _ = content
-                .abort(self.req(
-                    AbortRequest {
-                        r#ref: reference.clone(),
-                    },
-                    None,
-                ))
-                .await;
-        }
-        result
+        let from_start = |_: u64| std::future::ready(Ok((chunks, 0)));
+        self.write_resumable(lease, desc, labels, counter, &mut 0, from_start, |_| false)
+            .await
+            .map_err(|a| a.message)
     }
 
     /// Fetches `desc` from the registry into the content store unless it is there already.
@@ -443,9 +359,22 @@ impl Client {
         let mut counted = 0u64;
         let mut attempt = 0u32;
         loop {
-            let fetch = |offset: u64| registry.fetch_blob_from(reference, desc, offset);
+            let fetch = |offset: u64| async move {
+                registry
+                    .fetch_blob_from(reference, desc, offset)
+                    .await
+                    .map_err(Attempt::from_registry)
+            };
             let err = match self
-                .write_resumable(lease, desc, labels.clone(), counter, &mut counted, fetch)
+                .write_resumable(
+                    lease,
+                    desc,
+                    labels.clone(),
+                    counter,
+                    &mut counted,
+                    fetch,
+                    crate::registry::RegistryError::is_transient,
+                )
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -481,7 +410,8 @@ impl Client {
     /// commits. A broken download leaves the ingest for the next attempt (transient); content
     /// that does not verify is aborted (fatal). `counted`: bytes of this blob already in the
     /// progress counter.
-    async fn write_resumable<F, Fut>(
+    #[allow(clippy::too_many_arguments)]
+    async fn write_resumable<F, Fut, S, E>(
         &self,
         lease: &str,
         desc: &Descriptor,
@@ -489,12 +419,13 @@ impl Client {
         counter: &Counter,
         counted: &mut u64,
         fetch: F,
+        transient: fn(&E) -> bool,
     ) -> Result<(), Attempt>
     where
         F: FnOnce(u64) -> Fut,
-        Fut: std::future::Future<
-            Output = Result<(crate::registry::BlobStream, u64), crate::registry::RegistryError>,
-        >,
+        Fut: std::future::Future<Output = Result<(S, u64), Attempt>>,
+        S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
     {
         let digest = desc.digest().to_string();
         let reference = format!("leda-cm-{digest}");
@@ -538,13 +469,13 @@ impl Client {
         } else {
             log::debug!("blob {digest}: containerd holds none of it (ingest {reference})");
         }
+        // All of it is there (an attempt cut short before its commit, or the blob in another
+        // namespace of this containerd): only the commit is left.
         let (chunks, start) = if offset == desc.size() {
-            // All of it is there (an attempt cut short before its commit, or the blob in
-            // another namespace of this containerd): only the commit is left.
-            let none: crate::registry::BlobStream = Box::pin(futures_util::stream::empty());
-            (none, offset)
+            (None, offset)
         } else {
-            fetch(offset).await.map_err(Attempt::from_registry)?
+            let (chunks, start) = fetch(offset).await?;
+            (Some(chunks), start)
         };
         if start > *counted {
             counter.add(start - *counted);
@@ -565,15 +496,23 @@ impl Client {
         let producer = async {
             let mut chunks = chunks;
             let mut position = start;
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk.map_err(|e| Sent::Failed(Attempt::from_registry(e)))?;
+            while let Some(chunk) = match chunks.as_mut() {
+                Some(c) => c.next().await,
+                None => None,
+            } {
+                let chunk = chunk.map_err(|e| {
+                    Sent::Failed(Attempt {
+                        transient: transient(&e),
+                        message: e.to_string(),
+                    })
+                })?;
                 if let Some(v) = verifier.as_mut() {
                     v.update(&chunk)
                         .map_err(|e| Sent::Failed(Attempt::fatal(e.to_string())))?;
                 }
                 if position + chunk.len() as u64 > desc.size() {
                     return Err(Sent::Failed(Attempt::fatal(format!(
-                        "blob {digest}: the registry sends more than its {} bytes",
+                        "blob {digest}: more than its {} bytes",
                         desc.size()
                     ))));
                 }
