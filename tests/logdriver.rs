@@ -393,27 +393,25 @@ fn logging_goes_on_with_only_the_shim_around() {
     drop(ctrd);
 }
 
+/// Creates and starts `name` running `sh -c script` on the device; its ID and log dir.
+fn start_sh(d: &ApiDevice, name: &str, script: &str) -> (String, PathBuf) {
+    let image = d.image();
+    let id = d
+        .ok(&["create", "-n", name, &image, "sh", "-c", script])
+        .trim()
+        .to_string();
+    d.ok(&["start", "-n", name]);
+    let dir = d.setup.state_dir.join("containers").join(&id);
+    (id, dir)
+}
+
 #[test]
 fn with_log_capture_driver_the_daemon_gives_its_containers_leda_cm_logd() {
     let d = ApiDevice::start(
         "logdriver-daemon",
         serde_json::json!({"containers": {"log_capture": "driver"}}),
     );
-    let image = d.image();
-    let id = d
-        .ok(&[
-            "create",
-            "-n",
-            "talker",
-            &image,
-            "sh",
-            "-c",
-            "echo hi; sleep 60",
-        ])
-        .trim()
-        .to_string();
-    d.ok(&["start", "-n", "talker"]);
-    let dir = d.setup.state_dir.join("containers").join(&id);
+    let (_, dir) = start_sh(&d, "talker", "echo hi; sleep 60");
     let pids = wait_for("the container's log driver", || {
         let pids = drivers_for(&dir);
         (!pids.is_empty()).then_some(pids)
@@ -447,21 +445,7 @@ fn fifos_of(d: &ApiDevice, id: &str) -> Vec<PathBuf> {
 #[test]
 fn by_default_the_daemon_reads_its_containers_output_through_fifos() {
     let d = ApiDevice::start("logcapture-default", serde_json::json!({}));
-    let image = d.image();
-    let id = d
-        .ok(&[
-            "create",
-            "-n",
-            "talker",
-            &image,
-            "sh",
-            "-c",
-            "echo hi; echo oops >&2; sleep 60",
-        ])
-        .trim()
-        .to_string();
-    d.ok(&["start", "-n", "talker"]);
-    let dir = d.setup.state_dir.join("containers").join(&id);
+    let (id, dir) = start_sh(&d, "talker", "echo hi; echo oops >&2; sleep 60");
     wait_for("both lines", || {
         let (entries, _) = read_tail(&dir, None).ok()?;
         (logs_of(&entries, Stream::Stdout) == ["hi\n"]
@@ -519,14 +503,7 @@ fn container_pids(d: &ApiDevice, id: &str) -> Vec<u32> {
 
 /// Starts a burst container on `d` and waits for its `ready` line; returns its ID and log dir.
 fn start_burst(d: &ApiDevice, n: u32) -> (String, PathBuf) {
-    let image = d.image();
-    let script = burst_script(n);
-    let id = d
-        .ok(&["create", "-n", "burst", &image, "sh", "-c", &script])
-        .trim()
-        .to_string();
-    d.ok(&["start", "-n", "burst"]);
-    let dir = d.setup.state_dir.join("containers").join(&id);
+    let (id, dir) = start_sh(d, "burst", &burst_script(n));
     wait_for("the ready line", || {
         let (entries, _) = read_tail(&dir, None).ok()?;
         (logs_of(&entries, Stream::Stdout) == ["ready\n"]).then_some(())

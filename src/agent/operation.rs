@@ -739,31 +739,12 @@ impl Operation {
                     // The new container must hold up before it counts as activated.
                     let r = match (r, &gate, new_id.as_deref()) {
                         (Ok(message), Some(gate), Some(id)) => {
-                            let mut what = Vec::new();
-                            if gate.uptime_ms > 0 {
-                                what.push(format!("running for {}", seconds(gate.uptime_ms)));
-                            }
-                            if !gate.cmd.is_empty() {
-                                what.push(format!("{:?} exiting 0", gate.cmd.join(" ")));
-                            }
-                            board.say(
-                                i,
-                                act::ACTIVATING,
-                                &format!(
-                                    "Started; waiting for the health gate: {}.",
-                                    what.join(" and ")
-                                ),
+                            let waiting = format!(
+                                "Started; waiting for the health gate: {}.",
+                                describe(gate)
                             );
-                            match hold_up(&ctx, id, gate).await {
-                                // Persisted before it is said: a restart from here on keeps it.
-                                Ok(()) => ctx
-                                    .manager
-                                    .mark_gate_passed(id)
-                                    .await
-                                    .map(|_| message)
-                                    .map_err(|e| ctx.err(e)),
-                                Err(e) => Err(e),
-                            }
+                            board.say(i, act::ACTIVATING, &waiting);
+                            hold_up(&ctx, id, gate).await.map(|_| message)
                         }
                         (r, _, _) => r,
                     };
@@ -1110,12 +1091,25 @@ fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
 
+/// What a gate waits for, for the feedback.
+fn describe(gate: &crate::model::HealthGate) -> String {
+    let mut what = Vec::new();
+    if gate.uptime_ms > 0 {
+        what.push(format!("running for {}", seconds(gate.uptime_ms)));
+    }
+    if !gate.cmd.is_empty() {
+        what.push(format!("{:?} exiting 0", gate.cmd.join(" ")));
+    }
+    what.join(" and ")
+}
+
 /// Polling period of a health gate: the manager's view is in memory.
 const GATE_POLL: Duration = Duration::from_millis(100);
 
 /// The health gate: the container just started must keep running, with the same task (not
 /// restarted by its policy), for `gate.uptime_ms`, and its health command (if any) must exit
-/// 0 once before `gate.retries` runs in a row have failed.
+/// 0 once before `gate.retries` runs in a row have failed. A pass is persisted in the
+/// container's record before it returns (before it is said: a restart keeps the container).
 async fn hold_up<R: Runtime>(
     ctx: &Ctx<R>,
     id: &str,
@@ -1167,7 +1161,11 @@ async fn hold_up<R: Runtime>(
             continue;
         }
         if healthy && now >= deadline {
-            return Ok(());
+            return ctx
+                .manager
+                .mark_gate_passed(id)
+                .await
+                .map_err(|e| ctx.err(e));
         }
         let wake = if healthy { deadline } else { next_check };
         tokio::time::sleep(GATE_POLL.min(wake.saturating_duration_since(now))).await;

@@ -227,10 +227,7 @@ impl Client {
 
     pub(crate) async fn delete_lease(&self, id: &str) {
         // Given up either way: if the delete fails, the next sweep takes it.
-        self.live_leases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        self.forget_lease(id);
         let deleted = LeasesClient::new(self.channel.clone())
             .delete(self.req(
                 DeleteLeaseRequest {

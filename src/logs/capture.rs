@@ -19,7 +19,7 @@
 //!
 //! [`Capture::prepare`] makes `DIR/ID/N.out` and `N.err` (N new each time) and opens their read
 //! ends non-blocking, so the shim's open for writing does not wait; the task is created with
-//! those paths; [`Capture::start`] then starts the thread. The thread ends when the shim
+//! those paths; [`Prepared::start`] then starts the thread. The thread ends when the shim
 //! closes the fifos (the task is deleted: poll reports a hang-up once a writer has come and
 //! gone), or after [`Capture::finish`] once the fifos are quiet, or at [`Capture::halt`]; it
 //! removes its fifos when the task is over (not at a halt: the next daemon needs them).
@@ -32,7 +32,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,13 +59,31 @@ pub enum CaptureError {
 }
 
 /// A task's fifos, made and opened for reading, before the task exists.
-#[derive(Debug)]
 pub struct Prepared {
+    capture: Arc<Capture>,
     id: String,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
     /// The read ends; taken when the capture starts.
     files: Option<[File; 2]>,
+}
+
+impl Prepared {
+    /// Starts reading the fifos: the task was just created with them.
+    pub fn start(mut self, opts: &DriverOptions) -> Result<(), CaptureError> {
+        let files = self.files.take().expect("a prepared capture starts once");
+        self.capture
+            .spawn(&self.id, self.stdout.clone(), files, opts)
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("id", &self.id)
+            .field("stdout", &self.stdout)
+            .finish()
+    }
 }
 
 impl Drop for Prepared {
@@ -90,6 +108,8 @@ struct Shared {
     running: Mutex<HashMap<String, Vec<Running>>>,
     /// Readable once the daemon halts: every thread ends at once.
     halt_r: OwnedFd,
+    /// Set before `halt_r` becomes readable: an ending thread leaves its fifos.
+    halted: AtomicBool,
 }
 
 /// The daemon's log capture: every running capture thread and where the fifos live.
@@ -172,15 +192,12 @@ impl Capture {
             shared: Arc::new(Shared {
                 running: Mutex::default(),
                 halt_r,
+                halted: AtomicBool::new(false),
             }),
             halt_w: Mutex::new(Some(halt_w)),
             threads: Mutex::default(),
             next: AtomicU64::new(seed),
         }))
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Whether `path` is one of this capture's fifos (a task created with it).
@@ -189,7 +206,7 @@ impl Capture {
     }
 
     /// Makes the fifos of a task of container `id`, ready for the task to be created.
-    pub fn prepare(&self, id: &str) -> Result<Prepared, CaptureError> {
+    pub fn prepare(self: &Arc<Self>, id: &str) -> Result<Prepared, CaptureError> {
         let dir = self.dir.join(id);
         fs::DirBuilder::new()
             .recursive(true)
@@ -208,26 +225,12 @@ impl Capture {
         }
         let files = [open_reader(&stdout)?, open_reader(&stderr)?];
         Ok(Prepared {
+            capture: Arc::clone(self),
             id: id.to_string(),
             stdout,
             stderr,
             files: Some(files),
         })
-    }
-
-    /// Starts reading the fifos of a task just created with them.
-    pub fn start(&self, mut prepared: Prepared, opts: &DriverOptions) -> Result<(), CaptureError> {
-        let files = prepared
-            .files
-            .take()
-            .expect("a prepared capture starts once");
-        self.spawn(
-            &prepared.id,
-            prepared.stdout.clone(),
-            prepared.stderr.clone(),
-            files,
-            opts,
-        )
     }
 
     /// After a daemon restart: reads on from the fifos of container `id`'s live task, whose
@@ -240,10 +243,9 @@ impl Capture {
         {
             return Ok(());
         }
-        let stderr = stderr_of(&stdout);
-        let files = [open_reader(&stdout)?, open_reader(&stderr)?];
+        let files = [open_reader(&stdout)?, open_reader(&stderr_of(&stdout))?];
         log::debug!("container {id}: reading its log fifos on");
-        self.spawn(id, stdout, stderr, files, opts)
+        self.spawn(id, stdout, files, opts)
     }
 
     /// The task of container `id` is deleted: its capture ends once the fifos are quiet (the
@@ -251,7 +253,7 @@ impl Capture {
     pub fn finish(&self, id: &str) {
         if let Some(running) = lock(&self.shared.running).get(id) {
             for r in running {
-                let _ = nix_write(&r.finish);
+                let _ = poke(&r.finish);
             }
         }
     }
@@ -298,6 +300,7 @@ impl Capture {
     /// The daemon is stopping: every capture thread stops reading now (what is unread stays
     /// in the fifos for the next daemon); waits for them up to `bound`.
     pub fn halt(&self, bound: Duration) {
+        self.shared.halted.store(true, Ordering::SeqCst);
         drop(lock(&self.halt_w).take());
         let deadline = Instant::now() + bound;
         let threads = std::mem::take(&mut *lock(&self.threads));
@@ -320,7 +323,6 @@ impl Capture {
         &self,
         id: &str,
         stdout: PathBuf,
-        stderr: PathBuf,
         files: [File; 2],
         opts: &DriverOptions,
     ) -> Result<(), CaptureError> {
@@ -348,15 +350,7 @@ impl Capture {
                     log::error!("container {owner}: log capture: {e}");
                 }
                 // Halted: the fifos stay for the next daemon.
-                let halted = {
-                    let mut probe = libc::pollfd {
-                        fd: std::os::fd::AsRawFd::as_raw_fd(&shared.halt_r),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd, zero timeout.
-                    unsafe { libc::poll(&mut probe, 1, 0) == 1 }
-                };
+                let halted = shared.halted.load(Ordering::SeqCst);
                 let mut running = lock(&shared.running);
                 if let Some(list) = running.get_mut(&owner) {
                     list.retain(|r| r.stdout != out);
@@ -374,7 +368,6 @@ impl Capture {
                 }
             })
             .map_err(thread_err)?;
-        drop(stderr);
         running.entry(id.to_string()).or_default().push(Running {
             stdout,
             finish: finish_w,
@@ -388,7 +381,7 @@ impl Capture {
 }
 
 /// A byte into a non-blocking pipe (a full pipe is as good: it is readable already).
-fn nix_write(fd: &OwnedFd) -> io::Result<()> {
+fn poke(fd: &OwnedFd) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: writes one byte from a valid buffer to an fd this process owns.
     let n = unsafe { libc::write(fd.as_raw_fd(), b"x".as_ptr().cast(), 1) };
@@ -446,7 +439,7 @@ mod tests {
         assert!(out.starts_with(base.join("run/c1")) && capture.owns(&out.display().to_string()));
         let (mut w_out, keep_out) = shim_open(&out);
         let (mut w_err, keep_err) = shim_open(&err);
-        capture.start(prepared, &opts).unwrap();
+        prepared.start(&opts).unwrap();
         assert_eq!(capture.running(), 1);
         w_out.write_all(b"one\ntw").unwrap();
         w_err.write_all(b"oops\n").unwrap();
@@ -472,7 +465,7 @@ mod tests {
         let out = prepared.stdout.clone();
         let (mut w_out, _keep_out) = shim_open(&out);
         let (_w_err, _keep_err) = shim_open(&prepared.stderr);
-        first.start(prepared, &opts).unwrap();
+        prepared.start(&opts).unwrap();
         w_out.write_all(b"before\n").unwrap();
         wait_for("the first line", || logs(&opts.dir).len() == 1);
         first.halt(Duration::from_secs(5));

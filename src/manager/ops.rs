@@ -408,11 +408,11 @@ impl<R: Runtime> Manager<R> {
     }
 
     /// The daemon's capture, when it is the one to read `c`'s output.
-    pub(super) fn capture_for(&self, c: &Container) -> Option<&crate::logs::capture::Capture> {
+    fn capture_for(&self, c: &Container) -> Option<&Arc<crate::logs::capture::Capture>> {
         let own_root = !c.host_config.log_config.driver_config.root_dir.is_empty();
         self.settings
             .log_capture
-            .as_deref()
+            .as_ref()
             .filter(|_| !own_root && !c.io_config.tty)
     }
 
@@ -511,10 +511,7 @@ impl<R: Runtime> Manager<R> {
             other => other?,
         };
         if let Some((prepared, options)) = capture {
-            let started = self
-                .capture_for(c)
-                .map(|capture| capture.start(prepared, &options));
-            if let Some(Err(e)) = started {
+            if let Err(e) = prepared.start(&options) {
                 // Nobody would read its output: the container would block on its first lines.
                 if let Err(e) = self.delete_task(&id).await {
                     log::warn!("deleting the created task of container {id} failed: {e}");

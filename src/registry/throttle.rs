@@ -21,15 +21,6 @@ pub fn set_rate(rate: u64) {
     }
 }
 
-/// The limit now, bytes per second (0: unlimited).
-pub fn rate() -> u64 {
-    LIMITER
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .map_or(0, RateLimiter::rate)
-}
-
 /// How long to pause after `bytes` arrived.
 fn pause_for(bytes: usize) -> Duration {
     LIMITER
