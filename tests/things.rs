@@ -996,3 +996,98 @@ fn a_new_identity_moves_the_twin_and_a_restart_serves_the_remembered_one() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A container the update agent made with a health gate: its Container feature's state shows
+/// what the gate sees (leda-cm extension), as do `kanto-cm get` and the agent's current state.
+#[test]
+fn a_health_gate_shows_in_the_twin_in_kanto_cm_get_and_in_the_current_state() {
+    let config = json!({"things": {"enable": true}, "update_agent": {"enable": true}});
+    let d = Device::start(
+        "twin_health",
+        config,
+        &[REQUEST, "e/#", "command//+/res/#", "containersupdate/#"],
+    );
+    let image = service_image(&d.h);
+    d.connect();
+    d.wait_event("the twin", |e| e["path"] == "/features/ContainerFactory");
+    // The health command fails once (it leaves a mark), then passes.
+    let once = "test -e /tmp/once || { touch /tmp/once; exit 1; }";
+    let mut kv = vec![json!({"key": "image", "value": image})];
+    for (k, v) in [
+        ("healthCmd", "sh"),
+        ("healthCmd", "-c"),
+        ("healthCmd", once),
+        ("healthInterval", "300ms"),
+        ("healthRetries", "3"),
+    ] {
+        kv.push(json!({"key": k, "value": v}));
+    }
+    let components = json!([{"id": "app", "version": "1.0", "config": kv}]);
+    d.peer.publish(
+        "containersupdate/desiredstate",
+        &json!({"activityId": "gated", "timestamp": 1, "payload": {"domains": [
+            {"id": "containers", "config": [], "components": components}]}}),
+    );
+    let done = d.peer.wait(
+        "containersupdate/desiredstatefeedback",
+        Duration::from_secs(60),
+        |j| j["activityId"] == "gated" && j["payload"]["status"] == "COMPLETED",
+    );
+    assert!(done.is_some(), "not COMPLETED\n{}", d.stderr());
+
+    let id = d.containers()["app"].0.clone();
+    let state_path = format!("/features/Container:{id}/properties/status/state");
+    let healths: Vec<Value> = d
+        .events_on(EVENTS)
+        .into_iter()
+        .filter(|e| e["path"] == state_path)
+        .filter_map(|e| e["value"].get("health").cloned())
+        .collect();
+    let failed_once = healths.iter().position(|h| {
+        h["status"] == "starting"
+            && h["failingStreak"] == 1
+            && h["detail"]
+                .as_str()
+                .is_some_and(|s| s.contains("exited with code 1"))
+    });
+    let healthy = healths
+        .iter()
+        .position(|h| *h == json!({"status": "healthy"}));
+    assert!(
+        matches!((failed_once, healthy), (Some(a), Some(b)) if a < b),
+        "{healths:#?}"
+    );
+    let last = d
+        .events_on(EVENTS)
+        .into_iter()
+        .rev()
+        .find(|e| e["path"] == state_path)
+        .unwrap();
+    assert_eq!(last["value"]["status"], "RUNNING", "{last}");
+    assert_eq!(last["value"]["health"], json!({"status": "healthy"}));
+
+    let got: Value = serde_json::from_str(&d.kcm_ok(&["get", &id])).unwrap();
+    assert_eq!(
+        got["state"]["health"],
+        json!({"status": "healthy"}),
+        "{got:#}"
+    );
+
+    // The current state published after the apply names it among the container's parameters.
+    let current = d.peer.wait(
+        "containersupdate/currentstate",
+        Duration::from_secs(20),
+        |j| {
+            j["payload"]["softwareNodes"]
+                .as_array()
+                .and_then(|nodes| nodes.iter().find(|n| n["id"] == "containers:app"))
+                .and_then(|n| n["parameters"].as_array())
+                .is_some_and(|p| p.contains(&json!({"key": "health", "value": "healthy"})))
+        },
+    );
+    assert!(
+        current.is_some(),
+        "no current state with the health\n{}",
+        d.stderr()
+    );
+}

@@ -156,6 +156,10 @@ pub fn container_node(domain: &str, c: &Container, verbose: bool) -> SoftwareNod
     }
     let running = c.state.status == Status::Running;
     kv(&mut p, "status", c.state.status.name());
+    // leda-cm extension: what its health gate saw during this run (none without a gate).
+    if let Some(h) = &c.state.health {
+        kv(&mut p, "health", h.status.name());
+    }
     if verbose || (!c.state.finished_at.is_empty() && !running) {
         kv(&mut p, "finishedAt", &c.state.finished_at);
     }
@@ -260,7 +264,7 @@ mod tests {
         .unwrap();
         fill_defaults(&mut c, || "id".into());
         c.state = c.state.running(5, "2023-08-28T11:14:25.8Z");
-        let inv = inventory("containers", "0.1.0", &[c], false);
+        let inv = inventory("containers", "0.1.0", &[c.clone()], false);
         let node = &inv.software_nodes[1];
         assert_eq!(node.id, hvac_fixture.id);
         assert_eq!(node.version, hvac_fixture.version);
@@ -283,6 +287,22 @@ mod tests {
             inv.associations[0].target_id,
             "containers:hvacservice-example"
         );
+        // No gate, no health; with one, its status (leda-cm extension).
+        let health = |n: &SoftwareNode| {
+            n.parameters
+                .iter()
+                .find(|p| p.key == "health")
+                .map(|p| p.value.clone())
+        };
+        assert_eq!(health(node), None);
+        let mut gated = c;
+        gated.state.health = Some(crate::model::Health {
+            status: crate::model::HealthStatus::Unhealthy,
+            failing_streak: 3,
+            detail: "the health command failed".into(),
+        });
+        let inv = inventory("containers", "0.1.0", &[gated], false);
+        assert_eq!(health(&inv.software_nodes[1]).as_deref(), Some("unhealthy"));
         let verbose = inventory("containers", "0.1.0", &[], true);
         assert_eq!(verbose.software_nodes.len(), 1);
         assert!(verbose.associations.is_empty());

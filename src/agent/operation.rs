@@ -25,7 +25,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use super::diff::{Change, Kind, Planned};
 use super::messages::{action_status as act, status, Action, Component, Feedback};
 use crate::manager::{Manager, ManagerError, StopOptions, UpdateOptions};
-use crate::model::{Container, Status};
+use crate::model::{Container, Health, HealthStatus, Status};
 use crate::runtime::{Progress, ProgressFn, Runtime};
 
 /// Where feedback goes: (activity id, feedback).
@@ -1108,8 +1108,9 @@ const GATE_POLL: Duration = Duration::from_millis(100);
 
 /// The health gate: the container just started must keep running, with the same task (not
 /// restarted by its policy), for `gate.uptime_ms`, and its health command (if any) must exit
-/// 0 once before `gate.retries` runs in a row have failed. A pass is persisted in the
-/// container's record before it returns (before it is said: a restart keeps the container).
+/// 0 once before `gate.retries` runs in a row have failed. What it sees is the run's health
+/// in the container's state (starting, then healthy or unhealthy); a pass is persisted there
+/// before this returns (before it is said: a restart keeps the container).
 async fn hold_up<R: Runtime>(
     ctx: &Ctx<R>,
     id: &str,
@@ -1117,6 +1118,26 @@ async fn hold_up<R: Runtime>(
 ) -> Result<(), String> {
     let first = ctx.manager.get(id).map_err(|e| ctx.err(e))?;
     let (pid, started) = (first.state.pid, first.state.started_at.clone());
+    let health = |status, failing_streak, detail: &str| Health {
+        status,
+        failing_streak,
+        detail: detail.to_string(),
+    };
+    let run = started.as_str();
+    let say = |h: Health| async move {
+        ctx.manager
+            .set_health(id, run, h)
+            .await
+            .map_err(|e| ctx.err(e))
+    };
+    say(health(HealthStatus::Starting, 0, "")).await?;
+    let fail = |failures, why: String| async move {
+        // Said before the gate's failure is reported; the run may be gone already.
+        match say(health(HealthStatus::Unhealthy, failures, &why)).await {
+            Ok(()) => Err(why),
+            Err(e) => Err(format!("{why} (its health could not be recorded: {e})")),
+        }
+    };
     let begun = tokio::time::Instant::now();
     let deadline = begun + Duration::from_millis(gate.uptime_ms);
     let interval = Duration::from_millis(gate.interval_ms.max(1));
@@ -1131,11 +1152,15 @@ async fn hold_up<R: Runtime>(
             } else {
                 format!("exited with code {}", c.state.exit_code)
             };
-            return Err(format!(
-                "health gate failed: the container {how} {} after its start; it must run for {}",
-                seconds(begun.elapsed().as_millis() as u64),
-                seconds(gate.uptime_ms)
-            ));
+            return fail(
+                failures,
+                format!(
+                    "health gate failed: the container {how} {} after its start; it must run for {}",
+                    seconds(begun.elapsed().as_millis() as u64),
+                    seconds(gate.uptime_ms)
+                ),
+            )
+            .await;
         }
         let now = tokio::time::Instant::now();
         if !healthy && now >= next_check {
@@ -1146,26 +1171,33 @@ async fn hold_up<R: Runtime>(
                 Err(e) => Some(ctx.err(e)),
             };
             match outcome {
-                None => healthy = true,
+                None => {
+                    healthy = true;
+                    if failures > 0 {
+                        say(health(HealthStatus::Starting, 0, "")).await?;
+                    }
+                }
                 Some(why) => {
                     failures += 1;
+                    let cmd = gate.cmd.join(" ");
                     if failures >= gate.retries {
-                        return Err(format!(
-                            "health gate failed: the health command {:?} failed {failures} times in a row (last: {why})",
-                            gate.cmd.join(" ")
-                        ));
+                        return fail(
+                            failures,
+                            format!(
+                                "health gate failed: the health command {cmd:?} failed {failures} times in a row (last: {why})"
+                            ),
+                        )
+                        .await;
                     }
+                    let last = format!("the health command {cmd:?} {why}");
+                    say(health(HealthStatus::Starting, failures, &last)).await?;
                 }
             }
             next_check = tokio::time::Instant::now() + interval;
             continue;
         }
         if healthy && now >= deadline {
-            return ctx
-                .manager
-                .mark_gate_passed(id)
-                .await
-                .map_err(|e| ctx.err(e));
+            return say(health(HealthStatus::Healthy, 0, "")).await;
         }
         let wake = if healthy { deadline } else { next_check };
         tokio::time::sleep(GATE_POLL.min(wake.saturating_duration_since(now))).await;

@@ -146,6 +146,11 @@ pub fn to_pb(c: &Container) -> pb::Container {
             running: c.state.running,
             status: c.state.status.name().to_string(),
             oom_killed: c.state.oom_killed,
+            health: c.state.health.as_ref().map(|h| pb::Health {
+                status: h.status.name().to_string(),
+                failing_streak: h.failing_streak.into(),
+                detail: h.detail.clone(),
+            }),
         }),
         created: c.created.clone(),
         manually_stopped: c.manually_stopped,
@@ -397,6 +402,14 @@ pub fn from_pb(p: &pb::Container) -> Result<Container, ConvertError> {
             running: s.running,
             oom_killed: s.oom_killed,
             status: Status::parse(&s.status).unwrap_or(Status::Unknown),
+            // An unknown health is not shown rather than refused: it is only ever reported.
+            health: s.health.as_ref().and_then(|h| {
+                Some(model::Health {
+                    status: model::HealthStatus::parse(&h.status)?,
+                    failing_streak: u32::try_from(h.failing_streak).unwrap_or(0),
+                    detail: h.detail.clone(),
+                })
+            }),
         };
     }
     Ok(c)
@@ -466,6 +479,58 @@ mod tests {
             expected.started_successfully_before = false;
             assert_eq!(back, expected, "{}", c.container_name);
         }
+    }
+
+    /// The health (field 1000 of State, a leda-cm extension) goes over the wire and back; a
+    /// decoder that knows only Kanto's State fields skips it.
+    #[test]
+    fn health_crosses_the_wire_and_kantos_decoder_skips_it() {
+        use crate::model::{Health, HealthStatus};
+        use prost::Message;
+        /// Kanto's State as its Go client knows it (fields 1 to 12).
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct KantoState {
+            #[prost(int64, tag = "1")]
+            pid: i64,
+            #[prost(string, tag = "11")]
+            status: String,
+            #[prost(bool, tag = "12")]
+            oom_killed: bool,
+        }
+        for health in [
+            None,
+            Some(Health {
+                status: HealthStatus::Starting,
+                failing_streak: 2,
+                detail: "the health command \"check\" exited with code 1".into(),
+            }),
+            Some(Health {
+                status: HealthStatus::Healthy,
+                failing_streak: 0,
+                detail: String::new(),
+            }),
+            Some(Health {
+                status: HealthStatus::Unhealthy,
+                failing_streak: 3,
+                detail: "health gate failed".into(),
+            }),
+        ] {
+            let mut c = Container::default();
+            c.state = c.state.running(7, "t");
+            c.state.health = health.clone();
+            let p = to_pb(&c);
+            assert_eq!(from_pb(&p).unwrap().state.health, health);
+            let wire = p.state.as_ref().unwrap().encode_to_vec();
+            let kanto = KantoState::decode(wire.as_slice()).unwrap();
+            assert_eq!((kanto.pid, kanto.status.as_str()), (7, "Running"));
+        }
+        // A status this build does not know is not shown.
+        let mut p = to_pb(&Container::default());
+        p.state.as_mut().unwrap().health = Some(pb::Health {
+            status: "sleepy".into(),
+            ..Default::default()
+        });
+        assert_eq!(from_pb(&p).unwrap().state.health, None);
     }
 
     /// The sub-messages a Get answer carries, as Kanto's daemon sends them.

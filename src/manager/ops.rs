@@ -720,18 +720,31 @@ impl<R: Runtime> Manager<R> {
         Ok(c.clone())
     }
 
-    /// An empty name is refused (Kanto ignores it and answers OK).
-    /// Records that the container's health gate passed (see `Extras::health_passed`).
-    pub async fn mark_gate_passed(self: &Arc<Self>, id: &str) -> Result<(), ManagerError> {
+    /// Records what the health gate of the run that began at `started_at` saw (shown in its
+    /// state); `Healthy` also records that its gate passed (see `Extras::health_passed`). A
+    /// later run is left alone: the verdict was about an earlier one.
+    pub async fn set_health(
+        self: &Arc<Self>,
+        id: &str,
+        started_at: &str,
+        health: crate::model::Health,
+    ) -> Result<(), ManagerError> {
         let entry = self.entry(id)?;
         let mut c = entry.op.lock().await;
-        if c.extras().health_passed {
+        let passed = health.status == crate::model::HealthStatus::Healthy;
+        if c.state.started_at != started_at
+            || (c.state.health.as_ref() == Some(&health) && c.extras().health_passed == passed)
+        {
             return Ok(());
         }
-        c.extras_mut().health_passed = true;
+        c.state.health = Some(health);
+        if passed {
+            c.extras_mut().health_passed = true;
+        }
         self.commit(&entry, &c).await
     }
 
+    /// An empty name is refused (Kanto ignores it and answers OK).
     pub async fn rename(self: &Arc<Self>, id: &str, name: &str) -> Result<Container, ManagerError> {
         let entry = self.entry(id)?;
         if !valid_name(name) {

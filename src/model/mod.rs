@@ -699,6 +699,57 @@ pub struct State {
     pub oom_killed: bool,
     #[serde(default)]
     pub status: Status,
+    /// What its health gate found during this run (leda-cm extension; none without a gate,
+    /// and cleared at every start: a verdict holds for the run it was checked in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// The health of a container's run as its health gate saw it (issue 20), with Docker's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    /// Runs of the health command that failed in a row.
+    #[serde(default, skip_serializing_if = "no_failures")]
+    pub failing_streak: u32,
+    /// Why it is unhealthy, or the last failed run while starting.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+fn no_failures(n: &u32) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The gate is still waiting.
+    Starting,
+    /// The gate passed.
+    Healthy,
+    /// The gate failed.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HealthStatus> {
+        [
+            HealthStatus::Starting,
+            HealthStatus::Healthy,
+            HealthStatus::Unhealthy,
+        ]
+        .into_iter()
+        .find(|h| h.name() == s)
+    }
 }
 
 impl Default for State {
@@ -716,6 +767,7 @@ impl Default for State {
             running: false,
             oom_killed: false,
             status: Status::Created,
+            health: None,
         }
     }
 }
@@ -739,6 +791,7 @@ impl State {
         s.exit_code = 0;
         s.error.clear();
         s.oom_killed = false;
+        s.health = None;
         s
     }
 
@@ -928,6 +981,37 @@ mod tests {
         let st = again.stopped(0, "t4");
         assert_eq!(st.status, Status::Stopped);
         assert!(!st.running);
+    }
+
+    /// A run's health stays with it through pause and exit, is persisted as
+    /// `state.health`, and is cleared when the next run starts.
+    #[test]
+    fn health_belongs_to_the_run() {
+        let mut r = State::default().running(7, "t1");
+        r.health = Some(Health {
+            status: HealthStatus::Unhealthy,
+            failing_streak: 3,
+            detail: "why".into(),
+        });
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["health"],
+            serde_json::json!({"status": "unhealthy", "failing_streak": 3, "detail": "why"})
+        );
+        assert_eq!(serde_json::from_value::<State>(v).unwrap(), r);
+        let e = r.paused().unpaused().exited(1, false, "t2");
+        assert_eq!(e.health, r.health);
+        assert_eq!(e.running(8, "t3").health, None);
+        let plain = serde_json::to_value(State::default()).unwrap();
+        assert!(plain.get("health").is_none(), "{plain}");
+        for h in [
+            HealthStatus::Starting,
+            HealthStatus::Healthy,
+            HealthStatus::Unhealthy,
+        ] {
+            assert_eq!(HealthStatus::parse(h.name()), Some(h));
+        }
+        assert_eq!(HealthStatus::parse("Healthy"), None);
     }
 
     #[test]

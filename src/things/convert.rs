@@ -240,6 +240,17 @@ pub fn state(c: &Container) -> Value {
     if s.oom_killed {
         v["oomKilled"] = json!(true);
     }
+    // leda-cm extension: the health gate's view of this run.
+    if let Some(h) = &s.health {
+        let mut health = json!({"status": h.status.name()});
+        if h.failing_streak > 0 {
+            health["failingStreak"] = json!(h.failing_streak);
+        }
+        if !h.detail.is_empty() {
+            health["detail"] = json!(h.detail);
+        }
+        v["health"] = health;
+    }
     v
 }
 
@@ -558,6 +569,29 @@ mod tests {
         );
         let created = Container::default();
         assert_eq!(state(&created), json!({"status":"CREATED"}));
+        // The health gate's view (leda-cm extension), only what is set.
+        for (health, want) in [
+            (
+                crate::model::Health {
+                    status: crate::model::HealthStatus::Healthy,
+                    failing_streak: 0,
+                    detail: String::new(),
+                },
+                json!({"status": "healthy"}),
+            ),
+            (
+                crate::model::Health {
+                    status: crate::model::HealthStatus::Starting,
+                    failing_streak: 1,
+                    detail: "exited with code 1".into(),
+                },
+                json!({"status": "starting", "failingStreak": 1, "detail": "exited with code 1"}),
+            ),
+        ] {
+            c.state.health = Some(health);
+            assert_eq!(state(&c)["health"], want);
+            assert_eq!(state(&c)["status"], "RUNNING");
+        }
     }
 
     /// Kanto's retryTimeout is a float64 that Go writes without a fraction when whole.
