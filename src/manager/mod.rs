@@ -179,8 +179,9 @@ impl<R: Runtime> Manager<R> {
             log::warn!("{w}");
         }
         let mut table = BTreeMap::new();
-        for c in loaded {
+        for mut c in loaded {
             log::debug!("loaded container {} ({})", c.container_id, c.container_name);
+            c.state = c.state.reloaded();
             table.insert(c.container_id.clone(), Entry::new(c));
         }
         let (changes, _) = broadcast::channel(256);

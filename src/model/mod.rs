@@ -834,6 +834,19 @@ impl State {
         s
     }
 
+    /// Read back after leda-cm restarted: a gate that was still waiting (`starting`) has
+    /// nobody to finish it (the update agent does not run a gate again), so that health goes.
+    pub fn reloaded(mut self) -> State {
+        if self
+            .health
+            .as_ref()
+            .is_some_and(|h| h.status == HealthStatus::Starting)
+        {
+            self.health = None;
+        }
+        self
+    }
+
     pub fn restarting(&self) -> State {
         let mut s = self.clone();
         s.restarting = true;
@@ -1001,7 +1014,19 @@ mod tests {
         assert_eq!(serde_json::from_value::<State>(v).unwrap(), r);
         let e = r.paused().unpaused().exited(1, false, "t2");
         assert_eq!(e.health, r.health);
+        assert_eq!(
+            e.clone().reloaded(),
+            e,
+            "a verdict stays after a restart of leda-cm"
+        );
         assert_eq!(e.running(8, "t3").health, None);
+        let mut waiting = State::default().running(9, "t5");
+        waiting.health = Some(Health {
+            status: HealthStatus::Starting,
+            failing_streak: 1,
+            detail: String::new(),
+        });
+        assert_eq!(waiting.reloaded().health, None, "nobody finishes that gate");
         let plain = serde_json::to_value(State::default()).unwrap();
         assert!(plain.get("health").is_none(), "{plain}");
         for h in [
