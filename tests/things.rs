@@ -1037,6 +1037,10 @@ fn a_health_gate_shows_in_the_twin_in_kanto_cm_get_and_in_the_current_state() {
 
     let id = d.containers()["app"].0.clone();
     let state_path = format!("/features/Container:{id}/properties/status/state");
+    // The twin's events are published beside the feedback, not before it: waited for.
+    d.wait_event("the healthy state", |e| {
+        e["path"] == state_path && e["value"]["health"] == json!({"status": "healthy"})
+    });
     let healths: Vec<Value> = d
         .events_on(EVENTS)
         .into_iter()

@@ -731,16 +731,13 @@ impl<R: Runtime> Manager<R> {
     ) -> Result<(), ManagerError> {
         let entry = self.entry(id)?;
         let mut c = entry.op.lock().await;
-        let passed = health.status == crate::model::HealthStatus::Healthy;
-        if c.state.started_at != started_at
-            || (c.state.health.as_ref() == Some(&health) && c.extras().health_passed == passed)
-        {
+        if c.state.started_at != started_at || c.state.health.as_ref() == Some(&health) {
             return Ok(());
         }
-        c.state.health = Some(health);
-        if passed {
+        if health.status == crate::model::HealthStatus::Healthy {
             c.extras_mut().health_passed = true;
         }
+        c.state.health = Some(health);
         self.commit(&entry, &c).await
     }
 
