@@ -11,8 +11,8 @@
 #
 # Output: target/binaries/leda-cm-<arch>-<libc> and target/binaries/sizes.txt.
 #
-# Routes (both work on a fresh Debian 12 machine without rustup downloads; everything they
-# need is installed from Debian and PyPI by this script):
+# Routes (everything they need is installed from Debian by this script; musl also adds
+# rustup's musl std and rust-src):
 #
 #  gnu (default): static glibc (`+crt-static`, static-pie). x86_64 is the native release
 #    build (`cargo build --release`, .cargo/rustc-static adds +crt-static). aarch64 uses
@@ -20,14 +20,17 @@
 #    (`apt-get download libstd-rust-web-dev:arm64`, `dpkg-deb -x`, not installed) into a
 #    private sysroot under target/cross/, and gcc-aarch64-linux-gnu as the linker (its
 #    libc6-dev-arm64-cross has libc.a). Stable flags only.
-#  musl: rust-web-src + `-Z build-std` (RUSTC_BOOTSTRAP=1) with `zig cc` (PyPI ziglang,
-#    installed under target/cross/) as linker and C compiler.
+#  musl (the smallest binary): rustup's toolchain with its <arch>-unknown-linux-musl std
+#    (self-contained crt objects, libc.a, libunwind.a) and rust-src; std is rebuilt with the
+#    crate (`-Z build-std=std,panic_abort`, RUSTC_BOOTSTRAP=1, `optimize_for_size`, no
+#    backtrace symboliser) and no unwind tables (`-C force-unwind-tables=no`), relative
+#    relocations packed (musl >= 1.2.4 applies DT_RELR). C compiler and linker: cc natively,
+#    gcc-aarch64-linux-gnu for aarch64.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 root=$PWD
 
-ZIG_VERSION=0.14.1
 cross=$root/target/cross
 # shellcheck source=qemu/lib.sh
 . "$root/qemu/lib.sh"
@@ -76,14 +79,10 @@ install_for() { # install_for LIBC ARCH
             touch "$sysroot/done"
         fi
     else
-        need_packages rust-web-src
-        if [ ! -x "$cross/zig/ziglang/zig" ] || [ "$(cat "$cross/zig/version" 2>/dev/null)" != "$ZIG_VERSION" ]; then
-            say "installing ziglang $ZIG_VERSION (PyPI) into $cross/zig"
-            rm -rf "$cross/zig"
-            python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-                --target "$cross/zig" "ziglang==$ZIG_VERSION"
-            echo "$ZIG_VERSION" >"$cross/zig/version"
-        fi
+        [ "$arch" = x86_64 ] || need_packages gcc-aarch64-linux-gnu
+        rustup target list --installed | grep -qx "$arch-unknown-linux-musl" ||
+            rustup target add "$arch-unknown-linux-musl"
+        rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
     fi
 }
 
@@ -93,28 +92,6 @@ triple() { # triple ARCH LIBC
     aarch64 | arm64) echo "aarch64-unknown-linux-$2" ;;
     *) die "unknown architecture $1 (x86_64 or aarch64)" ;;
     esac
-}
-
-# zig cc for <arch>-linux-musl as linker and C compiler; rustc and cc-rs pass a few flags
-# zig's clang driver does not take, dropped here.
-zig_wrappers() {
-    local arch=$1 w=$cross/bin/zigcc-$1
-    mkdir -p "$cross/bin"
-    cat >"$w.tmp" <<EOF
-#!/usr/bin/env bash
-args=()
-for a in "\$@"; do
-    case \$a in
-    --target=* | -Wl,--no-undefined-version) ;;
-    *) args+=("\$a") ;;
-    esac
-done
-export ZIG_GLOBAL_CACHE_DIR="$cross/zig-cache" ZIG_LOCAL_CACHE_DIR="$cross/zig-cache"
-exec "$cross/zig/ziglang/zig" cc -target $arch-linux-musl "\${args[@]}"
-EOF
-    printf '#!/bin/sh\nexec "%s" ar "$@"\n' "$cross/zig/ziglang/zig" >"$cross/bin/zigar"
-    chmod +x "$w.tmp" "$cross/bin/zigar"
-    mv "$w.tmp" "$w"
 }
 
 # Exports the build environment for LIBC ARCH; prints nothing. CARGO is the cargo to run,
@@ -133,21 +110,21 @@ setup_env() {
         TRIPLE=
         return
     fi
-    CARGO=/usr/bin/cargo
-    export RUSTC=/usr/bin/rustc
     export CARGO_TARGET_DIR=$cross/target
     if [ "$libc" = gnu ]; then
+        CARGO=/usr/bin/cargo
+        export RUSTC=/usr/bin/rustc
         local cc=$a-linux-gnu-gcc
         export "CARGO_TARGET_${T}_LINKER=$cc" "CC_${t//-/_}=$cc" "AR_${t//-/_}=$a-linux-gnu-ar"
         export "CARGO_TARGET_${T}_RUSTFLAGS=-C target-feature=+crt-static --sysroot $cross/sysroot-$(rustc_web_version)/usr"
     else
-        zig_wrappers "$a"
+        CARGO=cargo # rustup's, with its musl std and rust-src
+        local cc=cc ar=ar
+        [ "$a" = "$(uname -m)" ] || { cc=$a-linux-gnu-gcc; ar=$a-linux-gnu-ar; }
         export RUSTC_BOOTSTRAP=1
-        export "CARGO_TARGET_${T}_LINKER=$cross/bin/zigcc-$a" "CC_${t//-/_}=$cross/bin/zigcc-$a" \
-            "AR_${t//-/_}=$cross/bin/zigar"
-        # zig brings the C runtime, so not rustc's own copy.
-        export "CARGO_TARGET_${T}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no"
-        BUILD_STD=(-Z "build-std=std,panic_abort")
+        export "CARGO_TARGET_${T}_LINKER=$cc" "CC_${t//-/_}=$cc" "AR_${t//-/_}=$ar"
+        export "CARGO_TARGET_${T}_RUSTFLAGS=-C target-feature=+crt-static -C force-unwind-tables=no -C link-arg=-Wl,-z,pack-relative-relocs"
+        BUILD_STD=(-Z "build-std=std,panic_abort" -Z build-std-features=optimize_for_size)
     fi
     if [ "$a" != "$(uname -m)" ]; then
         export "CARGO_TARGET_${T}_RUNNER=qemu-$a-static"
@@ -211,9 +188,14 @@ unit_tests() { # unit_tests LIBC ARCH [ARGS...]
     [ "${TRIPLE%%-*}" != "$(uname -m)" ] && runner="qemu-${TRIPLE%%-*}-static user emulation"
     say "cargo test --lib --target $TRIPLE (runner: $runner)"
     started=$SECONDS
-    local std=()
-    ((${#BUILD_STD[@]})) && std=(-Z build-std)
-    nice "$CARGO" test --locked --lib --target "$TRIPLE" "${std[@]}" "$@"
+    if ((${#BUILD_STD[@]})); then
+        # The test harness needs unwinding: rustup's prebuilt musl std, unwind tables kept.
+        local T
+        T=$(echo "$TRIPLE" | tr 'a-z-' 'A-Z_')
+        unset RUSTC_BOOTSTRAP
+        export "CARGO_TARGET_${T}_RUSTFLAGS=-C target-feature=+crt-static"
+    fi
+    nice "$CARGO" test --locked --lib --target "$TRIPLE" "$@"
     say "unit tests for $TRIPLE passed in $((SECONDS - started))s"
 }
 
