@@ -79,7 +79,7 @@ install_for() { # install_for LIBC ARCH
             touch "$sysroot/done"
         fi
     else
-        [ "$arch" = x86_64 ] || need_packages gcc-aarch64-linux-gnu
+        [ "$arch" = "$(uname -m)" ] || need_packages "gcc-${arch//_/-}-linux-gnu"
         rustup target list --installed | grep -qx "$arch-unknown-linux-musl" ||
             rustup target add "$arch-unknown-linux-musl"
         rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
